@@ -1,0 +1,1 @@
+"""Recommenders benchmarked by the harness (registered by name into bench)."""

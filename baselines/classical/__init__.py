@@ -1,0 +1,3 @@
+"""classical recommenders; registered by name in bench.models.registry."""
+
+MODELS: dict[str, str] = {}

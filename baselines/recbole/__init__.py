@@ -1,0 +1,3 @@
+"""recbole recommenders; registered by name in bench.models.registry."""
+
+MODELS: dict[str, str] = {}

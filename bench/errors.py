@@ -1,0 +1,43 @@
+"""User-facing errors: one line, names the file/field/value and the fix, exit code 2."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class BenchError(Exception):
+    """An error caused by user input. The CLI prints ``error: <message>`` and exits with 2."""
+
+    exit_code = 2
+
+
+class ConfigError(BenchError):
+    """A config value, override or name that does not exist or does not validate."""
+
+
+class DataError(BenchError):
+    """A data file that is missing, malformed, of the wrong type, or empty."""
+
+
+class IntegrityError(BenchError):
+    """A split file whose checksum differs from its manifest, or a split from another config."""
+
+
+class TrackingError(BenchError):
+    """The tracking store cannot be used as asked (unsafe location, wrong schema, ...)."""
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, or an empty string."""
+    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def unknown(kind: str, name: str, options: Iterable[str], where: str = "") -> ConfigError:
+    """The standard error for an unknown model/dataset/split/metric/parameter name."""
+    opts = sorted(str(o) for o in options)
+    loc = f" in {where}" if where else ""
+    return ConfigError(
+        f"unknown {kind} '{name}'{loc}{did_you_mean(name, opts)}; available: {', '.join(opts)}"
+    )

@@ -1,0 +1,194 @@
+"""The small protocol every recommender implements (LensKit/RecPack style).
+
+A model sees integer indices only: users ``0..n_users-1`` and items ``0..n_items-1`` of one
+split (``ModelData.user_ids`` / ``item_ids`` map them back to the split's string ids; item
+indices follow the sorted item ids, so index order is id order). The harness alone turns scores
+into rankings (``bench.ranking.topk``: seen items masked, ties broken by item index); models
+never rank, never mask seen items and never seed global RNGs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from bench.errors import ConfigError, did_you_mean
+
+
+@dataclass(frozen=True)
+class History:
+    """What the model may use about each user when scoring (train, plus valid at test time).
+
+    ``matrix`` is a binary CSR (n_users x n_items); ``sequences[u]`` is user u's item indices in
+    time order (ties by timestamp broken by item index), duplicates collapsed to the last event.
+    """
+
+    matrix: sp.csr_matrix
+    sequences: list[np.ndarray]
+
+    @property
+    def n_users(self) -> int:
+        return int(self.matrix.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.matrix.shape[1])
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """The part of a split a model may see while fitting. Never contains the test set.
+
+    ``train``/``valid`` are polars frames with columns ``user_idx`` (i64), ``item_idx`` (i64),
+    ``timestamp`` (i64, seconds) and ``rating`` (f64, null if none), sorted by
+    (user_idx, timestamp, item_idx). ``items`` holds ``item_idx`` + the split's item side
+    information (MovieLens: title, year, genres); ``users`` holds ``user_idx`` + attributes.
+    ``train_history`` is the history for validation (train only); ``test_history`` is the one used
+    when scoring the test set (train + valid unless the split config says otherwise).
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    train: pl.DataFrame
+    valid: pl.DataFrame
+    items: pl.DataFrame
+    users: pl.DataFrame
+    train_history: History
+    test_history: History
+    split_dir: Path | None = None
+    split_sha256: str = ""
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """Everything a model needs from the harness while fitting; frozen, no globals.
+
+    ``validate(model)`` ranks the valid users with the harness's own ``topk`` (train history,
+    train items masked) and returns the harness's metric values on ``valid``, e.g.
+    ``{"ndcg_at_10": 0.12, ...}``; models use ``ctx.validate(self)[ctx.early_stopping_metric]``
+    for early stopping. ``cache_dir`` is a persistent cache (embeddings, LLM replies) shared by
+    runs; ``workdir`` is private to this run (its files may become artifacts).
+    """
+
+    seed: int
+    device: str = "cpu"
+    workdir: Path = Path(".")
+    cache_dir: Path = Path(".cache")
+    progress: bool = False
+    early_stopping_metric: str = "ndcg_at_10"
+    validate: Callable[[Recommender], dict[str, float]] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def rng(self, stream: int = 0) -> np.random.Generator:
+        """A fresh numpy Generator for this seed (``stream`` separates independent uses)."""
+        return np.random.default_rng([self.seed, stream])
+
+    def torch_generator(self, stream: int = 0):  # pragma: no cover - trivial
+        import torch
+
+        g = torch.Generator(device="cpu")
+        g.manual_seed(int(np.random.SeedSequence([self.seed, stream]).generate_state(1)[0]))
+        return g
+
+
+class Recommender(ABC):
+    """Base class of every model. Subclasses set ``Config`` to a frozen dataclass."""
+
+    Config: ClassVar[type] = dataclasses.make_dataclass("Config", [], frozen=True)
+    #: set by a model whose scores are only defined for some items (NaN elsewhere)
+    name: ClassVar[str] = ""
+
+    def __init__(self, config: Any | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None, where: str = "") -> Recommender:
+        """Validate ``params`` (from ``conf/model/<name>.yaml`` + overrides) into ``Config``."""
+        return cls(validate_params(cls.Config, dict(params or {}), where or cls.name))
+
+    @abstractmethod
+    def fit(self, data: ModelData, ctx: FitContext) -> None:
+        """Learn from ``data.train`` (``data.valid`` only for early stopping)."""
+
+    @abstractmethod
+    def score(self, users: np.ndarray, history: History) -> np.ndarray:
+        """Scores of shape (len(users), n_items), float; higher is better.
+
+        NaN means "cannot score": such items are never recommended. The harness masks the
+        user's ``history`` items itself, so models need not.
+        """
+
+    def n_parameters(self) -> int:
+        """Number of learned parameters (0 for memory-based models unless they store weights)."""
+        return 0
+
+    def extra_metrics(self) -> dict[str, float]:
+        """Model-specific metrics to log (e.g. ``llm_parse_failure_rate``); keys MLflow-safe."""
+        return {}
+
+    def artifacts(self) -> dict[str, Path]:
+        """Extra files to log as artifacts (name in the run -> local path), e.g. prompts.jsonl."""
+        return {}
+
+    def stage_latency_ms(self) -> dict[str, float]:
+        """Mean per-request milliseconds by pipeline stage, for ``latency_ms/<stage>``."""
+        return {}
+
+
+def validate_params(config_cls: type, params: dict[str, Any], where: str) -> Any:
+    """Build the frozen config, with a one-line error naming an unknown or mistyped parameter."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    for key in params:
+        if key not in fields:
+            raise ConfigError(
+                f"unknown parameter '{key}' for model '{where}'{did_you_mean(key, fields)}; "
+                f"valid: {', '.join(sorted(fields)) or '(none)'}"
+            )
+    coerced = {k: _coerce(v, fields[k], where) for k, v in params.items()}
+    return config_cls(**coerced)
+
+
+def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
+    want = f.type if isinstance(f.type, type) else None
+    if want is None:
+        name = str(f.type)
+        want = {"int": int, "float": float, "bool": bool, "str": str}.get(name)
+    if want is None or value is None:
+        return _freeze(value)
+    if want is bool and not isinstance(value, bool):
+        raise ConfigError(f"model '{where}': parameter '{f.name}' must be true/false, got {value!r}")
+    if want is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if want is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if want is str and isinstance(value, str):
+        return value
+    if isinstance(value, want):
+        return value
+    raise ConfigError(
+        f"model '{where}': parameter '{f.name}' must be {want.__name__}, got {value!r}"
+    )
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
