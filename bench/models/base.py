@@ -150,6 +150,16 @@ class Recommender(ABC):
         """Mean per-request milliseconds by pipeline stage, for ``latency_ms/<stage>``."""
         return {}
 
+    def reference_rankings(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Other rankings of the same users to evaluate beside the model's own.
+
+        ``name -> (users int64 (n,), rec int64 (n, N) item indices, -1 padded)``. The runner
+        scores each with the harness metrics and logs ``<name>/<metric key>`` (e.g. a reranker's
+        ``first_stage/ndcg_at_10``). Names ``permutation/<i>`` are a position-bias probe: the
+        runner also logs ``permutation/<key>_std`` and ``permutation/<key>_range``.
+        """
+        return {}
+
 
 def validate_params(config_cls: type, params: dict[str, Any], where: str) -> Any:
     """Build the frozen config, with a one-line error naming an unknown or mistyped parameter."""
