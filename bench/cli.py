@@ -1,0 +1,169 @@
+"""``bench``: run | leaderboard | report | evaluate.
+
+This module imports only the standard library at start-up: ``bench --help`` never loads torch,
+transformers, recbole or mlflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+from bench import __version__
+
+HELP = f"""usage: bench <command> [options]
+
+Reproducible benchmarks of LLM-based and classical recommenders (llmrec-harness {__version__}).
+
+commands:
+  run [overrides]      one experiment, Hydra-composed: bench run model=ease dataset=ml-100k
+  run -m [overrides]   a sweep (Hydra multirun):      bench run -m model=pop,ease seed=0,1,2
+  leaderboard          rank the MLflow runs of one dataset+split by a metric
+  report               paper tables (LaTeX/Markdown/CSV), figures and provenance.json from MLflow
+  evaluate             score an external recommendation file against a materialized split
+
+`bench <command> --help` describes each command; `bench run --help` shows the config groups.
+Errors in your input print one line and exit with code 2 (BENCH_TRACEBACK=1 shows tracebacks).
+"""
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("dataset", "split", "model", "eval", "metrics", "latency", "tracking", "experiment")
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Fail fast, with did-you-mean, on an unknown option of a config group (Hydra's own
+    message lists options but exits 1 with a traceback-like block)."""
+    from bench.errors import unknown
+
+    for arg in argv:
+        m = re.fullmatch(r"\+{0,2}([\w/]+)=(.*)", arg)
+        if not m or m.group(1) not in GROUPS:
+            continue
+        group, value = m.group(1), m.group(2)
+        if re.match(r"^\w+\(", value) or value in ("null", ""):
+            continue  # sweeper functions (choice(...), range(...)) and null
+        options = _options(group)
+        for v in value.split(","):
+            if v and v not in options:
+                raise unknown(group, v, options, where=f"override '{arg}'")
+
+
+def cmd_run(argv: list[str]) -> int:
+    if any(a in ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in argv):
+        from bench.app import main as app_main
+
+        return app_main(argv)
+    check_overrides(argv)
+    from bench.app import main as app_main
+
+    return app_main(argv)
+
+
+def cmd_leaderboard(argv: list[str]) -> int:
+    from bench.report.leaderboard import leaderboard_main
+
+    return int(leaderboard_main(argv) or 0)
+
+
+def cmd_report(argv: list[str]) -> int:
+    from bench.report.build import report_main
+
+    return int(report_main(argv) or 0)
+
+
+def cmd_evaluate(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="bench evaluate",
+        description="Score an external recommendation file (parquet or csv with user_id, "
+        "item_id, rank[, score]) against a materialized split folder, with the same metrics a "
+        "run logs. Items in the user's train or valid set are counted as misses; the file is "
+        "checked for them and a warning lists how many.",
+    )
+    p.add_argument("--split", required=True, help="split folder (holds manifest.json)")
+    p.add_argument("--recommendations", "-r", required=True, help="recommendations file")
+    p.add_argument("--ks", default="5,10,20", help="cut-offs, comma-separated (default 5,10,20)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--per-user", help="write the per-user metrics to this parquet file")
+    a = p.parse_args(argv)
+    import json
+
+    import polars as pl
+
+    from bench import evaluate
+    from bench.errors import DataError
+    from bench.splits import load_split
+
+    split = load_split(a.split)
+    path = Path(a.recommendations)
+    if not path.is_file():
+        raise DataError(f"{path}: no such recommendations file")
+    try:
+        ks = tuple(int(k) for k in a.ks.split(","))
+    except ValueError as e:
+        raise DataError(f"--ks {a.ks!r}: expected comma-separated integers, e.g. 5,10,20") from e
+    recs = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+    seen = pl.concat([split.train.select("user_id", "item_id"), split.valid.select("user_id", "item_id")])
+    ev = evaluate(recs, split.test, train=split.train, items=split.items, users=split.users,
+                  ks=ks, seen=seen)
+    if a.per_user:
+        ev.per_user.write_parquet(a.per_user)
+    if a.format == "json":
+        print(json.dumps(ev.summary, indent=2, sort_keys=True))
+    elif a.format == "csv":
+        print("metric,value")
+        for k in sorted(ev.summary):
+            print(f"{k},{ev.summary[k]:.10g}")
+    else:
+        width = max(len(k) for k in ev.summary)
+        for k in sorted(ev.summary):
+            print(f"{k:<{width}}  {ev.summary[k]:.6f}")
+        for metric, reason in getattr(ev, "skipped", []) or []:
+            print(f"skipped {metric}: {reason}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "leaderboard": cmd_leaderboard,
+    "report": cmd_report,
+    "evaluate": cmd_evaluate,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(HELP)
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"llmrec-harness {__version__}")
+        return 0
+    cmd = COMMANDS.get(argv[0])
+    try:
+        if cmd is None:
+            from bench.errors import unknown
+
+            raise unknown("command", argv[0], COMMANDS)
+        return cmd(argv[1:])
+    except Exception as e:
+        from bench.errors import BenchError
+
+        if not isinstance(e, BenchError) or os.environ.get("BENCH_TRACEBACK"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+def entry() -> None:  # pragma: no cover - console script
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

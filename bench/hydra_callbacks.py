@@ -1,0 +1,85 @@
+"""Hydra callbacks: launcher-side set-up of a sweep (store, experiment, parent run, reaper)
+and its summary (parent status, leaderboard, report) at the end."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from bench import tracking
+
+
+def _store(config: DictConfig) -> tracking.Store | None:
+    t = OmegaConf.to_container(config.get("tracking", {}), resolve=True) or {}
+    if not t.get("enabled", True):  # type: ignore[union-attr]
+        return None
+    uri = tracking.resolve_uri(t.get("uri"), Path(os.getcwd()))  # type: ignore[union-attr]
+    return tracking.Store(uri, t.get("experiment", tracking.DEFAULT_EXPERIMENT),  # type: ignore[union-attr]
+                          bool(t.get("allow_network_fs", False)))  # type: ignore[union-attr]
+
+
+class BenchCallback(Callback):
+    """Creates the DB, the experiment and the sweep's parent run once, before any job starts
+    (jobs in other processes inherit the parent id through the environment)."""
+
+    def __init__(self) -> None:
+        self.parent_id: str | None = None
+        self.store: tracking.Store | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from bench.errors import BenchError
+        from bench.runner import say
+
+        try:
+            self.store = _store(config)
+        except BenchError as e:
+            say(f"error: {e}")
+            raise
+        if self.store is None:
+            return
+        reaped = self.store.reap_stale()
+        if reaped:
+            say(f"marked {len(reaped)} stale RUNNING run(s) KILLED: {', '.join(reaped)}")
+        sweep_id = uuid.uuid4().hex[:12]
+        self.parent_id = tracking.start_parent(
+            self.store, sweep_id, {"bench.dataset": str(config.dataset.name)}
+        )
+        os.environ[tracking.PARENT_ENV] = self.parent_id
+        os.environ[tracking.SWEEP_ENV] = sweep_id
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from bench.runner import say
+
+        if self.store is None or self.parent_id is None:
+            return
+        counts = tracking.end_parent(self.store, self.parent_id)
+        say(f"sweep {os.environ.get(tracking.SWEEP_ENV)}: {counts or 'no new runs'}")
+        os.environ.pop(tracking.PARENT_ENV, None)
+        rep = OmegaConf.to_container(config.get("report", {}), resolve=False) or {}
+        self._leaderboard(config, rep)
+
+    def _leaderboard(self, config: DictConfig, rep: dict) -> None:
+        from bench.runner import say
+
+        argv = ["--tracking-uri", self.store.uri, "--experiment", self.store.experiment_name,
+                "--dataset", str(config.dataset.name), "--split", str(config.split.name),
+                "--metric", str(rep.get("leaderboard_metric", "ndcg_at_10"))]
+        try:
+            if rep.get("leaderboard_on_end", True):
+                from bench.report.leaderboard import leaderboard_main
+
+                leaderboard_main(argv)
+            if rep.get("out"):
+                from bench.report.build import report_main
+
+                out = ["--out", str(Path(str(rep["out"])).resolve()), "--force"]
+                spec = ["--spec", str(rep["spec"])] if rep.get("spec") else []
+                report_main(argv[:4] + ["--dataset", str(config.dataset.name),
+                                        "--split", str(config.split.name)] + spec + out)
+        except Exception as e:  # noqa: BLE001 - the sweep itself succeeded; say why the summary failed
+            say(f"summary failed: {e}")

@@ -1,0 +1,334 @@
+"""One experiment: split -> model -> topk -> metrics -> efficiency -> MLflow.
+
+``run_experiment(cfg)`` takes the resolved Hydra config (a plain dict). Everything it logs is
+defined in the contract; the order of work is chosen so that bad input fails before any model
+loads (config validation, split checksums, model name and parameters).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from bench import __version__
+from bench.errors import ConfigError
+from bench.ranking import rank_users, topk
+
+log = logging.getLogger("bench.run")
+
+
+@dataclass
+class RunOutcome:
+    status: str  # FINISHED | SKIPPED | DRY
+    run_id: str | None
+    run_key: str
+    metrics: dict[str, float]
+
+
+def progress_enabled(cfg: Mapping[str, Any]) -> bool:
+    p = cfg.get("progress", "auto")
+    if p == "auto":
+        return sys.stderr.isatty()
+    return bool(p)
+
+
+def say(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# pieces
+
+
+def load_split(cfg: Mapping[str, Any]):
+    from bench.splits import SplitConfig, materialize
+
+    split_cfg = SplitConfig.from_mapping(cfg["split"])
+    root = Path(cfg["paths"]["splits"]).resolve()
+    return materialize(cfg["dataset"], split_cfg, root, progress=say)
+
+
+def bucket(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Label numeric values by bucket, MLflow-safe: ``under18``, ``18-24``, ..., ``56plus``.
+
+    Edges are inclusive lower bounds (MovieLens age groups); None stays None.
+    """
+    labels = [f"under{edges[0]:g}"]
+    labels += [f"{a:g}-{b - 1:g}" for a, b in zip(edges, edges[1:], strict=False)]
+    labels.append(f"{edges[-1]:g}plus")
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        out[i] = None if v is None else labels[int(np.searchsorted(edges, float(v), side="right"))]
+    return out
+
+
+def user_attributes(users: pl.DataFrame, spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Group labels per user index for each configured attribute present in ``users``."""
+    out = {}
+    for name, edges in (spec or {}).items():
+        if name not in users.columns:
+            continue
+        col = users[name].to_list()
+        if edges:
+            out[name] = bucket(np.array(col, dtype=object), list(edges))
+        else:
+            out[name] = np.array([None if v is None else str(v) for v in col], dtype=object)
+    return out
+
+
+def item_genres(items: pl.DataFrame) -> list[frozenset[str]] | None:
+    if "genres" not in items.columns:
+        return None
+    return [frozenset(g or ()) for g in items["genres"].to_list()]
+
+
+def make_validator(split, cfg: Mapping[str, Any]):
+    """``ctx.validate``: rank valid users on the train history with the harness's own topk and
+    score them with the harness's own accuracy metrics on ``valid``."""
+    from bench.metrics.engine import evaluate_arrays
+
+    md = split.model_data
+    truth = split.matrix("valid")
+    users = np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
+    ks = tuple(int(k) for k in cfg["eval"]["ks"])
+    hist = md.train_history
+    budget = float(cfg["eval"].get("batch_budget_mb", 256))
+
+    def validate(model) -> dict[str, float]:
+        rec, _, _ = rank_users(
+            lambda b: model.score(b, hist), users, max(ks), hist.matrix, md.n_items, budget
+        )
+        return evaluate_arrays(users, rec, truth, ks).summary
+
+    return validate
+
+
+def recommendations_frame(split, users: np.ndarray, rec: np.ndarray, vals: np.ndarray) -> pl.DataFrame:
+    k = rec.shape[1]
+    mask = rec >= 0
+    uu = np.repeat(users, k).reshape(len(users), k)[mask]
+    ranks = np.tile(np.arange(1, k + 1), (len(users), 1))[mask]
+    return pl.DataFrame(
+        {
+            "user_id": split.user_ids[uu].astype(str) if len(uu) else np.array([], dtype=str),
+            "rank": ranks.astype(np.int64),
+            "item_id": split.item_ids[rec[mask]].astype(str) if len(uu) else np.array([], dtype=str),
+            "score": vals[mask].astype(np.float64),
+        },
+        schema={"user_id": pl.Utf8, "rank": pl.Int64, "item_id": pl.Utf8, "score": pl.Float64},
+    )
+
+
+def per_user_frame(split, users: np.ndarray, per_user: Mapping[str, np.ndarray]) -> pl.DataFrame:
+    cols: dict[str, Any] = {"user_id": split.user_ids[users].astype(str)}
+    for k in sorted(per_user):
+        cols[k] = np.asarray(per_user[k], dtype=np.float64)
+    return pl.DataFrame(cols)
+
+
+def reference_metrics(model, evaluate, keys_for_permutations=("ndcg_at_10", "recall_at_10")) -> dict[str, float]:
+    """Metrics of a model's ``reference_rankings`` (first stage, permutation probes)."""
+    out: dict[str, float] = {}
+    perms: dict[str, list[float]] = {}
+    for name, (users, rec) in model.reference_rankings().items():
+        summary = evaluate(np.asarray(users, dtype=np.int64), np.asarray(rec, dtype=np.int64))
+        if name.startswith("permutation/"):
+            for key in keys_for_permutations:
+                if key in summary:
+                    out[f"{name}/{key}"] = summary[key]
+                    perms.setdefault(key, []).append(summary[key])
+        else:
+            out.update({f"{name}/{k}": v for k, v in summary.items()})
+    for key, vals in perms.items():
+        out[f"permutation/{key}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+        out[f"permutation/{key}_range"] = float(np.max(vals) - np.min(vals))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+def run_name(cfg: Mapping[str, Any]) -> str:
+    return f"{cfg['model']['name']}-{cfg['dataset']['name']}-{cfg['split']['name']}-s{cfg['seed']}"
+
+
+def base_tags(cfg: Mapping[str, Any], split, key: str, device: str) -> dict[str, str]:
+    from bench.environment import device_tags, git_info
+    from bench.metrics.catalog import METRIC_DEFINITIONS_VERSION
+
+    git = git_info()
+    tags = {
+        "bench.dataset": str(cfg["dataset"]["name"]),
+        "bench.split": str(cfg["split"]["name"]),
+        "bench.split_protocol": str(cfg["split"]["protocol"]),
+        "bench.split_sha256": split.sha256,
+        "bench.split_dir": str(split.path),
+        "bench.model": str(cfg["model"]["name"]),
+        "bench.seed": str(cfg["seed"]),
+        "bench.run_key": key,
+        "bench.version": __version__,
+        "bench.git_sha": git.get("sha", "unknown"),
+        "bench.git_dirty": str(git.get("dirty", "unknown")).lower(),
+        "bench.metric_definitions": METRIC_DEFINITIONS_VERSION,
+    }
+    tags.update(device_tags(device))
+    if os.environ.get("BENCH_SWEEP_ID"):
+        tags["bench.sweep_id"] = os.environ["BENCH_SWEEP_ID"]
+    return tags
+
+
+def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
+    """Run one resolved config end to end and log it; see the module docstring."""
+    from bench import tracking
+    from bench.environment import resolve_device
+    from bench.models import registry
+
+    device = resolve_device(str(cfg.get("device", "cpu")))
+    model_cfg = cfg["model"]
+    # validate the model before any data work: unknown names/params fail fast
+    model = registry.build(str(model_cfg["name"]), dict(model_cfg.get("params") or {}))
+    split = load_split(cfg)
+    key = tracking.run_key(cfg, split.sha256)
+    tcfg = cfg.get("tracking", {}) or {}
+    if store is None and tcfg.get("enabled", True):
+        uri = tracking.resolve_uri(tcfg.get("uri"), Path(cfg["paths"]["root"]))
+        store = tracking.Store(uri, tcfg.get("experiment", tracking.DEFAULT_EXPERIMENT),
+                               bool(tcfg.get("allow_network_fs", False)))
+    if store is not None:
+        store.reap_stale()
+        done = store.finished_run(key)
+        if done is not None and not tcfg.get("force", False):
+            say(f"skip {run_name(cfg)}: FINISHED run {done.info.run_id} has the same run_key "
+                f"(tracking.force=true runs it again)")
+            return RunOutcome("SKIPPED", done.info.run_id, key, {})
+    if store is None:
+        metrics, _ = execute(cfg, model, split, device, workdir=Path(tempfile.mkdtemp()))
+        return RunOutcome("DRY", None, key, metrics)
+    parent = os.environ.get(tracking.PARENT_ENV) or None
+    tags = base_tags(cfg, split, key, device)
+    with tracking.TrackedRun(store, run_name(cfg), tags, parent_run_id=parent) as run:
+        say(f"run {run_name(cfg)} -> {run.run_id}")
+        run.log_params(tracking.params_of(cfg))
+        with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
+            workdir = Path(tmp)
+            metrics, files = execute(cfg, model, split, device, workdir)
+            run.log_metrics(metrics)
+            for name, path in files.items():
+                run.log_artifact(path)
+            if "llm_prompt_tokens" in metrics:
+                run.set_tags({"bench.model_family": "llm"})
+        return RunOutcome("FINISHED", run.run_id, key, metrics)
+
+
+def execute(cfg: Mapping[str, Any], model, split_obj, device: str, workdir: Path):
+    """Fit, rank, evaluate, measure. Returns (metrics, artifact files)."""
+    from bench.environment import environment_info
+    from bench.latency import LatencyConfig, PeakMemory, measure
+    from bench.metrics.engine import evaluate_arrays
+    from bench.models.base import FitContext
+
+    ks = tuple(sorted(int(k) for k in cfg["eval"]["ks"]))
+    kmax = max(ks)
+    exclude_seen = cfg["eval"].get("exclude_seen")
+    if not isinstance(exclude_seen, bool):
+        raise ConfigError(
+            f"eval.exclude_seen must be true or false (it is logged, never defaulted), "
+            f"got {exclude_seen!r}"
+        )
+    split = split_obj.indexed()
+    md = split.model_data
+    budget = float(cfg["eval"].get("batch_budget_mb", 256))
+    cache_dir = Path(cfg["paths"]["cache"]).resolve()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    ctx = FitContext(
+        seed=int(cfg["seed"]),
+        device=device,
+        workdir=workdir,
+        cache_dir=cache_dir,
+        progress=progress_enabled(cfg),
+        early_stopping_metric=str(cfg["eval"].get("early_stopping_metric", "ndcg_at_10")),
+        validate=make_validator(split, cfg),
+        extra={"dataset": cfg["dataset"]["name"]},
+    )
+    metrics: dict[str, float] = {}
+    with PeakMemory(device) as mem:
+        t0 = time.perf_counter()
+        model.fit(md, ctx)
+        metrics["fit_seconds"] = time.perf_counter() - t0
+        truth = split.matrix("test")
+        n_test = np.diff(truth.indptr)
+        users = np.flatnonzero(n_test > 0).astype(np.int64)
+        hist = md.test_history
+        exclude = hist.matrix if exclude_seen else None
+        t0 = time.perf_counter()
+        rec, vals, ties = rank_users(lambda b: model.score(b, hist), users, kmax, exclude, md.n_items, budget)
+        metrics["scoring_seconds"] = time.perf_counter() - t0
+        lcfg = LatencyConfig(**{k: v for k, v in (cfg.get("latency") or {}).items()
+                                if k in LatencyConfig.__dataclass_fields__})
+
+        def request(b: np.ndarray):
+            ex = exclude[b] if exclude is not None else None
+            return topk(model.score(b, hist), kmax, ex, inplace=True)
+
+        metrics.update(measure(request, users, lcfg, device))
+    metrics["peak_memory_mb"] = mem.peak_mb
+    metrics["n_parameters"] = float(model.n_parameters())
+    metrics[f"tie_rate_at_{kmax}"] = float(ties.mean()) if len(ties) else 0.0
+    train_m = split.matrix("train")
+    attrs = user_attributes(md.users, cfg.get("metrics", {}).get("user_attributes", {}))
+    genres = item_genres(md.items)
+    res = evaluate_arrays(users, rec, truth, ks, train=train_m, seen=hist.matrix,
+                          item_genres=genres, user_attrs=attrs)
+    metrics.update(res.summary)
+    metrics["n_users_skipped"] = float(md.n_users - len(users))
+    metrics["n_users_evaluated"] = float(len(users))
+    metrics.update({k: float(v) for k, v in split_obj.manifest.get("audit", {}).items()})
+    metrics.update({k: float(v) for k, v in model.extra_metrics().items()})
+    metrics.update({f"latency_ms/{k}": float(v) for k, v in model.stage_latency_ms().items()})
+
+    def ref_eval(u: np.ndarray, r: np.ndarray) -> dict[str, float]:
+        return evaluate_arrays(u, r, truth, ks, train=train_m, seen=hist.matrix).summary
+
+    metrics.update(reference_metrics(model, ref_eval))
+    files = write_artifacts(cfg, split, split_obj, users, rec, vals, res, model, workdir)
+    return metrics, files
+
+
+def write_artifacts(cfg, split, split_obj, users, rec, vals, res, model, workdir: Path) -> dict[str, Path]:
+    import yaml
+
+    from bench.environment import environment_info
+    from bench.tracking import redact
+
+    files = {
+        "config.yaml": workdir / "config.yaml",
+        "recommendations.parquet": workdir / "recommendations.parquet",
+        "per_user.parquet": workdir / "per_user.parquet",
+        "environment.json": workdir / "environment.json",
+        "split_manifest.json": workdir / "split_manifest.json",
+    }
+    files["config.yaml"].write_text(yaml.safe_dump(redact(dict(cfg)), sort_keys=False))
+    recommendations_frame(split, users, rec, vals).write_parquet(files["recommendations.parquet"])
+    per_user_frame(split, users, res.per_user).write_parquet(files["per_user.parquet"])
+    files["environment.json"].write_text(json.dumps(environment_info(), indent=2, default=str))
+    files["split_manifest.json"].write_text(json.dumps(split_obj.manifest, indent=2, default=str))
+    for name, path in model.artifacts().items():
+        path = Path(path)
+        if path.name != name:
+            import shutil
+
+            path = Path(shutil.copy(path, workdir / name))
+        files[name] = path
+    return files

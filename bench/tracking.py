@@ -1,0 +1,461 @@
+"""MLflow tracking exactly as the contract says, made safe for sweeps.
+
+- Store: ``sqlite:///<abs cwd>/mlflow.db`` by default (never Hydra's job dir); ``tracking.uri`` or
+  ``MLFLOW_TRACKING_URI`` override it. SQLite gets WAL and a 60 s busy timeout, the schema and
+  the experiment are created once under a file lock, and SQLite on a network filesystem is
+  refused (WAL and fcntl locks do not work there): use a tracking server.
+- Status discipline: a run ends FINISHED, FAILED (with ``error.txt``) or KILLED (SIGTERM); runs left
+  RUNNING by a dead process on this host are reaped to KILLED on the next start.
+- Dedupe: ``bench.run_key`` = hash of the resolved config (minus volatile keys) + split sha256; a
+  FINISHED run with the same key is skipped unless ``tracking.force=true``.
+- No secret reaches params, tags or artifacts: params are the allowlisted config groups with
+  secret-looking keys and URL credentials redacted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bench.errors import TrackingError
+
+DEFAULT_EXPERIMENT = "bench"
+PARENT_ENV = "BENCH_PARENT_RUN_ID"
+SWEEP_ENV = "BENCH_SWEEP_ID"
+#: config keys that do not change results (excluded from run_key)
+VOLATILE_KEYS = ("tracking", "progress", "paths", "hydra", "report")
+#: config groups logged as params (allowlist)
+PARAM_GROUPS = ("dataset", "split", "model", "eval", "latency", "seed", "device", "metrics")
+SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential|auth)", re.I)
+URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+MAX_PARAM_LEN = 6000
+# statfs magic numbers of network / cluster filesystems where SQLite locking is unsafe
+NETWORK_FS = {
+    0x6969: "nfs",
+    0x517B: "smb",
+    0xFF534D42: "cifs",
+    0xFE534D42: "smb2",
+    0x0BD00BD0: "lustre",
+    0x47504653: "gpfs",
+    0x65735546: "fuse",
+    0x013111A8: "ibrix",
+    0x19830326: "fhgfs/beegfs",
+    0x5346414F: "afs",
+}
+
+T = TypeVar("T")
+log = logging.getLogger("bench.tracking")
+
+
+# ---------------------------------------------------------------------------------------------
+# store location
+
+
+def resolve_uri(uri: str | None, base_dir: Path) -> str:
+    """Absolute tracking URI: explicit > $MLFLOW_TRACKING_URI > sqlite file in ``base_dir``."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    if not uri:
+        return f"sqlite:///{(Path(base_dir) / 'mlflow.db').resolve()}"
+    if uri.startswith("sqlite:///"):
+        rest = uri[len("sqlite:///") :]
+        path, _, query = rest.partition("?")
+        if not path.startswith("/"):
+            path = str((Path(base_dir) / path).resolve())
+        return f"sqlite:///{path}" + (f"?{query}" if query else "")
+    if "://" not in uri:  # a bare path: a file store is deprecated in MLflow 3
+        raise TrackingError(
+            f"tracking.uri={uri!r} is a path; MLflow 3 needs a database or server URI, e.g. "
+            f"sqlite:///{Path(base_dir).resolve() / 'mlflow.db'} (for an old ./mlruns folder run "
+            f"'mlflow migrate-filestore')"
+        )
+    return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :].partition("?")[0])
+
+
+def filesystem_type(path: Path) -> str | None:
+    """Name of a network filesystem holding ``path`` (None for a local disk)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    with contextlib.suppress(OSError):
+        with open("/proc/mounts") as f:
+            mounts = [line.split()[:3] for line in f]
+        best = ("", "")
+        target = str(probe.resolve())
+        for _, mnt, fstype in mounts:
+            if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[0]):
+                best = (mnt, fstype)
+        if best[1] and re.match(r"^(nfs\d?|cifs|smb\d?|lustre|gpfs|fuse\.\w+|beegfs|afs|ceph)$", best[1]):
+            return best[1]
+    return None
+
+
+def check_location(uri: str, allow_network_fs: bool = False) -> None:
+    """Refuse SQLite on a network filesystem (SQLite's WAL and locks break there)."""
+    path = sqlite_path(uri)
+    if path is None or allow_network_fs:
+        return
+    fs = filesystem_type(path.parent)
+    if fs:
+        raise TrackingError(
+            f"tracking store {path} is on a network filesystem ({fs}); SQLite locking is unsafe "
+            f"there. Run 'mlflow server --backend-store-uri postgresql://... --host 127.0.0.1' "
+            f"and set tracking.uri=http://127.0.0.1:5000 (or tracking.allow_network_fs=true to "
+            f"accept the risk)"
+        )
+
+
+def _connect_uri(uri: str) -> str:
+    """URI handed to MLflow: SQLite gets a 60 s busy timeout."""
+    if uri.startswith("sqlite:///") and "timeout=" not in uri:
+        return uri + ("&" if "?" in uri else "?") + "timeout=60"
+    return uri
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Exclusive lock around schema creation and experiment get-or-create (SQLite only)."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _quiet_mlflow() -> None:
+    for name in ("mlflow", "alembic", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def retry(fn: Callable[[], T], attempts: int = 8, base: float = 0.2) -> T:
+    """Call ``fn`` with exponential backoff on SQLite 'database is locked' errors."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - MLflow wraps the sqlite error in its own types
+            msg = str(e).lower()
+            if i == attempts - 1 or ("locked" not in msg and "busy" not in msg):
+                raise
+            time.sleep(base * (2**i) * (1 + 0.25 * ((os.getpid() + i) % 4)))
+    raise AssertionError("unreachable")
+
+
+class Store:
+    """A ready tracking store: MlflowClient + experiment id."""
+
+    def __init__(
+        self,
+        uri: str,
+        experiment: str = DEFAULT_EXPERIMENT,
+        allow_network_fs: bool = False,
+    ) -> None:
+        check_location(uri, allow_network_fs)
+        _quiet_mlflow()
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.experiment_name = experiment
+        with store_lock(uri):
+            path = sqlite_path(uri)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.client = MlflowClient(tracking_uri=_connect_uri(uri))
+                if path is not None:
+                    _enable_wal(path)
+                self.experiment_id = self._get_or_create(experiment)
+            except TrackingError:
+                raise
+            except Exception as e:
+                raise _store_error(uri, e) from e
+
+    def _get_or_create(self, name: str) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage != "active":
+                raise TrackingError(
+                    f"experiment '{name}' in {self.uri} is deleted; restore it in the MLflow UI "
+                    f"or choose tracking.experiment=<other name>"
+                )
+            return str(exp.experiment_id)
+        path = sqlite_path(self.uri)
+        location = None
+        if path is not None:
+            location = str(path.parent / "mlartifacts" / name)
+        return str(self.client.create_experiment(name, artifact_location=location))
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def search(self, filter_string: str, max_results: int = 1000) -> list[Any]:
+        return list(
+            retry(
+                lambda: self.client.search_runs(
+                    [self.experiment_id], filter_string=filter_string, max_results=max_results
+                )
+            )
+        )
+
+    def finished_run(self, key: str) -> Any | None:
+        runs = self.search(f"tags.\"bench.run_key\" = '{key}' and attributes.status = 'FINISHED'")
+        return runs[0] if runs else None
+
+    def reap_stale(self) -> list[str]:
+        """Mark KILLED the RUNNING runs whose owning process on this host is gone."""
+        host = socket.gethostname()
+        reaped = []
+        for run in self.search("attributes.status = 'RUNNING'"):
+            tags = run.data.tags
+            if tags.get("bench.host") != host or not tags.get("bench.pid"):
+                continue
+            pid = int(tags["bench.pid"])
+            if _pid_alive(pid, tags.get("bench.pid_start")):
+                continue
+            retry(lambda r=run: self.client.set_tag(r.info.run_id, "bench.status_note", "reaped: owner process gone"))
+            retry(lambda r=run: self.client.set_terminated(r.info.run_id, "KILLED"))
+            reaped.append(run.info.run_id)
+        return reaped
+
+
+def _enable_wal(path: Path) -> None:
+    import sqlite3
+
+    with contextlib.suppress(sqlite3.DatabaseError):
+        con = sqlite3.connect(str(path), timeout=60)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+        finally:
+            con.close()
+
+
+def _store_error(uri: str, e: Exception) -> TrackingError:
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if "out-of-date database schema" in str(e).lower() or "alembic" in str(e).lower():
+        return TrackingError(
+            f"tracking store {redact_text(uri)} has an older MLflow schema: back it up, then run "
+            f"'mlflow db upgrade {redact_text(uri)}' ({msg})"
+        )
+    return TrackingError(f"cannot open tracking store {redact_text(uri)}: {msg}")
+
+
+def _process_start(pid: int) -> str | None:
+    with contextlib.suppress(OSError, IndexError):
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    return None
+
+
+def _pid_alive(pid: int, start: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # guard against pid reuse: compare the process start time recorded at run start
+    return start is None or _process_start(pid) == start
+
+
+# ---------------------------------------------------------------------------------------------
+# config -> params, run key
+
+
+def redact_text(value: str) -> str:
+    """Remove credentials from URLs (``https://user:pw@host`` -> ``https://***@host``)."""
+    return URL_USERINFO.sub(lambda m: f"{m.group('scheme')}***@", value)
+
+
+def redact(obj: Any, key: str = "") -> Any:
+    """Deep-copy a config with secret-looking keys and URL credentials redacted."""
+    if isinstance(obj, Mapping):
+        return {k: redact(v, str(k)) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact(v, key) for v in obj]
+    if key and SECRET_KEY.search(key) and not key.endswith("_env") and obj not in (None, ""):
+        return "***"
+    if isinstance(obj, str):
+        return redact_text(obj)
+    return obj
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    elif isinstance(obj, list | tuple) and any(isinstance(v, Mapping) for v in obj):
+        for i, v in enumerate(obj):
+            out.update(flatten(v, f"{prefix}{i}."))
+    else:
+        out[prefix[:-1]] = obj
+    return out
+
+
+def params_of(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow params: the allowlisted config groups, flattened, redacted, length-capped."""
+    chosen = {k: cfg[k] for k in PARAM_GROUPS if k in cfg}
+    out = {}
+    for k, v in flatten(redact(chosen)).items():
+        s = json.dumps(v) if isinstance(v, list | tuple | dict) else str(v)
+        if len(s) > MAX_PARAM_LEN:
+            digest = hashlib.sha256(s.encode()).hexdigest()[:12]
+            s = s[: MAX_PARAM_LEN - 20] + f"...sha256:{digest}"
+        out[re.sub(r"[^\w./\- ]", "_", k)] = s
+    return out
+
+
+def run_key(cfg: Mapping[str, Any], split_sha: str) -> str:
+    """sha256 of the resolved config minus volatile keys, plus the split's sha256."""
+    stable = {k: v for k, v in cfg.items() if k not in VOLATILE_KEYS}
+    payload = json.dumps({"config": stable, "split_sha256": split_sha}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def safe_metric_key(key: str) -> str:
+    """MLflow-safe metric name (``@`` -> ``_at_``; other illegal characters -> ``_``)."""
+    key = key.replace("@", "_at_")
+    return re.sub(r"[^\w./\- ]", "_", key)
+
+
+# ---------------------------------------------------------------------------------------------
+# runs
+
+
+class TrackedRun:
+    """One MLflow run with status discipline (context manager).
+
+    Exceptions end it FAILED with ``error.txt``; SIGTERM ends it KILLED and exits 143.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        run_name: str,
+        tags: Mapping[str, str],
+        parent_run_id: str | None = None,
+    ) -> None:
+        self.store = store
+        all_tags = {
+            **{k: str(v) for k, v in tags.items()},
+            "bench.host": socket.gethostname(),
+            "bench.pid": str(os.getpid()),
+            "bench.pid_start": _process_start(os.getpid()) or "",
+        }
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = retry(
+            lambda: store.client.create_run(store.experiment_id, tags=all_tags, run_name=run_name)
+        )
+        self.run_id: str = run.info.run_id
+        self._prev_handler: Any = None
+
+    def __enter__(self) -> TrackedRun:
+        if _in_main_thread():
+            self._prev_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+        return self
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        with contextlib.suppress(Exception):
+            self.store.client.set_tag(self.run_id, "bench.status_note", "SIGTERM")
+            self.store.client.set_terminated(self.run_id, "KILLED")
+        sys.exit(143)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if _in_main_thread() and self._prev_handler is not None:
+            signal.signal(signal.SIGTERM, self._prev_handler)
+        if exc_type is None:
+            retry(lambda: self.store.client.set_terminated(self.run_id, "FINISHED"))
+            return
+        if exc_type is SystemExit and getattr(exc, "code", None) == 143:
+            return  # already KILLED by the handler
+        status = "KILLED" if exc_type is KeyboardInterrupt else "FAILED"
+        with contextlib.suppress(Exception):
+            text = "".join(traceback.format_exception(exc_type, exc, tb))
+            self.store.client.log_text(self.run_id, redact_text(text), "error.txt")
+        with contextlib.suppress(Exception):
+            retry(lambda: self.store.client.set_terminated(self.run_id, status))
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            retry(lambda c=items[i : i + 100]: self.store.client.log_batch(self.run_id, params=c))
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [
+            Metric(safe_metric_key(k), float(v), ts, 0)
+            for k, v in metrics.items()
+            if v is not None and v == v  # NaN is not logged
+        ]
+        for i in range(0, len(items), 1000):
+            retry(lambda c=items[i : i + 1000]: self.store.client.log_batch(self.run_id, metrics=c))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        for i in range(0, len(items), 100):
+            retry(lambda c=items[i : i + 100]: self.store.client.log_batch(self.run_id, tags=c))
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        retry(lambda: self.store.client.log_artifact(self.run_id, str(path), artifact_path))
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def start_parent(store: Store, sweep_id: str, tags: Mapping[str, str]) -> str:
+    """Create the parent run of a sweep (tag ``bench.sweep=parent``); returns its id."""
+    run = retry(
+        lambda: store.client.create_run(
+            store.experiment_id,
+            tags={**tags, "bench.sweep": "parent", "bench.sweep_id": sweep_id},
+            run_name=f"sweep-{sweep_id}",
+        )
+    )
+    return str(run.info.run_id)
+
+
+def end_parent(store: Store, parent_id: str) -> dict[str, int]:
+    """Finish a sweep's parent with a status summary of its children."""
+    children = store.search(f"tags.\"mlflow.parentRunId\" = '{parent_id}'", max_results=5000)
+    counts: dict[str, int] = {}
+    for r in children:
+        counts[r.info.status] = counts.get(r.info.status, 0) + 1
+    tags = {f"bench.n_{k.lower()}": str(v) for k, v in counts.items()}
+    tags["bench.n_children"] = str(len(children))
+    for k, v in tags.items():
+        retry(lambda k=k, v=v: store.client.set_tag(parent_id, k, v))
+    ok = counts.get("FINISHED", 0) == len(children)
+    retry(lambda: store.client.set_terminated(parent_id, "FINISHED" if ok else "FAILED"))
+    return counts
