@@ -322,7 +322,7 @@ def params_of(cfg: Mapping[str, Any]) -> dict[str, str]:
         s = json.dumps(v) if isinstance(v, list | tuple | dict) else str(v)
         if len(s) > MAX_PARAM_LEN:
             digest = hashlib.sha256(s.encode()).hexdigest()[:12]
-            s = s[: MAX_PARAM_LEN - 20] + f"...sha256:{digest}"
+            s = s[: MAX_PARAM_LEN - 22] + f"...sha256:{digest}"
         out[re.sub(r"[^\w./\- ]", "_", k)] = s
     return out
 

@@ -1,0 +1,93 @@
+"""Tracking helpers against a real MLflow SQLite store (no mocks)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bench import tracking
+from bench.errors import TrackingError
+
+
+def test_default_uri_is_absolute_sqlite_in_start_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.resolve_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert tracking.resolve_uri("sqlite:///rel/m.db", tmp_path) == f"sqlite:///{tmp_path}/rel/m.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.resolve_uri(None, tmp_path) == "http://127.0.0.1:5000"
+    with pytest.raises(TrackingError, match="migrate-filestore"):
+        tracking.resolve_uri("./mlruns", tmp_path)
+
+
+def test_redaction_and_params_allowlist():
+    cfg = {
+        "model": {"name": "llm-rerank", "params": {"api_key": "sk-canary-XYZ", "api_key_env": "K",
+                                                    "base_url": "https://u:pw@host/v1"}},
+        "tracking": {"uri": "postgresql://user:secret@db/mlflow"},
+        "seed": 0,
+    }
+    params = tracking.params_of(cfg)
+    text = repr(params)
+    assert "sk-canary-XYZ" not in text and "pw@" not in text and "secret" not in text
+    assert params["model.params.api_key_env"] == "K"
+    assert params["model.params.base_url"] == "https://***@host/v1"
+    assert not any(k.startswith("tracking") for k in params)
+    long = tracking.params_of({"model": {"params": {"x": "a" * 7000}}})["model.params.x"]
+    assert len(long) <= tracking.MAX_PARAM_LEN and "sha256:" in long
+
+
+def test_run_key_ignores_volatile_keys_only():
+    base = {"model": {"name": "pop"}, "seed": 0, "tracking": {"force": False}, "progress": "auto"}
+    k = tracking.run_key(base, "abc")
+    assert k == tracking.run_key({**base, "tracking": {"force": True}, "progress": True}, "abc")
+    assert k != tracking.run_key({**base, "seed": 1}, "abc")
+    assert k != tracking.run_key(base, "abd")
+
+
+def test_metric_keys_are_mlflow_safe():
+    assert tracking.safe_metric_key("ndcg@10") == "ndcg_at_10"
+    assert tracking.safe_metric_key("hit:5,x") == "hit_5_x"
+
+
+def test_run_status_discipline_and_reaper(tmp_path):
+    store = tracking.Store(f"sqlite:///{tmp_path}/mlflow.db")
+    with tracking.TrackedRun(store, "ok", {"bench.run_key": "k1"}) as run:
+        run.log_metrics({"ndcg_at_10": 0.5, "nan_metric": float("nan")})
+        run.log_params({"a": "1"})
+    assert store.finished_run("k1").info.run_id == run.run_id
+    with pytest.raises(RuntimeError):
+        with tracking.TrackedRun(store, "boom", {"bench.run_key": "k2"}) as bad:
+            raise RuntimeError("model exploded")
+    r = store.client.get_run(bad.run_id)
+    assert r.info.status == "FAILED"
+    assert store.finished_run("k2") is None
+    # a RUNNING run owned by a process that is gone is reaped to KILLED
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = store.client.create_run(store.experiment_id, tags={
+        "bench.host": __import__("socket").gethostname(), "bench.pid": dead})
+    assert stale.info.run_id in store.reap_stale()
+    assert store.client.get_run(stale.info.run_id).info.status == "KILLED"
+    # our own RUNNING run is left alone
+    live = tracking.TrackedRun(store, "live", {})
+    assert live.run_id not in store.reap_stale()
+
+
+def test_parent_run_summarises_children(tmp_path):
+    store = tracking.Store(f"sqlite:///{tmp_path}/mlflow.db")
+    parent = tracking.start_parent(store, "sw1", {})
+    with tracking.TrackedRun(store, "c1", {}, parent_run_id=parent):
+        pass
+    counts = tracking.end_parent(store, parent)
+    assert counts == {"FINISHED": 1}
+    p = store.client.get_run(parent)
+    assert p.info.status == "FINISHED" and p.data.tags["bench.sweep"] == "parent"
+
+
+def test_network_filesystem_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(tracking, "filesystem_type", lambda p: "nfs4")
+    with pytest.raises(TrackingError, match="network filesystem \\(nfs4\\)"):
+        tracking.check_location(f"sqlite:///{tmp_path}/mlflow.db")
+    tracking.check_location(f"sqlite:///{tmp_path}/mlflow.db", allow_network_fs=True)
