@@ -1,0 +1,68 @@
+"""CLI: fast help without heavy imports, one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.cli import check_overrides, main
+from bench.errors import ConfigError
+
+HEAVY = ("torch", "transformers", "recbole", "mlflow", "ranx", "numba")
+
+
+def test_help_imports_nothing_heavy_and_is_fast():
+    code = (
+        "import sys, time; t = time.perf_counter(); from bench.cli import main; main(['--help']);"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & set(%r)))" % (HEAVY,)
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert "usage: bench <command>" in out.stdout
+
+
+def test_console_script_help_under_1_5_s():
+    exe = __import__("shutil").which("bench")
+    if exe is None:
+        pytest.skip("console script not installed (pip install -e .)")
+    best = min(_timed([exe, "--help"]) for _ in range(3))
+    assert best < 1.5, f"bench --help took {best:.2f} s"
+
+
+def _timed(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, capture_output=True, check=True)
+    return time.perf_counter() - t
+
+
+@pytest.mark.parametrize(
+    "arg, expected",
+    [
+        ("model=sasrecc", "unknown model 'sasrecc' in override 'model=sasrecc' (did you mean 'sasrec'?)"),
+        ("dataset=ml-100", "(did you mean 'ml-100k'?)"),
+        ("split=temporal", "(did you mean 'temporal-global'?)"),
+        ("model=pop,eas", "unknown model 'eas'"),
+    ],
+)
+def test_unknown_group_options_have_did_you_mean(arg, expected):
+    with pytest.raises(ConfigError) as e:
+        check_overrides([arg])
+    assert expected in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_command_exits_2(capsys):
+    assert main(["lederboard"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'leaderboard'" in err
+
+
+def test_run_with_unknown_model_exits_2_without_traceback():
+    out = subprocess.run([sys.executable, "-m", "bench", "run", "model=sasrecc"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and out.stderr.strip().count("\n") == 0
+    assert "did you mean 'sasrec'" in out.stderr
