@@ -358,12 +358,7 @@ class TrackedRun:
         parent_run_id: str | None = None,
     ) -> None:
         self.store = store
-        all_tags = {
-            **{k: str(v) for k, v in tags.items()},
-            "bench.host": socket.gethostname(),
-            "bench.pid": str(os.getpid()),
-            "bench.pid_start": _process_start(os.getpid()) or "",
-        }
+        all_tags = {**{k: str(v) for k, v in tags.items()}, **_owner_tags()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = retry(
@@ -428,6 +423,15 @@ class TrackedRun:
         retry(lambda: self.store.client.log_artifact(self.run_id, str(path), artifact_path))
 
 
+def _owner_tags() -> dict[str, str]:
+    """Who owns a RUNNING run: host, pid and the pid's start time (guards against pid reuse)."""
+    return {
+        "bench.host": socket.gethostname(),
+        "bench.pid": str(os.getpid()),
+        "bench.pid_start": _process_start(os.getpid()) or "",
+    }
+
+
 def _in_main_thread() -> bool:
     import threading
 
@@ -439,7 +443,7 @@ def start_parent(store: Store, sweep_id: str, tags: Mapping[str, str]) -> str:
     run = retry(
         lambda: store.client.create_run(
             store.experiment_id,
-            tags={**tags, "bench.sweep": "parent", "bench.sweep_id": sweep_id},
+            tags={**tags, **_owner_tags(), "bench.sweep": "parent", "bench.sweep_id": sweep_id},
             run_name=f"sweep-{sweep_id}",
         )
     )

@@ -1,0 +1,128 @@
+"""End to end: the real CLI, real MLflow store, real split of ML-100K (shipped in recbole)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from .conftest import bench, runs, store
+
+pytestmark = [pytest.mark.integration]
+
+REQUIRED_TAGS = [
+    "bench.dataset", "bench.split", "bench.split_sha256", "bench.split_dir", "bench.model",
+    "bench.seed", "bench.run_key", "bench.version", "bench.git_sha", "bench.metric_definitions",
+    "bench.device",
+]
+REQUIRED_METRICS = [
+    f"{m}_at_{k}" for m in ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
+    for k in (5, 10, 20)
+] + [
+    "fit_seconds", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "throughput_users_per_s",
+    "peak_memory_mb", "n_parameters", "n_users_evaluated", "n_users_skipped", "audit_leak_ratio",
+]
+ARTIFACTS = ["config.yaml", "recommendations.parquet", "per_user.parquet", "environment.json"]
+
+
+def artifact(cwd, run, name):
+    from mlflow.artifacts import download_artifacts
+
+    return download_artifacts(run_id=run.info.run_id, artifact_path=name,
+                              tracking_uri=store(cwd).uri, dst_path=str(cwd / "dl" / run.info.run_id))
+
+
+@pytest.fixture(scope="module")
+def pop_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("e2e")
+    bench("run", "model=pop", "dataset=ml-100k", cwd=cwd)
+    (run,) = runs(cwd)
+    return cwd, run
+
+
+def test_run_logs_the_contract(pop_run):
+    cwd, run = pop_run
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "pop-ml-100k-temporal-global-s0"
+    for t in REQUIRED_TAGS:
+        assert run.data.tags.get(t), t
+    for m in REQUIRED_METRICS:
+        assert m in run.data.metrics, m
+    assert run.data.params["model.name"] == "pop"
+    assert run.data.params["split.exclude_seen"] == "True"
+    names = {a.path for a in store(cwd).client.list_artifacts(run.info.run_id)}
+    assert set(ARTIFACTS) <= names
+    env = json.loads(open(artifact(cwd, run, "environment.json")).read())
+    assert "python" in json.dumps(env).lower()
+    assert run.data.metrics["audit_leak_ratio"] == 0.0
+
+
+def test_lists_respect_exclusions_and_every_test_user_is_evaluated(pop_run):
+    cwd, run = pop_run
+    from bench.splits import load_split
+
+    split = load_split(run.data.tags["bench.split_dir"])
+    assert split.sha256 == run.data.tags["bench.split_sha256"]
+    recs = pl.read_parquet(artifact(cwd, run, "recommendations.parquet"))
+    assert recs.schema == pl.Schema({"user_id": pl.Utf8, "rank": pl.Int64, "item_id": pl.Utf8,
+                                     "score": pl.Float64})
+    seen = pl.concat([split.train, split.valid]).select("user_id", "item_id")
+    assert recs.join(seen, on=["user_id", "item_id"], how="semi").height == 0
+    per_user = pl.read_parquet(artifact(cwd, run, "per_user.parquet"))
+    test_users = set(split.test["user_id"].unique())
+    assert set(per_user["user_id"]) == test_users == set(recs["user_id"].unique())
+    assert run.data.metrics["n_users_evaluated"] == len(test_users)
+    assert recs.group_by("user_id").len()["len"].max() == 20
+
+
+def test_logged_accuracy_equals_trec_eval_and_ranx_on_the_logged_lists(pop_run):
+    cwd, run = pop_run
+    import pytrec_eval
+    from ranx import Qrels, Run, evaluate
+
+    from bench.splits import load_split
+
+    split = load_split(run.data.tags["bench.split_dir"])
+    recs = pl.read_parquet(artifact(cwd, run, "recommendations.parquet"))
+    qrels = {}
+    for u, i in split.test.select("user_id", "item_id").iter_rows():
+        qrels.setdefault(u, {})[i] = 1
+    runmap = {}
+    for u, r, i in recs.select("user_id", "rank", "item_id").iter_rows():
+        runmap.setdefault(u, {})[i] = float(100 - r)  # tie-free scores in logged order
+    m = run.data.metrics
+    for k in (5, 10, 20):
+        ev = pytrec_eval.RelevanceEvaluator(qrels, {f"P_{k}", f"recall_{k}", f"ndcg_cut_{k}"})
+        res = ev.evaluate(runmap)
+        for ours, theirs in (("precision", "P"), ("recall", "recall"), ("ndcg", "ndcg_cut")):
+            ref = np.mean([res[u][f"{theirs}_{k}"] for u in qrels])
+            assert abs(m[f"{ours}_at_{k}"] - ref) < 1e-9, (ours, k)
+        r = evaluate(Qrels(qrels), Run(runmap), [f"map@{k}", f"mrr@{k}", f"hit_rate@{k}"])
+        for ours, theirs in (("map", "map"), ("mrr", "mrr"), ("hit_rate", "hit_rate")):
+            assert abs(m[f"{ours}_at_{k}"] - r[f"{theirs}@{k}"]) < 1e-9, (ours, k)
+
+
+def test_rerun_is_skipped_and_forced_rerun_is_identical(pop_run):
+    cwd, run = pop_run
+    out = bench("run", "model=pop", "dataset=ml-100k", cwd=cwd)
+    assert "skip pop-ml-100k-temporal-global-s0" in out.stderr
+    assert len(runs(cwd)) == 1
+    bench("run", "model=pop", "dataset=ml-100k", "tracking.force=true", cwd=cwd)
+    a, b = sorted(runs(cwd, "FINISHED"), key=lambda r: r.info.start_time)
+    assert a.data.tags["bench.run_key"] == b.data.tags["bench.run_key"]
+    fa, fb = (open(artifact(cwd, r, "per_user.parquet"), "rb").read() for r in (a, b))
+    assert hashlib.sha256(fa).digest() == hashlib.sha256(fb).digest()
+
+
+def test_same_config_in_fresh_stores_gives_identical_per_user(tmp_path):
+    digests = []
+    for name in ("a", "b"):
+        cwd = tmp_path / name
+        cwd.mkdir()
+        bench("run", "model=ease", "dataset=ml-100k", cwd=cwd)
+        (run,) = runs(cwd)
+        digests.append(hashlib.sha256(open(artifact(cwd, run, "per_user.parquet"), "rb").read()).hexdigest())
+    assert digests[0] == digests[1]

@@ -1,0 +1,110 @@
+"""Sweeps that survive: joblib launcher, SIGKILL + resume, SIGTERM (pitfalls B1, B2, C7)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from .conftest import REPO, bench, runs, store
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FAST = ["dataset=ml-100k", "latency.n_requests=30", "latency.warmup=5"]
+
+
+def _count(db, status):
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            return con.execute(
+                "select count(*) from runs r where status=? and not exists (select 1 from tags t "
+                "where t.run_uuid=r.run_uuid and t.key='bench.sweep')", (status,)).fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _spawn(args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _wait(pred, timeout, proc=None):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        if proc is not None and proc.poll() is not None:
+            return pred()
+        time.sleep(0.05)
+    return False
+
+
+def test_joblib_sweep_ends_with_eight_finished_runs(tmp_path):
+    out = bench("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
+                "model=pop,random,ease,itemknn", "seed=0,1", *FAST, cwd=tmp_path)
+    rs = runs(tmp_path)
+    assert len(rs) == 8
+    assert Counter(r.info.status for r in rs) == {"FINISHED": 8}
+    keys = [r.data.tags["bench.run_key"] for r in rs]
+    assert len(set(keys)) == 8
+    parents = {r.data.tags.get("mlflow.parentRunId") for r in rs}
+    assert len(parents) == 1 and None not in parents
+    parent = store(tmp_path).client.get_run(parents.pop())
+    assert parent.info.status == "FINISHED" and parent.data.tags["bench.n_children"] == "8"
+    assert "ndcg_at_10" in out.stdout + out.stderr  # the leaderboard closes the sweep
+
+
+def test_sigkill_mid_sweep_then_resume_gives_one_finished_run_per_config(tmp_path):
+    args = ["run", "-m", "model=pop,random,ease,itemknn", "seed=0,1", *FAST]
+    db = tmp_path / "mlflow.db"
+    proc = _spawn(args, tmp_path)
+    try:
+        assert _wait(lambda: _count(db, "FINISHED") >= 3, 600, proc), proc.stderr.read()
+        # kill while the next job is running, if we can catch one
+        _wait(lambda: _count(db, "RUNNING") >= 1, 30, proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    done_before = _count(db, "FINISHED")
+    assert done_before < 8
+    out = bench(*args, cwd=tmp_path)
+    assert out.stderr.count("skip ") == done_before  # completed jobs are not recomputed
+    rs = runs(tmp_path)
+    finished = [r for r in rs if r.info.status == "FINISHED"]
+    assert len(finished) == 8
+    assert len({r.data.tags["bench.run_key"] for r in finished}) == 8
+    assert not [r for r in rs if r.info.status == "RUNNING"]
+    killed = [r for r in rs if r.info.status == "KILLED"]
+    assert all(r.data.tags.get("bench.status_note", "").startswith("reaped") for r in killed)
+    parents = [r for r in store(tmp_path).search("") if r.data.tags.get("bench.sweep") == "parent"]
+    assert all(p.info.status != "RUNNING" for p in parents)
+
+
+def test_sigterm_marks_the_current_run_killed(tmp_path):
+    db = tmp_path / "mlflow.db"
+    proc = _spawn(["run", "model=itemknn", "dataset=ml-100k", "latency.n_requests=5000"], tmp_path)
+    try:
+        assert _wait(lambda: _count(db, "RUNNING") >= 1, 300, proc), proc.stderr.read()
+        time.sleep(0.5)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode != 0
+    (run,) = runs(tmp_path)
+    assert run.info.status == "KILLED"
