@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench.errors import BenchError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+FRESH_ENV = "BENCH_FRESH_PROCESS"
 
 
 def _is_multirun() -> bool:
@@ -38,6 +40,8 @@ def task(cfg: DictConfig) -> Any:
             raise err from e
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if (container.get("latency") or {}).get("fresh_process") and not os.environ.get(FRESH_ENV):  # type: ignore[union-attr]
+        return _in_fresh_process()
     try:
         outcome = run_experiment(container)  # type: ignore[arg-type]
     except BenchError as e:
@@ -50,6 +54,21 @@ def task(cfg: DictConfig) -> Any:
     if outcome.metrics:
         say(f"{metric} = {outcome.metrics.get(metric, float('nan')):.6f}")
     return outcome.metrics.get(metric)
+
+
+def _in_fresh_process() -> None:
+    """Run this job again in a new interpreter, so no CUDA state, allocator cache or JIT warm-up
+    of an earlier job in this process leaks into its timings (``latency.fresh_process=true``)."""
+    import subprocess
+
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    cmd = [sys.executable, "-m", "bench", "run", *hc.overrides.task,
+           f"hydra.run.dir={hc.runtime.output_dir}"]
+    rc = subprocess.run(cmd, env={**os.environ, FRESH_ENV: "1"}).returncode
+    if rc != 0:
+        raise RuntimeError(f"job in a fresh process exited with {rc}: {' '.join(cmd[3:])}")
 
 
 def main(argv: list[str]) -> int:
