@@ -1,0 +1,372 @@
+"""Read evaluation runs from MLflow and decide which of them may be compared.
+
+Only FINISHED runs that carry ``bench.model`` are read; sweep parents (``bench.sweep=parent``)
+are left out. Runs are compared only when they share one ``bench.split_sha256`` and one
+``bench.metric_definitions``; different ``bench.version`` values are allowed but flagged.
+Efficiency metrics (latency, throughput, fit time, memory) compare only on one ``bench.device``.
+
+Nothing here loads a model: the only artifacts downloaded are data files (parquet/json/yaml).
+``mlflow`` is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import polars as pl
+
+from bench.errors import BenchError, TrackingError
+
+DATA_ARTIFACTS = (".parquet", ".json", ".yaml", ".yml")
+_SAFE_VALUE = re.compile(r"^[\w.\-:/ +@]*$")
+
+
+class ReportError(BenchError):
+    """Runs that cannot be reported as asked (none found, not comparable, bad artifact)."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One FINISHED evaluation run as the report sees it (tags + latest metric values)."""
+
+    run_id: str
+    run_name: str
+    start_time: int
+    tags: dict[str, str]
+    metrics: dict[str, float]
+    experiment_id: str = ""
+    artifact_uri: str = ""
+
+    def tag(self, name: str, default: str = "") -> str:
+        return self.tags.get(f"bench.{name}", default)
+
+    @property
+    def model(self) -> str:
+        return self.tag("model")
+
+    @property
+    def dataset(self) -> str:
+        return self.tag("dataset", "?")
+
+    @property
+    def split(self) -> str:
+        return self.tag("split", "?")
+
+    @property
+    def split_sha256(self) -> str:
+        return self.tag("split_sha256")
+
+    @property
+    def seed(self) -> int | None:
+        try:
+            return int(self.tag("seed"))
+        except ValueError:
+            return None
+
+    @property
+    def device(self) -> str:
+        return self.tag("device", "unknown")
+
+    def provenance(self) -> dict[str, Any]:
+        """The fields ``provenance.json`` lists for every run."""
+        return {
+            "run_id": self.run_id,
+            "run_name": self.run_name,
+            "model": self.model,
+            "seed": self.seed,
+            "dataset": self.dataset,
+            "split": self.split,
+            "split_protocol": self.tag("split_protocol") or None,
+            "split_sha256": self.split_sha256,
+            "git_sha": self.tag("git_sha") or None,
+            "bench_version": self.tag("version") or None,
+            "metric_definitions": self.tag("metric_definitions") or None,
+            "device": self.device,
+            "sweep_id": self.tag("sweep_id") or None,
+            "parent_run_id": self.tags.get("mlflow.parentRunId"),
+            "start_time_ms": self.start_time,
+        }
+
+
+@dataclass
+class Selection:
+    """The comparable runs of one dataset+split, with what the user should know about them."""
+
+    runs: list[Run]
+    dataset: str
+    split: str
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    ignored: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def split_sha256(self) -> str:
+        return self.runs[0].split_sha256
+
+    @property
+    def split_protocol(self) -> str:
+        protocols = sorted({r.tag("split_protocol") for r in self.runs} - {""})
+        return ", ".join(protocols) if protocols else "unrecorded"
+
+    @property
+    def metric_definitions(self) -> str:
+        return self.runs[0].tag("metric_definitions") or "unrecorded"
+
+    @property
+    def devices(self) -> list[str]:
+        return sorted({r.device for r in self.runs})
+
+    def by_model(self) -> dict[str, list[Run]]:
+        """Runs grouped by model (sorted by name), each group sorted by seed."""
+        return group_by_model(self.runs)
+
+
+# ----------------------------------------------------------------------------- store access
+
+
+def default_tracking_uri() -> str:
+    """The contract's default: ``MLFLOW_TRACKING_URI``, else ``sqlite:///<abs cwd>/mlflow.db``."""
+    env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    return env or f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+
+
+def redact_uri(uri: str) -> str:
+    """The URI without userinfo (``https://u:p@h`` -> ``https://***@h``) or password params."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<unparsable uri>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = re.sub(r"(?i)((?:password|passwd|pwd|token|secret|key)=)[^&]*", r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _check_store(uri: str) -> None:
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if not path.is_file():
+            raise TrackingError(
+                f"no MLflow store at {path}; run `bench run` here first, or pass "
+                "--tracking-uri (or set MLFLOW_TRACKING_URI)"
+            )
+    elif uri.startswith("file:") or Path(uri).is_dir():
+        raise TrackingError(
+            f"tracking URI {redact_uri(uri)} is a file store, which MLflow 3 no longer reads; "
+            "migrate it with `mlflow migrate-filestore --source mlruns --target "
+            "sqlite:///$PWD/mlflow.db`"
+        )
+
+
+def client(tracking_uri: str | None = None) -> Any:
+    """An ``MlflowClient`` for the URI (default: ``default_tracking_uri()``)."""
+    uri = tracking_uri or default_tracking_uri()
+    _check_store(uri)
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _quote(value: str, what: str) -> str:
+    if not _SAFE_VALUE.match(value):
+        raise ReportError(f"{what} {value!r} has characters a filter cannot hold; use letters, "
+                          "digits and . _ - : / + @")
+    return value
+
+
+def filter_string(dataset: str | None = None, split: str | None = None,
+                  split_sha256: str | None = None, device: str | None = None) -> str:
+    """The MLflow search filter for FINISHED bench runs with the given tags."""
+    parts = ["attributes.status = 'FINISHED'"]
+    for tag, value in (("dataset", dataset), ("split", split), ("device", device)):
+        if value:
+            parts.append(f"tags.\"bench.{tag}\" = '{_quote(value, tag)}'")
+    if split_sha256:
+        parts.append(f"tags.\"bench.split_sha256\" LIKE '{_quote(split_sha256, 'sha')}%'")
+    return " and ".join(parts)
+
+
+def search_runs(mlflow_client: Any, experiment: str = "bench", **tags: str | None) -> list[Run]:
+    """Every FINISHED evaluation run of the experiment matching the tags, newest first.
+
+    ``tags``: ``dataset``, ``split``, ``split_sha256`` (a prefix), ``device``. Sweep parents and
+    runs without ``bench.model`` are left out.
+    """
+    exp = mlflow_client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = sorted(e.name for e in mlflow_client.search_experiments())
+        from bench.errors import did_you_mean
+
+        raise ReportError(
+            f"no experiment '{experiment}' in the store{did_you_mean(experiment, names)}; "
+            f"experiments: {', '.join(names) or 'none'} (choose one with --experiment)"
+        )
+    query = filter_string(**tags)
+    out: list[Run] = []
+    token = None
+    while True:
+        page = mlflow_client.search_runs([exp.experiment_id], filter_string=query,
+                                         max_results=1000, order_by=["attributes.start_time DESC"],
+                                         page_token=token)
+        out.extend(_to_run(r) for r in page)
+        token = page.token
+        if not token:
+            break
+    return [r for r in out if r.model and r.tags.get("bench.sweep") != "parent"]
+
+
+def _to_run(r: Any) -> Run:
+    return Run(
+        run_id=r.info.run_id,
+        run_name=r.info.run_name or r.data.tags.get("mlflow.runName", ""),
+        start_time=int(r.info.start_time or 0),
+        tags=dict(r.data.tags),
+        metrics={k: float(v) for k, v in r.data.metrics.items()},
+        experiment_id=r.info.experiment_id,
+        artifact_uri=r.info.artifact_uri or "",
+    )
+
+
+def download_artifact(mlflow_client: Any, run_id: str, name: str, dst: Path) -> Path:
+    """Download one data artifact (parquet/json/yaml only; never a model or a pickle)."""
+    if not name.lower().endswith(DATA_ARTIFACTS) or ".." in Path(name).parts:
+        raise ReportError(f"artifact {name!r} is not a data file; reports read only "
+                          f"{', '.join(DATA_ARTIFACTS)} artifacts")
+    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        local = mlflow_client.download_artifacts(run_id, name, str(dst))
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a missing file
+        raise ReportError(f"run {run_id} has no artifact {name} ({type(exc).__name__}); "
+                          "was it made by an older bench or did the run fail to log it?") from exc
+    return Path(local)
+
+
+def per_user_frame(mlflow_client: Any, run: Run, cache_dir: Path | None = None) -> pl.DataFrame:
+    """The run's ``per_user.parquet`` (``user_id`` + one column per per-user metric)."""
+    with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
+        base = cache_dir if cache_dir is not None else Path(tmp)
+        path = download_artifact(mlflow_client, run.run_id, "per_user.parquet", base / run.run_id)
+        frame = pl.read_parquet(path)
+    if "user_id" not in frame.columns:
+        raise ReportError(f"per_user.parquet of run {run.run_name} ({run.run_id}) has no user_id "
+                          f"column (columns: {', '.join(frame.columns)})")
+    return frame
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def group_by_model(runs: Iterable[Run]) -> dict[str, list[Run]]:
+    """Runs grouped by model (sorted by name), each group sorted by seed."""
+    groups: dict[str, list[Run]] = defaultdict(list)
+    for r in runs:
+        groups[r.model].append(r)
+    return {m: sorted(rs, key=lambda r: (r.seed is None, r.seed or 0, r.start_time))
+            for m, rs in sorted(groups.items())}
+
+
+def pick_combo(runs: Sequence[Run], dataset: str | None, split: str | None) -> tuple[
+        list[Run], str, str, list[str]]:
+    """Keep the runs of one dataset+split: the one asked for, else the most recent one.
+
+    With several combos in the store and none chosen, the most recent combo (by its newest run)
+    is reported, and a note names the others and how to choose them.
+    """
+    combos: dict[tuple[str, str], list[Run]] = defaultdict(list)
+    for r in runs:
+        if (dataset is None or r.dataset == dataset) and (split is None or r.split == split):
+            combos[(r.dataset, r.split)].append(r)
+    if not combos:
+        have = sorted({f"{r.dataset}/{r.split}" for r in runs})
+        asked = f"dataset={dataset or '*'} split={split or '*'}"
+        raise ReportError(f"no FINISHED runs for {asked}; the store has: "
+                          f"{', '.join(have) or 'no bench runs'}")
+    newest = max(combos, key=lambda c: max(r.start_time for r in combos[c]))
+    notes = []
+    if len(combos) > 1:
+        others = ", ".join(f"{d}/{s} ({len(combos[(d, s)])} runs)" for d, s in sorted(combos)
+                           if (d, s) != newest)
+        notes.append(f"showing {newest[0]}/{newest[1]}, the most recent of {len(combos)} "
+                     f"dataset/split combos; others: {others} (choose with --dataset/--split)")
+    return combos[newest], newest[0], newest[1], notes
+
+
+def _refuse_mixed(runs: Sequence[Run], tag: str, what: str, fix: str) -> None:
+    counts = Counter(r.tag(tag) or "unrecorded" for r in runs)
+    if len(counts) > 1:
+        shown = ", ".join(f"{v[:12]} ({n} runs)" for v, n in counts.most_common())
+        raise ReportError(f"refusing to compare runs with different {what}: {shown}; {fix}")
+
+
+def dedupe(runs: Sequence[Run]) -> tuple[list[Run], list[dict[str, str]], list[str]]:
+    """One run per (model, seed): the most recent; older ones are reported as ignored."""
+    keep: dict[tuple[str, int | None], Run] = {}
+    ignored: list[dict[str, str]] = []
+    for r in sorted(runs, key=lambda r: -r.start_time):
+        key = (r.model, r.seed)
+        if key in keep:
+            ignored.append({"run_id": r.run_id, "run_name": r.run_name,
+                            "reason": f"older run of the same model+seed as {keep[key].run_id}"})
+        else:
+            keep[key] = r
+    notes = []
+    if ignored:
+        notes.append(f"{len(ignored)} older run(s) of an already reported model+seed ignored "
+                     "(the most recent run of each model+seed is used; see provenance.json)")
+    return list(keep.values()), ignored, notes
+
+
+def select(runs: Sequence[Run], dataset: str | None = None, split: str | None = None) -> Selection:
+    """The comparable runs of one dataset+split, or a ``ReportError`` saying why not and the fix.
+
+    Refuses different ``bench.split_sha256`` (the split was re-made: filter with
+    ``--split-sha256``) and different ``bench.metric_definitions`` (the metrics mean different
+    things). Different ``bench.version`` values give a warning.
+    """
+    if not runs:
+        raise ReportError("no FINISHED bench runs match; run `bench run ...` first, or check "
+                          "--tracking-uri/--experiment and the filters")
+    combo, ds, sp, notes = pick_combo(runs, dataset, split)
+    _refuse_mixed(combo, "split_sha256", f"split sha256 for {ds}/{sp}",
+                  "choose one with --split-sha256 PREFIX (or re-run the models on one split)")
+    _refuse_mixed(combo, "metric_definitions", "metric definitions versions",
+                  "re-run the older models with the current bench, or filter them out")
+    kept, ignored, dnotes = dedupe(combo)
+    warnings = []
+    versions = Counter(r.tag("version") or "unrecorded" for r in kept)
+    if len(versions) > 1:
+        shown = ", ".join(f"{v} ({n} runs)" for v, n in sorted(versions.items()))
+        warnings.append(f"runs come from different bench versions: {shown} "
+                        "(listed per run in provenance.json)")
+    return Selection(kept, ds, sp, notes + dnotes, warnings, ignored)
+
+
+def check_devices(selection: Selection, keys: Iterable[str], explicit: bool) -> list[str]:
+    """Device-bound keys (latency, ...) that may be shown; refuse or drop them across devices.
+
+    With runs from several ``bench.device`` values, explicitly requested device-bound metrics
+    are refused (fix: ``--device``); default ones are dropped with a note.
+    """
+    from bench.report.metrics import device_bound
+
+    keys = list(keys)
+    bound = [k for k in keys if device_bound(k)]
+    devices = selection.devices
+    if not bound or len(devices) <= 1:
+        return keys
+    if explicit:
+        raise ReportError(f"{', '.join(bound)} measured on {len(devices)} devices "
+                          f"({', '.join(devices)}) cannot be compared; add --device "
+                          f"{devices[0]!r} (or drop the efficiency metrics)")
+    selection.notes.append(f"efficiency metrics ({', '.join(bound)}) left out: runs come from "
+                           f"{len(devices)} devices ({', '.join(devices)}); add --device")
+    return [k for k in keys if k not in bound]
