@@ -1,0 +1,249 @@
+"""``bench leaderboard``: rank the MLflow runs of one dataset+split by a metric.
+
+One row per model: mean +/- sample std over its seeds (the most recent run of each model+seed),
+sorted in the metric's direction (from the metric catalog), ties by model name; models without
+the metric come last. Notes and warnings go to stderr so ``--format md|csv`` output stays clean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bench.errors import BenchError, did_you_mean
+from bench.report import metrics as cat
+from bench.report.runs import ReportError, Selection, check_devices
+
+DEFAULT_METRIC = "ndcg_at_10"
+DEFAULT_COLUMNS = ("recall_at_10", "hit_rate_at_10", "mrr_at_10", "coverage_at_10",
+                   "novelty_at_10", "latency_p50_ms")
+FORMATS = ("table", "md", "csv")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Mean, sample std (NaN for one seed) and number of seeds that logged the metric."""
+
+    mean: float
+    std: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    n_seeds: int
+    cells: dict[str, Cell]
+    run_ids: tuple[str, ...]
+
+
+def fmt(value: float, digits: int = 4) -> str:
+    """A metric value for tables: 4 decimals below 100, 1 decimal above, '—' for missing."""
+    if value is None or math.isnan(value):
+        return "—"
+    if abs(value) >= 100:
+        return f"{value:.1f}"
+    return f"{value:.{digits}f}"
+
+
+def fmt_cell(cell: Cell | None) -> str:
+    if cell is None or math.isnan(cell.mean):
+        return "—"
+    return fmt(cell.mean) if math.isnan(cell.std) else f"{fmt(cell.mean)} ± {fmt(cell.std)}"
+
+
+def summarize(values: Sequence[float]) -> Cell:
+    """Mean and sample std (ddof=1) of the values that exist."""
+    from bench.report.stats import seed_summary
+
+    s = seed_summary(values)
+    return Cell(s.mean, s.std, s.n)
+
+
+def available_keys(selection: Selection) -> list[str]:
+    return sorted({k for r in selection.runs for k in r.metrics})
+
+
+def resolve_columns(selection: Selection, metric: str, columns: str | None) -> list[str]:
+    """Canonical keys: the rank metric first, then the asked (or default) columns in the store."""
+    have = available_keys(selection)
+    shown = ", ".join(k for k in have if "/" not in k)
+    key = cat.normalize_key(metric)
+    if key not in have:
+        raise ReportError(f"no run of {selection.dataset}/{selection.split} logged metric "
+                          f"'{metric}'{did_you_mean(key, have)}; logged: {shown}")
+    if columns:
+        asked = [cat.normalize_key(c) for c in columns.split(",") if c.strip()]
+        for c in asked:
+            if c not in have:
+                raise ReportError(f"no run logged metric '{c}'{did_you_mean(c, have)} "
+                                  f"(--columns); logged: {shown}")
+        asked = check_devices(selection, asked, explicit=True)
+    else:
+        asked = check_devices(selection, [c for c in DEFAULT_COLUMNS if c in have], explicit=False)
+    return [key] + [c for c in dict.fromkeys(asked) if c != key]
+
+
+def rank_rows(selection: Selection, keys: Sequence[str]) -> list[Row]:
+    """One row per model, sorted by ``keys[0]`` in the catalog's direction (ties: model name)."""
+    rows = []
+    for model, runs in selection.by_model().items():
+        cells = {k: summarize([r.metrics[k] for r in runs if k in r.metrics]) for k in keys}
+        rows.append(Row(model, len(runs), cells, tuple(r.run_id for r in runs)))
+    sign = -1.0 if cat.higher_is_better(keys[0]) else 1.0
+
+    def order(row: Row) -> tuple[bool, float, str]:
+        m = row.cells[keys[0]].mean
+        return (math.isnan(m), 0.0 if math.isnan(m) else sign * m, row.model)
+
+    return sorted(rows, key=order)
+
+
+def header(keys: Sequence[str]) -> list[str]:
+    arrows = ["↑" if cat.higher_is_better(k) else "↓" for k in keys]
+    return ["#", "model", *[f"{cat.display(k)} {a}" for k, a in zip(keys, arrows, strict=True)],
+            "n_seeds"]
+
+
+def body(rows: Sequence[Row], keys: Sequence[str]) -> list[list[str]]:
+    return [[str(i), r.model, *[fmt_cell(r.cells[k]) for k in keys], str(r.n_seeds)]
+            for i, r in enumerate(rows, 1)]
+
+
+def to_csv(rows: Sequence[Row], keys: Sequence[str]) -> str:
+    """``rank,model,<key>...,<key>_std...,n_seeds``: full-precision means and stds."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["rank", "model", *keys, *[f"{k}_std" for k in keys], "n_seeds"])
+    for i, r in enumerate(rows, 1):
+        w.writerow([i, r.model, *[_num(r.cells[k].mean) for k in keys],
+                    *[_num(r.cells[k].std) for k in keys], r.n_seeds])
+    return buf.getvalue()
+
+
+def _num(v: float) -> str:
+    return "" if v is None or math.isnan(v) else repr(float(v))
+
+
+def to_markdown(rows: Sequence[Row], keys: Sequence[str]) -> str:
+    head = header(keys)
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join(["---:", ":---"] + ["---:"] * (len(head) - 2)) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body(rows, keys)]
+    return "\n".join(lines) + "\n"
+
+
+def to_plain(rows: Sequence[Row], keys: Sequence[str]) -> str:
+    table = [header(keys), *body(rows, keys)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    out = []
+    for n, line in enumerate(table):
+        cells = [c.ljust(w) if i == 1 else c.rjust(w)
+                 for i, (c, w) in enumerate(zip(line, widths, strict=True))]
+        out.append("  ".join(cells).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out) + "\n"
+
+
+def _print_rich(rows: Sequence[Row], keys: Sequence[str], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for i, h in enumerate(header(keys)):
+        table.add_column(h, justify="left" if i == 1 else "right", style="bold" if i == 1 else "")
+    for cells in body(rows, keys):
+        table.add_row(*cells)
+    Console().print(table)
+
+
+def title_line(selection: Selection, key: str) -> str:
+    direction = "higher" if cat.higher_is_better(key) else "lower"
+    return (f"{selection.dataset} / {selection.split} (protocol {selection.split_protocol}, "
+            f"split {selection.split_sha256[:12]}, metric definitions "
+            f"v{selection.metric_definitions}): ranked by {cat.display(key)} "
+            f"({direction} is better), mean ± std over seeds")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench leaderboard",
+        description="Rank the FINISHED MLflow runs of one dataset+split by a metric: one row per "
+                    "model, mean ± std over seeds. With several dataset/split combos in the store "
+                    "and none chosen, the most recent combo is shown (a note names the others).",
+        epilog="examples:\n  bench leaderboard\n  bench leaderboard --metric recall@20 "
+               "--format md\n  bench leaderboard --dataset ml-1m --split temporal "
+               "--columns recall_at_10,latency_p50_ms --device cpu",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_store_args(p)
+    p.add_argument("--metric", default=DEFAULT_METRIC,
+                   help="rank by this metric, as ndcg@10 or ndcg_at_10 (default: %(default)s)")
+    p.add_argument("--columns", default=None,
+                   help="comma-separated metrics to show next to it (default: recall, hit rate, "
+                        "MRR, coverage, novelty @10 and latency_p50_ms, where logged)")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="table (rich on a terminal, plain text otherwise), md or csv")
+    return p
+
+
+def add_store_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``bench leaderboard`` and ``bench report``."""
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                        "sqlite:///$PWD/mlflow.db)")
+    p.add_argument("--experiment", default=None, help="MLflow experiment (default: bench)")
+    p.add_argument("--dataset", default=None, help="dataset name (tag bench.dataset)")
+    p.add_argument("--split", default=None, help="split name (tag bench.split)")
+    p.add_argument("--split-sha256", default=None, metavar="PREFIX",
+                   help="only runs whose bench.split_sha256 starts with PREFIX (when a split was "
+                        "re-made and the store holds both)")
+    p.add_argument("--device", default=None,
+                   help="only runs of this bench.device (needed to compare latency across runs "
+                        "made on several devices)")
+
+
+def load_selection(args: argparse.Namespace) -> tuple[Selection, str]:
+    """Runs of the store that match the options, checked for comparability; and the URI."""
+    from bench.report import runs as rr
+
+    uri = args.tracking_uri or rr.default_tracking_uri()
+    client = rr.client(uri)
+    found = rr.search_runs(client, args.experiment or "bench", dataset=args.dataset,
+                           split=args.split, split_sha256=args.split_sha256, device=args.device)
+    return rr.select(found, args.dataset, args.split), uri
+
+
+def leaderboard_main(argv: list[str]) -> int:
+    """``bench leaderboard [options]``; returns the exit code (2 for user errors)."""
+    args = parser().parse_args(argv)
+    try:
+        selection, _ = load_selection(args)
+        keys = resolve_columns(selection, args.metric, args.columns)
+        rows = rank_rows(selection, keys)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    for note in selection.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for warning in selection.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.format == "csv":
+        sys.stdout.write(to_csv(rows, keys))
+    elif args.format == "md":
+        sys.stdout.write(to_markdown(rows, keys))
+    elif sys.stdout.isatty():
+        _print_rich(rows, keys, title_line(selection, keys[0]))
+    else:
+        sys.stdout.write(title_line(selection, keys[0]) + "\n" + to_plain(rows, keys))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(leaderboard_main(sys.argv[1:]))
