@@ -1,0 +1,604 @@
+"""``bench report``: paper tables, figures and provenance rebuilt from MLflow alone.
+
+Writes into a fresh temporary folder next to ``--out`` and moves it into place at the end, so a
+failed build never leaves half a report, and an existing non-empty ``--out`` is replaced only
+with ``--force``. Files: ``table.tex``, ``table.md``, ``table.csv``, ``<figure>.png|pdf``,
+``provenance.json`` and ``README.md`` (what was built, what was skipped and why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import BenchError, ConfigError, did_you_mean, unknown
+from bench.report import metrics as cat
+from bench.report import stats
+from bench.report.leaderboard import Cell, add_store_args, fmt, summarize
+from bench.report.runs import ReportError, Run, Selection, redact_uri
+
+DEFAULT_METRICS = ("ndcg_at_10", "recall_at_10", "hit_rate_at_10", "mrr_at_10",
+                   "coverage_at_10", "novelty_at_10")
+SPEC_KEYS = ("dataset", "split", "split_sha256", "experiment", "device", "metrics", "baseline",
+             "test", "correction", "alpha", "figures", "n_resamples", "n_bootstrap", "seed")
+
+
+@dataclass
+class ReportConfig:
+    """What to report; the spec file fills it, command-line options override the spec."""
+
+    dataset: str | None = None
+    split: str | None = None
+    split_sha256: str | None = None
+    experiment: str = "bench"
+    device: str | None = None
+    metrics: list[str] | None = None
+    baseline: str | None = None
+    test: str = "ttest"
+    correction: str = "holm"
+    alpha: float = 0.05
+    figures: list[str] | None = None  # None = every figure whose metrics are present
+    n_resamples: int = 10_000  # randomisation test
+    n_bootstrap: int = 2_000  # bootstrap CI over users
+    seed: int = 0  # of the randomisation test and the bootstrap
+
+
+@dataclass
+class Comparison:
+    """The report's numbers for one model and one metric."""
+
+    cell: Cell
+    ci: tuple[float, float] = (math.nan, math.nan)  # bootstrap over users
+    seed_ci: tuple[float, float] = (math.nan, math.nan)  # t-based over seeds
+    p: float = math.nan
+    p_adj: float = math.nan
+    dz: float = math.nan
+
+
+@dataclass
+class Report:
+    selection: Selection
+    config: ReportConfig
+    keys: list[str]
+    table: dict[str, dict[str, Comparison]]  # model -> key -> numbers
+    notes: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- spec and options
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    """A report spec (YAML mapping with keys of ``SPEC_KEYS``)."""
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"report spec {path} does not exist (specs live in reports/specs/)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", -1) + 1
+        raise ConfigError(f"report spec {path} is not valid YAML (line {line})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"report spec {path} must be a mapping of {', '.join(SPEC_KEYS)}")
+    for key in data:
+        if key not in SPEC_KEYS:
+            raise unknown("report spec key", str(key), SPEC_KEYS, where=str(path))
+    return data
+
+
+def _as_list(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return [str(v) for v in value]
+
+
+def make_config(args: argparse.Namespace) -> ReportConfig:
+    """Defaults < spec file < command-line options; validated."""
+    merged: dict[str, Any] = load_spec(Path(args.spec)) if args.spec else {}
+    for f in fields(ReportConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            merged[f.name] = value
+    merged["metrics"] = _as_list(merged.get("metrics"))
+    merged["figures"] = _as_list(merged.get("figures"))
+    if merged["figures"] == ["all"]:
+        merged["figures"] = None
+    cfg = ReportConfig(**merged)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: ReportConfig) -> None:
+    from bench.report.figures import FIGURES
+
+    if cfg.test not in stats.TESTS:
+        raise unknown("test", cfg.test, stats.TESTS)
+    if cfg.correction not in stats.CORRECTIONS:
+        raise unknown("correction", cfg.correction, stats.CORRECTIONS)
+    for name in cfg.figures or []:
+        if name not in FIGURES:
+            raise unknown("figure", name, FIGURES)
+    try:
+        cfg.alpha, cfg.n_resamples = float(cfg.alpha), int(cfg.n_resamples)
+        cfg.n_bootstrap, cfg.seed = int(cfg.n_bootstrap), int(cfg.seed)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"alpha, n_resamples, n_bootstrap and seed must be numbers ({exc})") \
+            from exc
+    if not 0 < cfg.alpha < 1:
+        raise ConfigError(f"alpha must be between 0 and 1 (got {cfg.alpha})")
+    if cfg.n_resamples < 1 or cfg.n_bootstrap < 1:
+        raise ConfigError("n_resamples and n_bootstrap must be >= 1")
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def choose_keys(selection: Selection, cfg: ReportConfig) -> list[str]:
+    """Metric keys of the table: the asked ones (all must be logged) or the default ones."""
+    from bench.report.runs import check_devices
+
+    have = sorted({k for r in selection.runs for k in r.metrics})
+    if cfg.metrics:
+        keys = [cat.normalize_key(m) for m in cfg.metrics]
+        for k in keys:
+            if k not in have:
+                shown = [h for h in have if "/" not in h]
+                raise ReportError(f"no run logged metric '{k}'{did_you_mean(k, shown)}; "
+                                  f"logged: {', '.join(shown)}")
+        return check_devices(selection, list(dict.fromkeys(keys)), explicit=True)
+    keys = [k for k in DEFAULT_METRICS if k in have]
+    return keys or [h for h in have if "/" not in h][:6]
+
+
+def model_cells(selection: Selection, keys: list[str]) -> dict[str, dict[str, Cell]]:
+    """``{model: {key: Cell}}`` over the model's seeds, for every key asked."""
+    return {m: {k: summarize([r.metrics[k] for r in runs if k in r.metrics]) for k in keys}
+            for m, runs in selection.by_model().items()}
+
+
+def user_means(frames: list[Any], model: str) -> Any:
+    """Per-user metrics averaged over a model's seeds (the seeds must share their users)."""
+    import polars as pl
+
+    users = set(frames[0]["user_id"].to_list())
+    for f in frames[1:]:
+        if set(f["user_id"].to_list()) != users:
+            raise stats.StatsError(f"the seeds of {model} were evaluated on different users; "
+                                   "were they run on the same split?")
+    cols = [c for c in frames[0].columns if c != "user_id" and all(c in f.columns for f in frames)]
+    stacked = pl.concat([f.select("user_id", *[pl.col(c).cast(pl.Float64) for c in cols])
+                         for f in frames])
+    return stacked.group_by("user_id").agg([pl.col(c).mean() for c in cols]).sort("user_id")
+
+
+def load_user_tables(selection: Selection, client: Any, notes: list[str]) -> dict[str, Any]:
+    """``{model: per-user frame averaged over seeds}``; models lacking the artifact are noted."""
+    from bench.report.runs import per_user_frame
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
+        for model, runs in selection.by_model().items():
+            try:
+                frames = [per_user_frame(client, r, Path(tmp)) for r in runs]
+            except ReportError as exc:
+                notes.append(f"no per-user statistics for {model}: {exc}")
+                continue
+            out[model] = user_means(frames, model)
+    return out
+
+
+def compute(selection: Selection, cfg: ReportConfig, keys: list[str],
+            users: dict[str, Any], notes: list[str]) -> dict[str, dict[str, Comparison]]:
+    """Means/stds over seeds, CIs over users and seeds, paired tests against the baseline."""
+    cells = model_cells(selection, keys)
+    table = {m: {k: Comparison(c) for k, c in row.items()} for m, row in cells.items()}
+    for model, row in table.items():
+        runs = selection.by_model()[model]
+        for k, comp in row.items():
+            s = stats.seed_summary([r.metrics[k] for r in runs if k in r.metrics])
+            comp.seed_ci = (s.ci_low, s.ci_high)
+            frame = users.get(model)
+            if frame is not None and k in frame.columns:
+                comp.ci = stats.bootstrap_ci(frame[k].to_numpy(), cfg.n_bootstrap, cfg.seed)
+    if cfg.baseline:
+        _significance(table, cfg, keys, users, notes)
+    return table
+
+
+def _significance(table: dict[str, dict[str, Comparison]], cfg: ReportConfig, keys: list[str],
+                  users: dict[str, Any], notes: list[str]) -> None:
+    if cfg.baseline not in table:
+        raise unknown("baseline model", str(cfg.baseline), table)
+    base = users.get(cfg.baseline)
+    if base is None:
+        notes.append(f"no significance tests: baseline {cfg.baseline} has no per_user.parquet")
+        return
+    family: list[Comparison] = []
+    for model, row in table.items():
+        frame = users.get(model)
+        if model == cfg.baseline or frame is None:
+            continue
+        for k in keys:
+            if k in base.columns and k in frame.columns:
+                x, y = stats.paired_vectors(frame, base, k, (model, str(cfg.baseline)))
+                res = stats.run_test(cfg.test, x, y, cfg.n_resamples, cfg.seed)
+                row[k].p, row[k].dz = res.p_value, stats.cohens_dz(x, y)
+                family.append(row[k])
+    adjusted = stats.correct([c.p for c in family], cfg.correction)
+    for comp, p_adj in zip(family, adjusted, strict=True):
+        comp.p_adj = float(p_adj)
+    no_user = [k for k in keys if k not in base.columns]
+    if no_user:
+        notes.append(f"not tested (no per-user values): {', '.join(no_user)}")
+
+
+def ranks(table: dict[str, dict[str, Comparison]], key: str) -> dict[str, int]:
+    """1 for the best model(s) of a key, 2 for the second (at the shown precision), else 0."""
+    vals = {m: float(fmt(row[key].cell.mean)) for m, row in table.items()
+            if not math.isnan(row[key].cell.mean)}
+    distinct = sorted(set(vals.values()), reverse=cat.higher_is_better(key))
+    place = {v: i + 1 for i, v in enumerate(distinct[:2])}
+    return {m: place.get(v, 0) for m, v in vals.items()}
+
+
+def significant(comp: Comparison, alpha: float) -> bool:
+    return not math.isnan(comp.p_adj) and comp.p_adj < alpha
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def table_csv(report: Report) -> str:
+    """``model``, the means, then per key ``_std, _ci_low, _ci_high, _seed_ci_low,
+    _seed_ci_high, _p, _p_adj, _dz``, then ``n_seeds``. Full precision; empty = not available."""
+    suffixes = ("std", "ci_low", "ci_high", "seed_ci_low", "seed_ci_high", "p", "p_adj", "dz")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["model", *report.keys, *[f"{k}_{s}" for k in report.keys for s in suffixes],
+                "n_seeds"])
+    for model, row in report.table.items():
+        extra = []
+        for k in report.keys:
+            c = row[k]
+            extra += [c.cell.std, *c.ci, *c.seed_ci, c.p, c.p_adj, c.dz]
+        n = len(report.selection.by_model()[model])
+        w.writerow([model, *[_num(row[k].cell.mean) for k in report.keys],
+                    *[_num(v) for v in extra], n])
+    return buf.getvalue()
+
+
+def _num(v: float) -> str:
+    return "" if v is None or math.isnan(v) else repr(float(v))
+
+
+def _legend(report: Report, latex: bool) -> str:
+    """The caption: dataset, split protocol and sha256 prefix, definitions, test, correction."""
+    cfg, sel = report.config, report.selection
+    esc = latex_escape if latex else str
+    seeds = sorted({len(rs) for rs in sel.by_model().values()})
+    n = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    pm = r"$\pm$" if latex else "±"
+    text = (f"{esc(sel.dataset)}, split {esc(sel.split)} (protocol {esc(sel.split_protocol)}, "
+            f"sha256 {esc(sel.split_sha256[:12])}), metric definitions "
+            f"v{esc(sel.metric_definitions)}. Mean {pm} std over {n} seeds; best in bold, "
+            "second underlined.")
+    if not cfg.baseline:
+        return text
+    dag, base = (r"$^{\dagger}$", r"\emph{" + latex_escape(cfg.baseline) + "}") if latex \
+        else ("†", cfg.baseline)
+    alpha = rf"$\alpha = {cfg.alpha}$" if latex else f"alpha = {cfg.alpha}"
+    return (f"{text} {dag}: different from {base} at {alpha} ({stats.TEST_NAMES[cfg.test]} "
+            f"over users, {stats.CORRECTION_NAMES[cfg.correction]} correction over the "
+            f"{_family_size(report)} comparisons of the table).")
+
+
+def _family_size(report: Report) -> int:
+    return sum(not math.isnan(c.p) for row in report.table.values() for c in row.values())
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+        "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX special characters (model, dataset and metric names are plain text)."""
+    return "".join(_TEX.get(ch, ch) for ch in text)
+
+
+def _tex_cell(c: Comparison, place: int, sig: bool) -> str:
+    if math.isnan(c.cell.mean):
+        return "--"
+    value = fmt(c.cell.mean)
+    value = {1: rf"\benchbest{{{value}}}", 2: rf"\benchsecond{{{value}}}"}.get(place, value)
+    std = "" if math.isnan(c.cell.std) else rf"{{\scriptsize$\pm${fmt(c.cell.std)}}}"
+    return value + std + (r"$^{\dagger}$" if sig else "")
+
+
+def table_tex(report: Report) -> str:
+    """A booktabs table; needs only booktabs (``\\underline`` and ``\\textbf`` are LaTeX's own)."""
+    keys, alpha = report.keys, report.config.alpha
+    places = {k: ranks(report.table, k) for k in keys}
+    head = " & ".join(
+        [r"Model"] + [latex_escape(cat.display(k)) + (r" $\uparrow$" if cat.higher_is_better(k)
+                                                      else r" $\downarrow$") for k in keys])
+    lines = [
+        "% generated by `bench report` from MLflow; see provenance.json",
+        r"\providecommand{\benchbest}[1]{\textbf{#1}}",
+        r"\providecommand{\benchsecond}[1]{\underline{#1}}",
+        r"\begin{table}[t]", r"\centering", r"\small",
+        r"\caption{" + _legend(report, latex=True) + "}",
+        r"\label{tab:" + latex_escape(f"{report.selection.dataset}-{report.selection.split}")
+        .replace("\\_", "-") + "}",
+        r"\begin{tabular}{l" + "r" * len(keys) + "}", r"\toprule", head + r" \\", r"\midrule",
+    ]
+    for model, row in report.table.items():
+        cells = [_tex_cell(row[k], places[k].get(model, 0), significant(row[k], alpha))
+                 for k in keys]
+        lines.append(" & ".join([latex_escape(model), *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _md_cell(c: Comparison, place: int, sig: bool) -> str:
+    if math.isnan(c.cell.mean):
+        return "—"
+    value = fmt(c.cell.mean)
+    value = {1: f"**{value}**", 2: f"<u>{value}</u>"}.get(place, value)
+    std = "" if math.isnan(c.cell.std) else f" ± {fmt(c.cell.std)}"
+    return value + std + ("†" if sig else "")
+
+
+def table_md(report: Report) -> str:
+    keys = report.keys
+    places = {k: ranks(report.table, k) for k in keys}
+    arrows = ["↑" if cat.higher_is_better(k) else "↓" for k in keys]
+    lines = ["| model | " + " | ".join(f"{cat.display(k)} {a}" for k, a in
+                                        zip(keys, arrows, strict=True)) + " |",
+             "|:---|" + "---:|" * len(keys)]
+    for model, row in report.table.items():
+        cells = [_md_cell(row[k], places[k].get(model, 0), significant(row[k],
+                                                                        report.config.alpha))
+                 for k in keys]
+        lines.append(f"| {model.replace('|', '/')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + _legend(report, latex=False) + "\n"
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def figure_data(selection: Selection) -> dict[str, dict[str, Cell]]:
+    keys = sorted({k for r in selection.runs for k in r.metrics})
+    return model_cells(selection, keys)
+
+
+def draw_figures(selection: Selection, cfg: ReportConfig, out: Path) -> tuple[list[str],
+                                                                              list[str]]:
+    """Write every figure asked for (default: all); returns (files written, skip notes)."""
+    from bench.report import figures as figs
+
+    data = figure_data(selection)
+    written, skipped = [], []
+    for name in cfg.figures or list(figs.FIGURES):
+        if name == "accuracy_vs_latency" and len(selection.devices) > 1:
+            skipped.append(f"{name}: runs come from {len(selection.devices)} devices "
+                           f"({', '.join(selection.devices)}); rebuild with --device")
+            continue
+        fig, reason = figs.FIGURES[name](data)
+        if fig is None:
+            skipped.append(f"{name}: {reason}")
+            continue
+        written += [p.name for p in figs.save(fig, out, name)]
+    return written, skipped
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def command_line(argv: list[str]) -> list[str]:
+    """``bench report <argv>`` with any URI's credentials redacted."""
+    return ["bench", "report", *[redact_uri(a) if "://" in a else a for a in argv]]
+
+
+def provenance(report: Report, uri: str, argv: list[str], files: list[str]) -> dict[str, Any]:
+    sel = report.selection
+    return {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command_line(argv),
+        "tracking_uri": redact_uri(uri),
+        "experiment": report.config.experiment,
+        "dataset": sel.dataset,
+        "split": sel.split,
+        "split_protocol": sel.split_protocol,
+        "split_sha256": sel.split_sha256,
+        "metric_definitions": sel.metric_definitions,
+        "bench_versions": sorted({r.tag("version") or "unrecorded" for r in sel.runs}),
+        "devices": sel.devices,
+        "config": asdict(report.config),
+        "metrics": report.keys,
+        "runs": [r.provenance() for r in _ordered(sel)],
+        "ignored_runs": sel.ignored,
+        "warnings": sel.warnings,
+        "notes": sel.notes + report.notes,
+        "files": sorted(files),
+    }
+
+
+def _ordered(sel: Selection) -> list[Run]:
+    return [r for runs in sel.by_model().values() for r in runs]
+
+
+def readme(report: Report, files: list[str], skipped: list[str]) -> str:
+    sel, cfg = report.selection, report.config
+    lines = [f"# Report: {sel.dataset} / {sel.split}", "",
+             f"Built by `bench report` from {len(sel.runs)} MLflow runs "
+             f"({len(sel.by_model())} models); every number comes from MLflow "
+             "(see `provenance.json` for run ids, git shas and the command).", "",
+             "## Files", "", *[f"- `{f}`" for f in sorted(files)], "", "## Table", "",
+             table_md(report), "## Statistics", "",
+             "- mean ± sample std over seeds; `_seed_ci_*`: t-based 95 % CI over seeds;",
+             f"- `_ci_*`: 95 % percentile bootstrap CI over users ({cfg.n_bootstrap} resamples, "
+             f"seed {cfg.seed}) of the per-user metric averaged over seeds;"]
+    if cfg.baseline:
+        lines.append(f"- `_p`: {stats.TEST_NAMES[cfg.test]} against {cfg.baseline} on the "
+                     "seed-averaged per-user values; `_p_adj`: "
+                     f"{stats.CORRECTION_NAMES[cfg.correction]}-corrected; `_dz`: Cohen's d_z.")
+    else:
+        lines.append("- no baseline given: no significance tests (`--baseline MODEL`).")
+    notes = sel.notes + report.notes + [f"figure skipped: {s}" for s in skipped]
+    if notes or sel.warnings:
+        lines += ["", "## Notes", "", *[f"- warning: {w}" for w in sel.warnings],
+                  *[f"- {n}" for n in notes]]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- output folder
+
+
+def check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out} is a file; give a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ReportError(f"--out {out} exists and is not empty; choose another folder or add "
+                          "--force to replace it")
+
+
+def move_into_place(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by ``tmp`` with renames (the old report is removed only afterwards)."""
+    if out.is_dir():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "report")
+        try:
+            os.replace(tmp, out)
+        except OSError:
+            os.replace(old / "report", out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def build(cfg: ReportConfig, out: Path, uri: str, argv: list[str], force: bool = False) -> Report:
+    """Build the report of ``cfg`` from the store at ``uri`` into ``out``."""
+    from bench.report import runs as rr
+
+    out = out.resolve()
+    check_out(out, force)
+    mlflow_client = rr.client(uri)
+    found = rr.search_runs(mlflow_client, cfg.experiment, dataset=cfg.dataset, split=cfg.split,
+                           split_sha256=cfg.split_sha256, device=cfg.device)
+    selection = rr.select(found, cfg.dataset, cfg.split)
+    keys = choose_keys(selection, cfg)
+    notes: list[str] = []
+    users = load_user_tables(selection, mlflow_client, notes)
+    report = Report(selection, cfg, keys, compute(selection, cfg, keys, users, notes), notes)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        write_all(report, tmp, uri, argv)
+        move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def write_all(report: Report, tmp: Path, uri: str, argv: list[str]) -> None:
+    texts = {"table.tex": table_tex(report), "table.md": table_md(report),
+             "table.csv": table_csv(report)}
+    for name, text in texts.items():
+        (tmp / name).write_text(text, encoding="utf-8")
+    written, skipped = draw_figures(report.selection, report.config, tmp)
+    report.notes += [f"figure skipped: {s}" for s in skipped]
+    files = [*texts, *written, "provenance.json", "README.md"]
+    (tmp / "README.md").write_text(readme(report, files, []), encoding="utf-8")
+    prov = provenance(report, uri, argv, files)
+    (tmp / "provenance.json").write_text(json.dumps(prov, indent=2, default=_json) + "\n",
+                                         encoding="utf-8")
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, float | np.floating) and math.isnan(value):
+        return None
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench report",
+        description="Build paper tables (table.tex, table.md, table.csv), figures (PNG+PDF), "
+                    "README.md and provenance.json for one dataset+split from the MLflow runs "
+                    "alone. Options override the --spec file.",
+        epilog="example:\n  bench report --out reports/quickstart --spec "
+               "reports/specs/quickstart.yaml\n  bench report --out out/ml1m --dataset ml-1m "
+               "--metrics ndcg@10,recall@10 --baseline pop --test randomization",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, type=Path,
+                   help="report folder; refused if it exists and is not empty, unless --force")
+    p.add_argument("--spec", default=None, help="YAML report spec (see reports/specs/)")
+    add_store_args(p)
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated table metrics, ndcg@10 or ndcg_at_10 (default: nDCG, "
+                        "recall, hit rate, MRR, coverage and novelty @10, where logged)")
+    p.add_argument("--baseline", default=None,
+                   help="model the others are tested against (default: no tests)")
+    p.add_argument("--test", choices=stats.TESTS, default=None,
+                   help="paired test over users (default: ttest)")
+    p.add_argument("--correction", choices=stats.CORRECTIONS, default=None,
+                   help="multiple-testing correction over the table's tests (default: holm)")
+    p.add_argument("--alpha", type=float, default=None, help="significance level (default 0.05)")
+    p.add_argument("--figures", default=None,
+                   help="comma-separated figures, or 'all' (default): accuracy_vs_latency, "
+                        "metric_at_k, accuracy_vs_novelty, accuracy_vs_coverage, fairness")
+    p.add_argument("--n-resamples", type=int, default=None,
+                   help="resamples of the randomisation test (default 10000)")
+    p.add_argument("--n-bootstrap", type=int, default=None,
+                   help="bootstrap resamples of the CIs over users (default 2000)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the resampling (default 0)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a non-empty --out (atomically, after the new report is built)")
+    return p
+
+
+def report_main(argv: list[str]) -> int:
+    """``bench report --out DIR [options]``; returns the exit code (2 for user errors)."""
+    args = parser().parse_args(argv)
+    try:
+        from bench.report.runs import default_tracking_uri
+
+        cfg = make_config(args)
+        uri = args.tracking_uri or default_tracking_uri()
+        report = build(cfg, args.out, uri, argv, force=args.force)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    for w in report.selection.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for n in report.selection.notes + report.notes:
+        print(f"note: {n}", file=sys.stderr)
+    print(f"wrote {args.out} ({len(report.selection.runs)} runs, "
+          f"{len(report.table)} models)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(report_main(sys.argv[1:]))

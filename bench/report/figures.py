@@ -1,0 +1,171 @@
+"""The report's figures, drawn with matplotlib's object API on the Agg canvas (no pyplot state).
+
+Every figure function takes ``{model: {metric key: Cell}}`` (means and stds over seeds) and
+returns ``(Figure, None)`` or ``(None, reason)`` when the metrics it needs are absent; the
+builder writes the reason into the report's README. Artists carry the model name as ``gid`` and
+``label`` so tests can check the plotted series.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.report import metrics as cat
+
+Data = Mapping[str, Mapping[str, Any]]  # model -> key -> Cell (mean, std, n)
+FigureResult = tuple[Any, str | None]
+
+ACCURACY = "ndcg_at_10"
+LATENCY = "latency_p50_ms"
+
+
+def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6) -> tuple[Any, list[Any]]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    return fig, axes
+
+
+def _points(data: Data, x: str, y: str) -> list[tuple[str, Any, Any]]:
+    out = []
+    for model, cells in data.items():
+        cx, cy = cells.get(x), cells.get(y)
+        if cx is not None and cy is not None and not (math.isnan(cx.mean) or math.isnan(cy.mean)):
+            out.append((model, cx, cy))
+    return out
+
+
+def _err(cell: Any) -> float | None:
+    return None if math.isnan(cell.std) else cell.std
+
+
+def _scatter(ax: Any, pts: Sequence[tuple[str, Any, Any]]) -> None:
+    for model, cx, cy in pts:
+        ax.errorbar([cx.mean], [cy.mean], xerr=_err(cx), yerr=_err(cy), fmt="o", capsize=2,
+                    label=model, gid=model)
+        ax.annotate(model, (cx.mean, cy.mean), textcoords="offset points", xytext=(4, 4),
+                    fontsize=8)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not dominated by another one with lower-or-equal cost and higher accuracy."""
+    front: list[tuple[float, float]] = []
+    for cost, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or acc > front[-1][1]:
+            front.append((cost, acc))
+    return front
+
+
+def accuracy_vs_latency(data: Data, acc: str = ACCURACY, cost: str = LATENCY) -> FigureResult:
+    """Accuracy against median latency per user, with the Pareto front (log x-axis)."""
+    pts = _points(data, cost, acc)
+    if len(pts) < 1:
+        return None, f"no model logged both {acc} and {cost}"
+    fig, (ax,) = _figure()
+    _scatter(ax, pts)
+    front = pareto_front([(cx.mean, cy.mean) for _, cx, cy in pts])
+    ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey",
+            linestyle="--", label="Pareto front", gid="pareto-front")
+    if all(cx.mean > 0 for _, cx, _ in pts):
+        ax.set_xscale("log")
+    ax.set_xlabel(cat.display(cost))
+    ax.set_ylabel(cat.display(acc))
+    ax.set_title("Accuracy vs latency")
+    return fig, None
+
+
+def _ks(data: Data, name: str) -> list[int]:
+    pat = re.compile(rf"^{name}_at_(\d+)$")
+    return sorted({int(m[1]) for cells in data.values() for k in cells if (m := pat.match(k))})
+
+
+def metric_at_k(data: Data, names: Sequence[str] = ("ndcg", "recall")) -> FigureResult:
+    """One panel per metric name: its value at every k present, one line per model."""
+    present = [n for n in names if len(_ks(data, n)) >= 2]
+    if not present:
+        return None, f"fewer than two cut-offs k logged for {', '.join(names)}"
+    fig, axes = _figure(len(present))
+    for ax, name in zip(axes, present, strict=True):
+        ks = _ks(data, name)
+        for model, cells in data.items():
+            xs = [k for k in ks if f"{name}_at_{k}" in cells
+                  and not math.isnan(cells[f"{name}_at_{k}"].mean)]
+            if xs:
+                ax.plot(xs, [cells[f"{name}_at_{k}"].mean for k in xs], marker="o",
+                        label=model, gid=model)
+        ax.set_xticks(ks)
+        ax.set_xlabel("k")
+        ax.set_ylabel(cat.display(f"{name}_at_{ks[0]}").replace(f"@{ks[0]}", "@k"))
+    axes[-1].legend(fontsize=8)
+    return fig, None
+
+
+def tradeoff(data: Data, other: str, acc: str = ACCURACY) -> FigureResult:
+    """Accuracy against a beyond-accuracy metric (novelty, coverage), one point per model."""
+    pts = _points(data, other, acc)
+    if not pts:
+        return None, f"no model logged both {acc} and {other}"
+    fig, (ax,) = _figure()
+    _scatter(ax, pts)
+    ax.set_xlabel(cat.display(other))
+    ax.set_ylabel(cat.display(acc))
+    ax.set_title(f"Accuracy vs {cat.display(other)}")
+    return fig, None
+
+
+def fairness_groups(data: Data, acc: str = ACCURACY) -> dict[str, list[str]]:
+    """``{attribute: [groups]}`` of the per-group keys ``<acc>/<attribute>/<group>`` present."""
+    out: dict[str, set[str]] = {}
+    for cells in data.values():
+        for key in cells:
+            parts = key.split("/")
+            if len(parts) == 3 and parts[0] == acc and parts[2] != "gap":
+                out.setdefault(parts[1], set()).add(parts[2])
+    return {a: sorted(g) for a, g in sorted(out.items())}
+
+
+def fairness(data: Data, acc: str = ACCURACY) -> FigureResult:
+    """Per-group accuracy bars: one panel per user attribute, one bar colour per model."""
+    groups = fairness_groups(data, acc)
+    if not groups:
+        return None, f"no per-group keys {acc}/<attribute>/<group> logged"
+    import numpy as np
+
+    models = list(data)
+    fig, axes = _figure(len(groups), width=max(4.0, 0.6 * max(map(len, groups.values())) + 2))
+    width = 0.8 / max(1, len(models))
+    for ax, (attr, gs) in zip(axes, groups.items(), strict=True):
+        x = np.arange(len(gs))
+        for i, model in enumerate(models):
+            vals = [data[model].get(f"{acc}/{attr}/{g}") for g in gs]
+            ys = [v.mean if v is not None else float("nan") for v in vals]
+            ax.bar(x + i * width - 0.4 + width / 2, ys, width, label=model, gid=model)
+        ax.set_xticks(x, gs, rotation=45 if len(gs) > 6 else 0, fontsize=8)
+        ax.set_title(attr)
+        ax.set_ylabel(cat.display(acc))
+    axes[-1].legend(fontsize=8)
+    return fig, None
+
+
+FIGURES: dict[str, Callable[[Data], FigureResult]] = {
+    "accuracy_vs_latency": accuracy_vs_latency,
+    "metric_at_k": metric_at_k,
+    "accuracy_vs_novelty": lambda d: tradeoff(d, "novelty_at_10"),
+    "accuracy_vs_coverage": lambda d: tradeoff(d, "coverage_at_10"),
+    "fairness": fairness,
+}
+
+
+def save(fig: Any, out_dir: Path, name: str) -> list[Path]:
+    """``name.png`` (150 dpi) and ``name.pdf``."""
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=150)
+    fig.savefig(paths[1])
+    return paths
