@@ -148,6 +148,8 @@ def redact_uri(uri: str) -> str:
     if "@" in netloc:
         netloc = "***@" + netloc.rsplit("@", 1)[1]
     query = re.sub(r"(?i)((?:password|passwd|pwd|token|secret|key)=)[^&]*", r"\1***", parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return uri  # nothing to hide (urlunsplit would also drop sqlite's empty netloc)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 

@@ -1,0 +1,165 @@
+"""Report formatting, figures, selection rules and the fast-import promise (no MLflow store)."""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.errors import BenchError
+from bench.report import figures, metrics
+from bench.report.build import latex_escape, load_spec, ranks
+from bench.report.leaderboard import Cell, fmt, leaderboard_main
+from bench.report.runs import ReportError, Run, filter_string, redact_uri, select
+
+SHA = "a" * 64
+
+
+def run(model, seed, sha=SHA, start=1, defs="1", version="0.1.0", **metrics_):
+    tags = {"bench.model": model, "bench.seed": str(seed), "bench.dataset": "toy",
+            "bench.split": "t", "bench.split_sha256": sha, "bench.metric_definitions": defs,
+            "bench.version": version, "bench.device": "cpu"}
+    return Run(f"{model}{seed}{start}", f"{model}-toy-t-s{seed}", start, tags, metrics_)
+
+
+def test_metric_adapter_uses_the_catalog():
+    assert metrics.normalize_key("ndcg@10") == "ndcg_at_10"
+    assert metrics.normalize_key("ndcg_at_10/gender/F") == "ndcg_at_10/gender/F"
+    assert metrics.higher_is_better("ndcg_at_10")
+    assert not metrics.higher_is_better("latency_p50_ms")
+    assert not metrics.higher_is_better("ndcg_at_10/gender/gap")
+    assert not metrics.higher_is_better("latency_ms/retrieve")  # unknown to the catalog
+    assert metrics.display("ndcg_at_10") == "ndcg@10"
+    assert metrics.device_bound("latency_p95_ms") and not metrics.device_bound("n_parameters")
+
+
+def test_fmt_and_latex_escape():
+    assert fmt(0.123456) == "0.1235" and fmt(1234.56) == "1234.6" and fmt(math.nan) == "—"
+    assert latex_escape("a_b&c%d$e#f{g}h~i^j\\") == (
+        r"a\_b\&c\%d\$e\#f\{g\}h\textasciitilde{}i\textasciicircum{}j\textbackslash{}")
+
+
+def test_redact_uri_and_filter_string():
+    assert redact_uri("https://user:secret@mlflow.example:5000/x") == \
+        "https://***@mlflow.example:5000/x"
+    assert "secret" not in redact_uri("postgresql://u:secret@db/mlflow?password=secret")
+    assert redact_uri("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+    f = filter_string(dataset="ml-1m", split_sha256="abc")
+    assert f == ("attributes.status = 'FINISHED' and tags.\"bench.dataset\" = 'ml-1m' and "
+                 "tags.\"bench.split_sha256\" LIKE 'abc%'")
+    with pytest.raises(ReportError, match="characters"):
+        filter_string(dataset="x' or 1=1 --")
+
+
+def test_select_refuses_mixed_definitions_and_flags_versions():
+    with pytest.raises(ReportError, match="metric definitions versions: 1 .*2 "):
+        select([run("pop", 0), run("ease", 0, defs="2")])
+    sel = select([run("pop", 0, version="0.1.0"), run("ease", 0, version="0.2.0")])
+    assert "different bench versions" in sel.warnings[0]
+
+
+def test_select_keeps_most_recent_run_per_model_and_seed():
+    old, new = run("pop", 0, start=1, ndcg_at_10=0.1), run("pop", 0, start=5, ndcg_at_10=0.2)
+    sel = select([old, new, run("pop", 1)])
+    assert {r.run_id for r in sel.runs} == {new.run_id, "pop11"}
+    assert sel.ignored[0]["run_id"] == old.run_id and "ignored" in sel.notes[0]
+
+
+def test_ranks_respect_direction_and_ties():
+    from bench.report.build import Comparison
+
+    table = {m: {"ndcg_at_10": Comparison(Cell(v, math.nan, 1)),
+                 "latency_p50_ms": Comparison(Cell(10 * v, math.nan, 1))}
+             for m, v in {"a": 0.3, "b": 0.5, "c": 0.5, "d": 0.1}.items()}
+    assert ranks(table, "ndcg_at_10") == {"a": 2, "b": 1, "c": 1, "d": 0}
+    assert ranks(table, "latency_p50_ms") == {"a": 2, "b": 0, "c": 0, "d": 1}
+
+
+def test_spec_validation(tmp_path: Path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("dataset: ml-1m\nbaselne: pop\n")
+    with pytest.raises(BenchError, match="did you mean 'baseline'"):
+        load_spec(spec)
+    shipped = Path(__file__).parents[2] / "reports" / "specs" / "quickstart.yaml"
+    assert set(load_spec(shipped)) <= {"dataset", "split", "metrics", "baseline", "test",
+                                       "correction", "alpha", "figures", "n_resamples",
+                                       "n_bootstrap", "seed"}
+
+
+DATA = {
+    "pop": {"ndcg_at_10": Cell(0.10, 0.01, 3), "ndcg_at_20": Cell(0.12, 0.01, 3),
+            "recall_at_10": Cell(0.2, 0.0, 3), "recall_at_20": Cell(0.3, 0.0, 3),
+            "latency_p50_ms": Cell(0.05, 0.001, 3), "novelty_at_10": Cell(5.0, 0.1, 3),
+            "ndcg_at_10/gender/F": Cell(0.09, 0.0, 3), "ndcg_at_10/gender/M": Cell(0.11, 0.0, 3)},
+    "ease": {"ndcg_at_10": Cell(0.30, 0.02, 3), "ndcg_at_20": Cell(0.33, 0.02, 3),
+             "recall_at_10": Cell(0.4, 0.0, 3), "recall_at_20": Cell(0.5, 0.0, 3),
+             "latency_p50_ms": Cell(0.8, 0.01, 3), "novelty_at_10": Cell(6.0, 0.1, 3),
+             "ndcg_at_10/gender/F": Cell(0.28, 0.0, 3), "ndcg_at_10/gender/M": Cell(0.31, 0.0, 3)},
+    "slow": {"ndcg_at_10": Cell(0.20, math.nan, 1), "latency_p50_ms": Cell(3.0, math.nan, 1)},
+}
+
+
+def test_figures_plot_the_series():
+    fig, reason = figures.metric_at_k(DATA)
+    assert reason is None
+    ndcg_ax = fig.axes[0]
+    lines = {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata()))
+             for ln in ndcg_ax.get_lines()}
+    assert lines["pop"] == ([10, 20], [0.10, 0.12]) and lines["ease"] == ([10, 20], [0.30, 0.33])
+    assert "slow" in lines and lines["slow"] == ([10], [0.20])
+
+    fig, _ = figures.accuracy_vs_latency(DATA)
+    ax = fig.axes[0]
+    front = next(ln for ln in ax.get_lines() if ln.get_gid() == "pareto-front")
+    assert list(front.get_xdata()) == [0.05, 0.8] and list(front.get_ydata()) == [0.10, 0.30]
+    assert ax.get_xscale() == "log"
+    assert figures.pareto_front([(1, 0.1), (2, 0.3), (3, 0.2), (4, 0.4)]) == [
+        (1, 0.1), (2, 0.3), (4, 0.4)]
+
+    fig, _ = figures.fairness(DATA)
+    bars = {(p.get_gid(), round(p.get_height(), 6)) for p in fig.axes[0].patches}
+    assert {("pop", 0.09), ("pop", 0.11), ("ease", 0.28), ("ease", 0.31)} <= bars
+
+    fig, reason = figures.tradeoff(DATA, "coverage_at_10")
+    assert fig is None and "coverage_at_10" in reason
+    fig, _ = figures.tradeoff(DATA, "novelty_at_10")
+    points = {c.get_label(): c.lines[0].get_xydata().tolist() for c in fig.axes[0].containers}
+    assert points == {"pop": [[5.0, 0.10]], "ease": [[6.0, 0.30]]}
+
+
+def test_figure_png_is_not_blank(tmp_path: Path):
+    from matplotlib.image import imread
+
+    fig, _ = figures.metric_at_k(DATA)
+    png, pdf = figures.save(fig, tmp_path, "m")
+    img = imread(png)
+    assert img.shape[0] > 300 and img[..., :3].std() > 0.05
+    # the two model colours (matplotlib's C0 blue and C1 orange) are drawn
+    blue = ((abs(img[..., 0] - 0.12) < 0.05) & (abs(img[..., 2] - 0.71) < 0.05)).sum()
+    orange = ((abs(img[..., 0] - 1.0) < 0.05) & (abs(img[..., 1] - 0.5) < 0.05)).sum()
+    assert blue > 50 and orange > 50
+    assert pdf.read_bytes().startswith(b"%PDF")
+
+
+def test_help_and_fast_import():
+    with pytest.raises(SystemExit) as exc:
+        leaderboard_main(["--help"])
+    assert exc.value.code == 0
+    code = ("import sys, bench.report, bench.report.leaderboard, bench.report.build; "
+            "print(sorted(m for m in ('mlflow', 'torch', 'ranx', 'matplotlib', 'scipy') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_no_model_deserialization_in_report_code():
+    """G7: the report path never loads models or pickles from the tracking store."""
+    src = Path(__file__).parents[2] / "bench" / "report"
+    pattern = re.compile(r"load_model|import pickle|pickle\.loads?\(|joblib|torch\.load"
+                         r"|cloudpickle")
+    offenders = [p.name for p in src.glob("*.py") if pattern.search(p.read_text())]
+    assert offenders == []
