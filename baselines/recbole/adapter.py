@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -89,7 +89,7 @@ class RecBoleModel(Recommender):
         fields = {f.name for f in dataclasses.fields(RecBoleConfig)} - {"model", "recbole"}
         mine = {k: v for k, v in raw.items() if k in fields}
         rest = {k: v for k, v in raw.items() if k not in fields}
-        params.check_params(canonical, rest, where)
+        params.check_params(canonical, rest, where, frozenset(fields | {"model"}))
         frozen = tuple(sorted((k, _freeze(v)) for k, v in rest.items()))
         cfg = validate_params(RecBoleConfig, mine, where)
         return cls(dataclasses.replace(cfg, model=canonical, recbole=frozen))
@@ -229,7 +229,7 @@ class RecBoleModel(Recommender):
 
     # ---------------------------------------------------------------- score
     def score(self, users: np.ndarray, history: History) -> np.ndarray:
-        """(len(users), n_items) float32 scores; NaN for items/users RecBole cannot score.
+        """(len(users), n_items) float64 scores; NaN where RecBole cannot score (see ``scorable``).
 
         General models score with RecBole's view of the user (learned from train; ``history`` is
         not used). Sequential models read the last ``MAX_ITEM_LIST_LENGTH`` known items of
@@ -240,7 +240,7 @@ class RecBoleModel(Recommender):
         if self.model is None:
             raise RuntimeError("RecBole model is not fitted: call fit() first")
         users = np.asarray(users, dtype=np.int64)
-        out = np.full((len(users), self._n_items), np.nan, dtype=np.float32)
+        out = np.full((len(users), self._n_items), np.nan, dtype=np.float64)
         step = max(1, SCORES_PER_CALL // max(1, self._n_rb_items))
         self.model.eval()
         with torch.no_grad(), compat.torch_threads(self.config.threads):
@@ -305,6 +305,20 @@ class RecBoleModel(Recommender):
             pairs.update(self._interaction({"item_id": items.repeat(m).cpu().numpy()}))
             parts.append(self.model.predict(pairs).view(m, self._n_rb_items))
         return torch.cat(parts)
+
+    def scorable(self, users: np.ndarray, history: History) -> np.ndarray:
+        """Bool mask of ``score``'s shape: where the scores are not NaN.
+
+        Items: those RecBole saw in train. Rows: general models need the user in train;
+        sequential models need at least one such item in ``history.sequences[u]``.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        items = self._item_to_rb > 0
+        if self.kind == "sequential":
+            rows = np.array([bool(items[history.sequences[int(u)]].any()) for u in users])
+        else:
+            rows = self._user_to_rb[users] > 0
+        return rows.reshape(-1, 1) & items.reshape(1, -1)
 
     # ---------------------------------------------------------------- misc
     def n_parameters(self) -> int:
@@ -372,9 +386,9 @@ class _HarnessTrainerMixin:
 
 def _freeze(value: Any) -> Any:
     """Hashable form of a yaml value (lists -> tuples, dicts -> ('__dict__', pairs))."""
-    if isinstance(value, list | tuple):
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         return tuple(_freeze(v) for v in value)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return ("__dict__", tuple(sorted((k, _freeze(v)) for k, v in value.items())))
     return value
 

@@ -121,9 +121,12 @@ def known_params(model: str) -> frozenset[str]:
     return frozenset(set(defaults(model)) | _argument_names())
 
 
-def check_params(model: str, params: dict[str, Any], where: str) -> None:
+def check_params(
+    model: str, params: dict[str, Any], where: str, harness_fields: frozenset[str] = frozenset()
+) -> None:
     """One-line ConfigError for a parameter RecBole does not know or the adapter owns."""
     known = known_params(model)
+    candidates = sorted((known - PROTECTED) | harness_fields)
     for key in params:
         if key in PROTECTED:
             raise ConfigError(
@@ -131,7 +134,7 @@ def check_params(model: str, params: dict[str, Any], where: str) -> None:
                 "evaluation and files come from the run), not by model.params"
             )
         if key not in known:
-            close = difflib.get_close_matches(key, sorted(known - PROTECTED), n=3, cutoff=0.6)
+            close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
             hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
             raise ConfigError(
                 f"unknown parameter '{key}' for model '{where}' (RecBole {model}){hint}; see "
