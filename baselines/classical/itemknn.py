@@ -21,7 +21,7 @@ from baselines.classical._common import (
 from bench.errors import did_you_mean
 from bench.models.base import FitContext, History, ModelData, Recommender
 
-#: dense float64 entries per similarity block (8e6 entries = 64 MB; a few such temporaries)
+#: dense entries per similarity block: 8e6 float64 = 64 MB, about 3 such buffers at a time
 BLOCK_ENTRIES = 8_000_000
 
 
@@ -49,7 +49,7 @@ def _topk_rows(sim: np.ndarray, k: int) -> np.ndarray:
     above = sim > kth
     tied = sim == kth
     room = k - above.sum(axis=1, keepdims=True)
-    return keep & (above | (tied & (np.cumsum(tied, axis=1) <= room)))
+    return keep & (above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= room)))
 
 
 def item_similarity(
@@ -76,7 +76,9 @@ def item_similarity(
         stop = min(start + step, n_items)
         co = (xt[start:stop] @ x).toarray()  # (targets j, neighbours i) co-occurrence counts
         den = denominator(co, counts[start:stop], counts, shrink)
-        sim = np.divide(co, den, out=np.zeros_like(co), where=den > 0)
+        # den >= 0 for both similarities, so where den == 0 the output keeps 0 (0/0 -> 0)
+        sim = np.divide(co, den, out=den, where=den > 0)
+        del co
         sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
         j, i = np.nonzero(_topk_rows(sim, k))
         rows.append(i)
