@@ -103,8 +103,13 @@ def metric_at_k(data: Data, names: Sequence[str] = ("ndcg", "recall")) -> Figure
         ax.set_xticks(ks)
         ax.set_xlabel("k")
         ax.set_ylabel(cat.display(f"{name}_at_{ks[0]}").replace(f"@{ks[0]}", "@k"))
-    axes[-1].legend(fontsize=8)
+    _legend(fig, axes[-1])
     return fig, None
+
+
+def _legend(fig: Any, ax: Any) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
 
 
 def tradeoff(data: Data, other: str, acc: str = ACCURACY) -> FigureResult:
@@ -150,7 +155,7 @@ def fairness(data: Data, acc: str = ACCURACY) -> FigureResult:
         ax.set_xticks(x, gs, rotation=45 if len(gs) > 6 else 0, fontsize=8)
         ax.set_title(attr)
         ax.set_ylabel(cat.display(acc))
-    axes[-1].legend(fontsize=8)
+    _legend(fig, axes[-1])
     return fig, None
 
 

@@ -173,6 +173,7 @@ def client(tracking_uri: str | None = None) -> Any:
     """An ``MlflowClient`` for the URI (default: ``default_tracking_uri()``)."""
     uri = tracking_uri or default_tracking_uri()
     _check_store(uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep stderr clean
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri)
