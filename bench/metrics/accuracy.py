@@ -1,0 +1,154 @@
+"""Accuracy kernels: which recommended items are hits, and the list metrics computed from them.
+
+Notation (contract, "Metric definitions (version 1)"): for an evaluated user, ``R`` is the set
+of test items, ``L`` the ranked list, ``h_i = 1`` if ``L[i]`` is in ``R`` (1-based ``i``).
+
+Hits are sparse (a few per list), so every kernel works on the *hit list*: the row, 0-based
+position and within-row ordinal of each hit, in row-major order. The only dense passes over
+the ``(n_eval, K)`` recommendation matrix are the membership test and ``flatnonzero``; each
+metric is then one ``bincount`` over the hits. No Python loop per user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+#: bytes of the dense membership bitmap built per chunk of users
+_BITMAP_BYTES = 48 * 2**20
+
+
+@dataclass(frozen=True)
+class Hits:
+    """The hits of a batch of lists, in row-major order (row, then position).
+
+    ``row``/``col``: list index and 0-based position of each hit; ``ordinal``: 1-based count of
+    hits in the same list up to and including this one; ``n_rel``: ``|R|`` per list;
+    ``first_col``: position of each list's first hit (``K`` if none).
+    """
+
+    row: np.ndarray
+    col: np.ndarray
+    ordinal: np.ndarray
+    n_rel: np.ndarray
+    first_col: np.ndarray
+    width: int
+
+    def upto(self, k: int) -> np.ndarray:
+        """Boolean mask of the hits within the top-k."""
+        return self.col < k
+
+
+def hit_mask(rec: np.ndarray, truth_rows: sp.csr_matrix) -> np.ndarray:
+    """Dense boolean ``(n, K)``: ``rec[u, i]`` is in row ``u`` of ``truth_rows`` (-1 never hits).
+
+    Membership by a chunked dense bitmap: scatter the truth entries of a chunk of users, gather
+    at the recommended items, then clear only what was set (O(nnz + n*K), no sort).
+    """
+    n, width = rec.shape
+    row_len = truth_rows.shape[1] + 1  # one always-False "sink" cell ends every row
+    out = np.zeros((n, width), dtype=bool)
+    if n == 0 or width == 0 or truth_rows.nnz == 0:
+        return out
+    chunk = max(1, min(n, _BITMAP_BYTES // row_len))
+    # -1 padding lands in the previous row's sink (row 0: the last cell, also a sink)
+    bitmap = np.zeros(chunk * row_len, dtype=bool)
+    idx_type = np.int32 if chunk * row_len < 2**31 else np.int64
+    offsets = (np.arange(chunk, dtype=idx_type) * row_len)[:, None]
+    indptr, indices = truth_rows.indptr, truth_rows.indices
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        a, b = indptr[lo], indptr[hi]
+        rows = np.repeat(offsets[: hi - lo, 0], np.diff(indptr[lo : hi + 1]))
+        flat = rows + indices[a:b].astype(idx_type)
+        bitmap[flat] = True
+        pos = rec[lo:hi].astype(idx_type)
+        pos += offsets[: hi - lo]
+        np.take(bitmap, pos, out=out[lo:hi])
+        bitmap[flat] = False
+    return out
+
+
+def hits_from_mask(mask: np.ndarray, rec: np.ndarray, n_rel: np.ndarray) -> Hits:
+    """The hit list of a membership mask. A repeated item in one list hits only once (first)."""
+    n, width = mask.shape
+    flat = np.flatnonzero(mask)
+    row, col = np.divmod(flat, width) if width else (flat, flat)
+    if len(flat):
+        keys = row * (int(rec.max()) + 1) + rec.ravel()[flat]
+        if (np.diff(np.sort(keys)) == 0).any():  # a repeated item: keep its first position
+            _, first = np.unique(keys, return_index=True)
+            keep = np.sort(first)
+            row, col = row[keep], col[keep]
+    start = np.searchsorted(row, np.arange(n))
+    ordinal = np.arange(len(row), dtype=np.int64) - start[row] + 1
+    first_col = np.full(n, width, dtype=np.int64)
+    has = start < len(row)
+    has[has] = row[start[has]] == np.nonzero(has)[0]
+    first_col[has] = col[start[has]]
+    return Hits(row, col, ordinal, np.asarray(n_rel, dtype=np.float64), first_col, width)
+
+
+def compute_hits(rec: np.ndarray, truth_rows: sp.csr_matrix) -> Hits:
+    """Hits of ``rec`` (int64, -1 padded) against the truth rows of the same users."""
+    n_rel = np.diff(truth_rows.indptr).astype(np.float64)
+    return hits_from_mask(hit_mask(rec, truth_rows), rec, n_rel)
+
+
+def _count(h: Hits, k: int, weights: np.ndarray | None = None) -> np.ndarray:
+    m = h.upto(k)
+    w = None if weights is None else weights[m]
+    return np.bincount(h.row[m], weights=w, minlength=len(h.n_rel)).astype(np.float64)
+
+
+def precision(h: Hits, k: int) -> np.ndarray:
+    """P@k = sum_{i<=k} h_i / k (trec_eval ``P_k``; a short list still divides by k)."""
+    return _count(h, k) / k
+
+
+def recall(h: Hits, k: int) -> np.ndarray:
+    """R@k = sum_{i<=k} h_i / |R| (trec_eval ``recall_k``). In [0, 1]: hits are distinct."""
+    return _count(h, k) / h.n_rel
+
+
+def hit_rate(h: Hits, k: int) -> np.ndarray:
+    """HR@k = 1 if any h_i = 1 for i <= k (Deshpande & Karypis 2004; ranx ``hit_rate``)."""
+    return (h.first_col < k).astype(np.float64)
+
+
+def _discount(width: int) -> np.ndarray:
+    return 1.0 / np.log2(np.arange(2, width + 2, dtype=np.float64))
+
+
+def ndcg(h: Hits, k: int) -> np.ndarray:
+    """nDCG@k = sum_{i<=k} h_i/log2(i+1) / sum_{i<=min(|R|,k)} 1/log2(i+1).
+
+    Binary gains; Jarvelin & Kekalainen 2002; trec_eval ``ndcg_cut``, ranx ``ndcg``.
+    """
+    disc = _discount(max(k, h.width))
+    dcg = _count(h, k, disc[h.col])
+    ideal = np.concatenate([[0.0], np.cumsum(disc[:k])])
+    return dcg / ideal[np.minimum(h.n_rel, k).astype(np.int64)]
+
+
+def mrr(h: Hits, k: int) -> np.ndarray:
+    """RR@k = 1 / rank of the first hit if it is <= k, else 0 (Voorhees 1999; ranx ``mrr``)."""
+    fc = h.first_col
+    return np.where(fc < k, 1.0 / (fc + 1.0), 0.0)
+
+
+def average_precision(h: Hits, k: int) -> np.ndarray:
+    """AP@k = sum_{i<=k} h_i * P@i / |R| (trec_eval ``map_cut``, ranx ``map``)."""
+    return _count(h, k, h.ordinal / (h.col + 1.0)) / h.n_rel
+
+
+KERNELS = {
+    "precision": precision,
+    "recall": recall,
+    "hit_rate": hit_rate,
+    "ndcg": ndcg,
+    "mrr": mrr,
+    "map": average_precision,
+}

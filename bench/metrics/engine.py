@@ -1,0 +1,248 @@
+"""The metrics engine: integer-index recommendation lists in, every metric key out.
+
+``evaluate_arrays`` is what the runner, early stopping and ``bench.evaluate`` call. It computes
+the hit list once (``accuracy.compute_hits``) and every accuracy, beyond-accuracy and fairness
+metric from it; metrics whose inputs are missing are listed in ``skipped``, never guessed.
+
+Who is evaluated (contract "Splits on disk", pitfalls 4.6):
+
+- a user is evaluated iff its ``truth`` row is non-empty; ``n_users_skipped`` counts the rows of
+  ``truth`` (the users of the split) that are empty, whether or not they were passed in
+  ``users``;
+- a user with test items but no row in ``users`` is evaluated with an empty list (scores 0,
+  never dropped) and counted in ``n_users_without_recommendations``, like a user whose list is
+  all padding.
+
+Lists must not repeat an item (``bench.ranking.topk`` guarantees it); if one does, only its
+first position can hit, so recall stays in [0, 1].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from bench.metrics import accuracy, beyond, fairness
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """``summary``: key -> float; ``per_user``: column -> (n_eval,) aligned with ``users``."""
+
+    summary: dict[str, float]
+    per_user: dict[str, np.ndarray]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    users: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
+    out = sorted({int(k) for k in ks}) if len(ks) else []
+    if not out or any(k < 1 for k in out) or any(int(k) != k for k in ks):
+        raise ValueError(f"ks must be positive integers, got {tuple(ks)!r}")
+    return tuple(out)
+
+
+def _binary_csr(m: sp.spmatrix, name: str, shape: tuple[int, int] | None) -> sp.csr_matrix:
+    if not sp.issparse(m):
+        raise TypeError(f"{name} must be a scipy sparse matrix, got {type(m).__name__}")
+    out = sp.csr_matrix(m, dtype=np.float32, copy=True)
+    out.sum_duplicates()
+    out.eliminate_zeros()
+    out.data[:] = 1.0
+    out.sort_indices()
+    if shape is not None and out.shape != shape:
+        raise ValueError(f"{name} has shape {out.shape}, expected {shape} like truth")
+    return out
+
+
+def _prepare(users: np.ndarray, rec: np.ndarray, truth: sp.csr_matrix):
+    n_users, n_items = truth.shape
+    users = np.asarray(users)
+    rec = np.asarray(rec)
+    if users.ndim != 1 or not np.issubdtype(users.dtype, np.integer):
+        raise ValueError("users must be a 1-d integer array of user indices")
+    if rec.ndim != 2 or rec.shape[0] != len(users):
+        raise ValueError(f"rec must be (len(users), K), got {rec.shape} for {len(users)} users")
+    if rec.size and not np.issubdtype(rec.dtype, np.integer):
+        raise ValueError(f"rec must hold integer item indices, got dtype {rec.dtype}")
+    rec = rec.astype(np.int64, copy=False)
+    if len(users) and (users.min() < 0 or users.max() >= n_users):
+        raise ValueError(f"user index out of range [0, {n_users}) in users")
+    given = np.bincount(users, minlength=n_users)
+    if len(users) and given.max() > 1:
+        raise ValueError(f"users contains user index {int(np.argmax(given))} twice")
+    if rec.size and (rec.min() < -1 or rec.max() >= n_items):
+        raise ValueError(f"item index out of range [-1, {n_items}) in rec (-1 = padding)")
+    n_rel = np.diff(truth.indptr)
+    keep = n_rel[users] > 0
+    if not keep.all():
+        users, rec = users[keep], rec[keep]
+    missing = np.flatnonzero((n_rel > 0) & (given == 0))
+    if len(missing):
+        users = np.concatenate([users.astype(np.int64), missing])
+        rec = np.vstack([rec, np.full((len(missing), rec.shape[1]), -1, dtype=np.int64)])
+    empty = np.count_nonzero(rec >= 0, axis=1) == 0 if rec.shape[1] else np.ones(len(users), bool)
+    counts = {
+        "n_users_evaluated": float(len(users)),
+        "n_users_skipped": float(np.count_nonzero(n_rel == 0)),
+        "n_users_without_recommendations": float(np.count_nonzero(empty)),
+    }
+    return users.astype(np.int64), rec, counts
+
+
+def evaluate_arrays(
+    users: np.ndarray,
+    rec: np.ndarray,
+    truth: sp.spmatrix,
+    ks: Sequence[int] = (10, 20),
+    train: sp.spmatrix | None = None,
+    seen: sp.spmatrix | None = None,
+    item_genres: Sequence[frozenset[str] | None] | None = None,
+    user_attrs: Mapping[str, np.ndarray] | None = None,
+) -> EvalResult:
+    """Every metric of the catalog that the inputs allow, at every k in ``ks``.
+
+    users: int (n,) user indices; rec: int (n, K) ranked item indices, -1 = padding;
+    truth: (n_users, n_items) test positives; train: train interactions (popularity, catalog,
+    activity); seen: items excluded from each user's ranking (serendipity baseline, PopRSP);
+    item_genres: genre set per item index (ILD); user_attrs: attribute -> labels (n_users,).
+    """
+    ks = _check_ks(ks)
+    truth = _binary_csr(truth, "truth", None)
+    users, rec, counts = _prepare(users, rec, truth)
+    truth_rows = truth[users]
+    hits = accuracy.compute_hits(rec, truth_rows)
+    per_user: dict[str, np.ndarray] = {}
+    for k in ks:
+        for name, kernel in accuracy.KERNELS.items():
+            per_user[f"{name}_at_{k}"] = kernel(hits, k)
+    summary: dict[str, float] = dict(counts)
+    skipped: list[tuple[str, str]] = []
+    ctx = _Context(users, rec, hits, truth_rows, ks, per_user, summary, skipped)
+    shape = truth.shape
+    train_m = _binary_csr(train, "train", shape) if train is not None else None
+    seen_m = _binary_csr(seen, "seen", shape) if seen is not None else None
+    _beyond(ctx, train_m, seen_m)
+    _ild(ctx, item_genres, shape[1])
+    _user_fairness(ctx, train_m, user_attrs, shape[0])
+    for key, values in per_user.items():
+        if key in summary:
+            continue
+        ok = ~np.isnan(values)
+        if ok.any():
+            summary[key] = float(values[ok].mean())
+        elif len(values):
+            skipped.append((key, "undefined for every evaluated user"))
+    if not len(users):
+        skipped.append(("*", "no evaluated user (every truth row is empty)"))
+    ordered = {k: summary[k] for k in sorted(summary, key=_order_key)}
+    return EvalResult(ordered, per_user, skipped, users)
+
+
+def _order_key(key: str) -> tuple[int, str]:
+    return (0 if key.startswith("n_") else 1, key)
+
+
+@dataclass
+class _Context:
+    users: np.ndarray
+    rec: np.ndarray
+    hits: accuracy.Hits
+    truth_rows: sp.csr_matrix
+    ks: tuple[int, ...]
+    per_user: dict[str, np.ndarray]
+    summary: dict[str, float]
+    skipped: list[tuple[str, str]]
+
+    def skip(self, names: Sequence[str], reason: str) -> None:
+        self.skipped.extend((f"{n}_at_{k}", reason) for n in names for k in self.ks)
+
+    def put(self, key: str, value: float, reason: str = "undefined") -> None:
+        if np.isnan(value):
+            self.skipped.append((key, reason))
+        else:
+            self.summary[key] = float(value)
+
+
+_POP_LIST = ("novelty", "arp", "aplt", "aclt", "tail_percentage")
+_POP_CATALOG = ("coverage", "gini", "entropy", "pop_reo", "long_tail_hit_share")
+
+
+def _beyond(ctx: _Context, train: sp.csr_matrix | None, seen: sp.csr_matrix | None) -> None:
+    if train is None:
+        ctx.skip(_POP_LIST + _POP_CATALOG + ("serendipity", "pop_rsp"), "needs train")
+        return
+    p = beyond.popularity(train)
+    rec, h = ctx.rec, ctx.hits
+    ctx.per_user.update(beyond.list_metrics(p, rec, ctx.ks))
+    for k in ctx.ks:
+        counts = beyond.exposure(p, rec, k)
+        ctx.put(f"coverage_at_{k}", beyond.coverage(p, counts), "empty catalog")
+        ctx.put(f"gini_at_{k}", beyond.gini(p, counts), "no exposure within the catalog")
+        ctx.put(f"entropy_at_{k}", beyond.entropy(p, counts), "no exposure within the catalog")
+    hit_items = rec[h.row, h.col]
+    truth_items = ctx.truth_rows.indices
+    groups = {"H": p.in_head, "T": p.in_tail}
+    relevant = {g: float(m[truth_items].sum()) for g, m in groups.items()}
+    for k in ctx.ks:
+        within = h.upto(k)
+        hit_in = {g: float(m[hit_items[within]].sum()) for g, m in groups.items()}
+        ctx.put(f"pop_reo_at_{k}", fairness.pop_reo(hit_in, relevant), "fewer than 2 groups")
+        n_hits = float(within.sum())
+        share = hit_in["T"] / n_hits if n_hits else float("nan")
+        ctx.put(f"long_tail_hit_share_at_{k}", share, "no hit")
+    if seen is None:
+        ctx.skip(("serendipity", "pop_rsp"), "needs seen")
+        return
+    seen_rows = seen[ctx.users]
+    _serendipity(ctx, p, seen_rows, hit_items)
+    _pop_rsp(ctx, p, seen_rows, groups)
+
+
+def _serendipity(ctx: _Context, p: beyond.Popularity, seen_rows, hit_items) -> None:
+    h = ctx.hits
+    in_base = beyond.baseline_membership(p, seen_rows, hit_items, h.row, ctx.ks)
+    n = len(ctx.users)
+    for k in ctx.ks:
+        m = h.upto(k) & ~in_base[k]
+        ctx.per_user[f"serendipity_at_{k}"] = np.bincount(h.row[m], minlength=n) / float(k)
+
+
+def _pop_rsp(ctx: _Context, p: beyond.Popularity, seen_rows, groups) -> None:
+    n = len(ctx.users)
+    seen_in = {g: float(m[seen_rows.indices].sum()) for g, m in groups.items()}
+    candidates = {g: n * float(m.sum()) - seen_in[g] for g, m in groups.items()}
+    for k in ctx.ks:
+        top = ctx.rec[:, :k]
+        rec_in = {g: float(m[top].sum()) for g, m in groups.items()}  # -1 -> padding cell
+        ctx.put(f"pop_rsp_at_{k}", fairness.pop_rsp(rec_in, candidates), "fewer than 2 groups")
+
+
+def _ild(ctx: _Context, item_genres, n_items: int) -> None:
+    if item_genres is None:
+        ctx.skip(("ild",), "needs item genres")
+        return
+    table = beyond.genre_table(item_genres, n_items)
+    for k, values in beyond.ild(table, ctx.rec, ctx.ks).items():
+        ctx.per_user[f"ild_at_{k}"] = values
+
+
+def _user_fairness(ctx: _Context, train, user_attrs, n_users: int) -> None:
+    attrs: dict[str, np.ndarray | tuple[np.ndarray, list[str]]] = {}
+    for name, labels in (user_attrs or {}).items():
+        labels = np.asarray(labels, dtype=object)
+        if labels.shape != (n_users,):
+            raise ValueError(f"user_attrs['{name}'] must have one label per user ({n_users})")
+        attrs[name] = labels[ctx.users]
+    if train is not None:
+        activity = np.diff(train.indptr)[ctx.users]
+        attrs["activity"] = fairness.activity_codes(activity)
+    else:
+        ctx.skipped.append(("<key>/activity/*", "needs train"))
+    if not user_attrs:
+        ctx.skipped.append(("<key>/<attribute>/*", "needs user attributes"))
+    keys = [f"{m}_at_{k}" for k in ctx.ks for m in ("ndcg", "recall")]
+    ctx.summary.update(fairness.breakdown({k: ctx.per_user[k] for k in keys}, attrs))

@@ -1,0 +1,128 @@
+"""Fairness kernels: user-group breakdowns and item-side popularity-group parity.
+
+User side (contract): for each attribute ``a`` and group ``g``, the mean of a per-user metric
+over the group's evaluated users, logged as ``<key>/<a>/<g>``, and ``<key>/<a>/gap`` = max minus
+min over groups. Users whose attribute is unknown (None, NaN, empty) are left out of that
+attribute. ``activity`` groups users by tertiles of their train interactions.
+
+Item side: PopREO and PopRSP over {H, T} (Zhu, Wang & Caverlee, SIGIR 2020; Elliot).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+_UNSAFE = re.compile(r"[^\w.\- ]")
+ACTIVITY_GROUPS = ("cold", "warm", "hot")
+
+
+def sanitize_label(value: object) -> str | None:
+    """An MLflow-safe group label (``[\\w.\\- ]``), or None for an unknown value.
+
+    Integral floats lose their ``.0`` (age 25.0 -> "25"); every other unsafe character
+    (including ``/``) becomes ``_``. Labels that collide after sanitizing are one group.
+    """
+    if value is None:
+        return None
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return None
+        if float(value).is_integer():
+            value = int(value)
+    text = str(value).strip()
+    if not text:
+        return None
+    return _UNSAFE.sub("_", text)
+
+
+def group_codes(labels: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Integer group code per entry (-1 = unknown) and the sorted group names.
+
+    Labels are sanitized once per distinct value, then mapped with a dict (no regex per user).
+    """
+    values = [v if _is_hashable(v) else str(v) for v in labels.tolist()]
+    distinct = dict.fromkeys(values)  # NaN objects are looked up by identity below
+    for v in distinct:
+        distinct[v] = sanitize_label(v)
+    names = sorted({c for c in distinct.values() if c is not None})
+    pos = {n: i for i, n in enumerate(names)}
+    code_of = {v: (pos[c] if c is not None else -1) for v, c in distinct.items()}
+    codes = np.fromiter(map(code_of.__getitem__, values), dtype=np.int64, count=len(values))
+    return codes, names
+
+
+def _is_hashable(v: object) -> bool:
+    return not isinstance(v, list | dict | set | np.ndarray)
+
+
+def activity_codes(counts: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """cold/warm/hot by tertiles of train interaction counts of the evaluated users.
+
+    Thresholds t1, t2 = the 1/3 and 2/3 quantiles (numpy ``linear`` method) of the counts;
+    cold: count <= t1, warm: t1 < count <= t2, hot: count > t2. Users tied at a boundary all go
+    to the lower group, so equal activity never lands in two groups (groups may be unequal or
+    empty, e.g. when every user has the same count: all cold).
+    """
+    if len(counts) == 0:
+        return np.zeros(0, dtype=np.int64), list(ACTIVITY_GROUPS)
+    t1, t2 = np.quantile(counts.astype(np.float64), [1 / 3, 2 / 3])
+    idx = (counts > t1).astype(np.int64) + (counts > t2).astype(np.int64)
+    return idx, list(ACTIVITY_GROUPS)
+
+
+def group_means(values: np.ndarray, codes: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Mean of ``values`` per group (NaN values ignored) and ``gap`` = max - min over groups."""
+    ok = (codes >= 0) & ~np.isnan(values)
+    sums = np.bincount(codes[ok], weights=values[ok], minlength=len(names))
+    cnts = np.bincount(codes[ok], minlength=len(names))
+    out = {names[g]: float(sums[g] / cnts[g]) for g in range(len(names)) if cnts[g] > 0}
+    if out:
+        out["gap"] = max(out.values()) - min(out.values())
+    return out
+
+
+def breakdown(
+    per_user: Mapping[str, np.ndarray],
+    attrs: Mapping[str, np.ndarray | tuple[np.ndarray, list[str]]],
+) -> dict[str, float]:
+    """``<key>/<attr>/<group>`` and ``<key>/<attr>/gap`` for every metric and attribute.
+
+    ``attrs`` maps an attribute to labels per user, or to ready ``(codes, names)``. A group
+    named ``gap`` would shadow the gap key; it is renamed ``gap_``.
+    """
+    out: dict[str, float] = {}
+    for attr, labels in attrs.items():
+        codes, names = labels if isinstance(labels, tuple) else group_codes(labels)
+        names = [n if n != "gap" else "gap_" for n in names]
+        safe_attr = sanitize_label(attr) or "attr"
+        for key, values in per_user.items():
+            for g, v in group_means(values, codes, names).items():
+                out[f"{key}/{safe_attr}/{g}"] = v
+    return out
+
+
+def std_over_mean(rates: list[float]) -> float:
+    """Population std / mean of group rates (Elliot PopREO/PopRSP); NaN if undefined."""
+    r = np.asarray(rates, dtype=np.float64)
+    if len(r) < 2 or r.mean() == 0:
+        return float("nan")
+    return float(r.std() / r.mean())
+
+
+def pop_reo(hits_in: dict[str, float], relevant_in: dict[str, float]) -> float:
+    """PopREO = std/mean over g in {H, T} of hits in g / test items in g (Zhu et al. 2020).
+
+    Groups without test items are left out (then fewer than 2 groups -> NaN, skipped).
+    """
+    rates = [hits_in[g] / relevant_in[g] for g in hits_in if relevant_in[g] > 0]
+    return std_over_mean(rates)
+
+
+def pop_rsp(rec_in: dict[str, float], candidates_in: dict[str, float]) -> float:
+    """PopRSP = std/mean over g in {H, T} of recommended in g / unseen candidates in g."""
+    rates = [rec_in[g] / candidates_in[g] for g in rec_in if candidates_in[g] > 0]
+    return std_over_mean(rates)
