@@ -129,10 +129,17 @@ class RecBoleModel(Recommender):
             self.trainer = trainer
         self.model.eval()
 
-    def build(self, data: ModelData, ctx: FitContext, test: Any = None) -> tuple:
+    def build(
+        self,
+        data: ModelData,
+        ctx: FitContext,
+        test: Any = None,
+        evaluation: Mapping[str, Any] | None = None,
+    ) -> tuple:
         """RecBole config, dataset and dataloaders for ``data`` (call inside a recbole_session).
 
-        ``test`` (indexed frame) is only for the peer check against RecBole's own evaluator.
+        ``test`` (indexed frame) and ``evaluation`` (RecBole ``metrics``/``topk``/
+        ``metric_decimal_place``) are only for the peer check against RecBole's own evaluator.
         """
         from recbole.config import Config
         from recbole.data import create_dataset, data_preparation
@@ -148,7 +155,9 @@ class RecBoleModel(Recommender):
         )
         self.files: AtomicFiles = files
         config = Config(
-            model=self.config.model, dataset=DATASET, config_dict=self._config_dict(ctx, folder)
+            model=self.config.model,
+            dataset=DATASET,
+            config_dict={**self._config_dict(ctx, folder), **dict(evaluation or {})},
         )
         init_seed(config["seed"], config["reproducibility"])
         dataset = create_dataset(config)
