@@ -195,10 +195,9 @@ def load_user_tables(selection: Selection, client: Any, notes: list[str]) -> dic
         for model, runs in selection.by_model().items():
             try:
                 frames = [per_user_frame(client, r, Path(tmp)) for r in runs]
-            except ReportError as exc:
+                out[model] = user_means(frames, model)
+            except (ReportError, stats.StatsError) as exc:
                 notes.append(f"no per-user statistics for {model}: {exc}")
-                continue
-            out[model] = user_means(frames, model)
     return out
 
 
@@ -236,6 +235,10 @@ def _significance(table: dict[str, dict[str, Comparison]], cfg: ReportConfig, ke
         for k in keys:
             if k in base.columns and k in frame.columns:
                 x, y = stats.paired_vectors(frame, base, k, (model, str(cfg.baseline)))
+                if x.size < 2:
+                    notes.append(f"{model} vs {cfg.baseline} on {k}: fewer than 2 users with a "
+                                 "value; not tested")
+                    continue
                 res = stats.run_test(cfg.test, x, y, cfg.n_resamples, cfg.seed)
                 row[k].p, row[k].dz = res.p_value, stats.cohens_dz(x, y)
                 family.append(row[k])

@@ -152,13 +152,17 @@ def to_plain(rows: Sequence[Row], keys: Sequence[str]) -> str:
 
 
 def _print_rich(rows: Sequence[Row], keys: Sequence[str], title: str) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    lines = [[c.replace(" ± ", "\n± ") for c in line] for line in body(rows, keys)]
     for i, h in enumerate(header(keys)):
-        table.add_column(h, justify="left" if i == 1 else "right", style="bold" if i == 1 else "")
-    for cells in body(rows, keys):
+        width = max(len(part) for line in lines for part in line[i].split("\n"))
+        table.add_column(h, justify="left" if i == 1 else "right", style="bold" if i == 1 else "",
+                         min_width=width)
+    for cells in lines:
         table.add_row(*cells)
     Console().print(table)
 

@@ -68,7 +68,11 @@ CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}
 
 def paired_vectors(a: pl.DataFrame, b: pl.DataFrame, column: str,
                    names: tuple[str, str] = ("A", "B")) -> tuple[np.ndarray, np.ndarray]:
-    """``column`` of two per-user frames, aligned by ``user_id``; refuses different user sets."""
+    """``column`` of two per-user frames, aligned by ``user_id``; refuses different user sets.
+
+    Users whose value is NaN/null in either frame (a metric undefined for them, such as the ILD
+    of a one-item list) are left out of the pair.
+    """
     for frame, name in zip((a, b), names, strict=True):
         if column not in frame.columns:
             raise StatsError(f"per-user table of {name} has no column {column!r}")
@@ -84,11 +88,10 @@ def paired_vectors(a: pl.DataFrame, b: pl.DataFrame, column: str,
         )
     joined = a.select("user_id", pl.col(column).alias("_a")).join(
         b.select("user_id", pl.col(column).alias("_b")), on="user_id").sort("user_id")
-    x = joined["_a"].cast(pl.Float64).to_numpy()
-    y = joined["_b"].cast(pl.Float64).to_numpy()
-    if np.isnan(x).any() or np.isnan(y).any():
-        raise StatsError(f"per-user column {column!r} holds NaN/null values")
-    return x, y
+    x = joined["_a"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    y = joined["_b"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    keep = ~(np.isnan(x) | np.isnan(y))  # undefined for a user (e.g. ild of a 1-item list)
+    return x[keep], y[keep]
 
 
 def _pair(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -234,9 +237,13 @@ def cohens_dz(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) 
 
 def bootstrap_ci(values: Sequence[float] | np.ndarray, n_resamples: int = 10_000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean over users (resampling users with replacement)."""
+    """Percentile bootstrap CI of the mean over users (resampling users with replacement).
+
+    NaN values (metric undefined for that user) are left out, as in the metric's mean.
+    """
     v = np.asarray(values, dtype=np.float64)
-    if v.size == 0 or np.isnan(v).any():
+    v = v[~np.isnan(v)]  # users for whom the metric is undefined
+    if v.size == 0:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
     means = np.empty(n_resamples)

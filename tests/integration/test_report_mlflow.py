@@ -183,6 +183,19 @@ def test_leaderboard_md_and_table(store, capsys):
     assert out.index("ease") < out.index("itemknn") < out.index(" pop ")
 
 
+def test_leaderboard_rich_on_a_terminal(store, capsys, monkeypatch):
+    import sys
+
+    from bench.report.leaderboard import leaderboard_main
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setenv("COLUMNS", "120")
+    code, out, _ = run_cli(leaderboard_main, ["--tracking-uri", store["uri"], "--dataset", "toy"],
+                           capsys)
+    assert code == 0 and "─" in out  # rich's rule under the header
+    assert out.index("ease") < out.index("itemknn") < out.index("my_model&co") < out.index("pop")
+
+
 def test_leaderboard_lower_is_better_and_most_recent_combo_note(store, capsys):
     from bench.report.leaderboard import leaderboard_main
 

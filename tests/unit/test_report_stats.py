@@ -131,6 +131,10 @@ def test_paired_vectors_align_by_user_and_refuse_other_users():
     c = pl.DataFrame({"user_id": ["u1", "u4", "u2"], "ndcg_at_10": [1.0, 3.0, 2.0]})
     with pytest.raises(stats.StatsError, match=r"different users \(1 only in ease.*u3"):
         stats.paired_vectors(a, c, "ndcg_at_10", ("ease", "pop"))
+    a2 = a.with_columns(pl.Series("ndcg_at_10", [0.2, None, float("nan")]))
+    x, y = stats.paired_vectors(a2, b, "ndcg_at_10")  # users undefined in either are left out
+    assert list(x) == [0.2] and list(y) == [2.0]
+    assert stats.bootstrap_ci([0.5, float("nan"), 0.5], 50) == (0.5, 0.5)
     with pytest.raises(stats.StatsError, match="no column"):
         stats.paired_vectors(a, b, "recall_at_10")
     with pytest.raises(stats.StatsError, match="same length"):
