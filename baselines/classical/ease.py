@@ -76,8 +76,10 @@ class EASE(Recommender):
     the binary train matrix; score(u, .) = x_u @ B where x_u is u's binary ``history`` row
     (train + valid at test time). Users with no history score 0 everywhere.
 
-    Memory: B is n_items^2 float64 (3,706 items: 110 MB; 26,744 items: 5.7 GB), and fitting
-    needs about the same again in temporaries at most; above ``max_items`` fit refuses.
+    Memory: B is n_items^2 float64 (3,706 items: 110 MB; 26,744 items: 5.7 GB). Fitting builds
+    the Gram matrix, inverts it and turns it into B in that one buffer, plus about 150 MB of
+    block temporaries (a textbook ``numpy.linalg.inv`` fit needs about three such buffers).
+    Above ``max_items`` fit refuses with a ConfigError instead of running out of memory.
     """
 
     name = "ease"
@@ -107,8 +109,8 @@ class EASE(Recommender):
             gb = n * n * 8 / 1e9
             raise config_error(
                 "ease",
-                f"{n:,} items need a dense {n:,} x {n:,} float64 weight matrix ({gb:.1f} GB, "
-                f"more while fitting), above max_items={limit:,}; raise model.params.max_items "
+                f"{n:,} items need a dense {n:,} x {n:,} float64 weight matrix ({gb:.1f} GB), "
+                f"above max_items={limit:,}; raise model.params.max_items "
                 "if the memory is there, or use itemknn",
             )
         self.weights = ease_weights(train_matrix(data), self.config.l2)
