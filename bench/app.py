@@ -67,6 +67,8 @@ def _in_fresh_process() -> None:
     cmd = [sys.executable, "-m", "bench", "run", *hc.overrides.task,
            f"hydra.run.dir={hc.runtime.output_dir}"]
     rc = subprocess.run(cmd, env={**os.environ, FRESH_ENV: "1"}).returncode
+    if rc != 0 and not _is_multirun():
+        sys.exit(rc)  # the child already printed its one-line error
     if rc != 0:
         raise RuntimeError(f"job in a fresh process exited with {rc}: {' '.join(cmd[3:])}")
 

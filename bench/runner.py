@@ -283,7 +283,7 @@ def execute(cfg: Mapping[str, Any], model, split_obj, device: str, workdir: Path
             return topk(model.score(b, hist), kmax, ex, inplace=True)
 
         metrics.update(measure(request, users, lcfg, device))
-    metrics["peak_memory_mb"] = mem.peak_mb
+    metrics.update(mem.metrics())
     metrics["n_parameters"] = float(model.n_parameters())
     metrics[f"tie_rate_at_{kmax}"] = float(ties.mean()) if len(ties) else 0.0
     train_m = split.matrix("train")
