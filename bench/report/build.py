@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -346,8 +347,8 @@ def table_tex(report: Report) -> str:
         r"\providecommand{\benchsecond}[1]{\underline{#1}}",
         r"\begin{table}[t]", r"\centering", r"\small",
         r"\caption{" + _legend(report, latex=True) + "}",
-        r"\label{tab:" + latex_escape(f"{report.selection.dataset}-{report.selection.split}")
-        .replace("\\_", "-") + "}",
+        r"\label{tab:" + re.sub(r"[^A-Za-z0-9]+", "-",
+                                 f"{report.selection.dataset}-{report.selection.split}") + "}",
         r"\begin{tabular}{l" + "r" * len(keys) + "}", r"\toprule", head + r" \\", r"\midrule",
     ]
     for model, row in report.table.items():
