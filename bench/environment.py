@@ -270,21 +270,34 @@ def device_tags(device: str) -> dict[str, str]:
 
     ``bench.device`` is ``cpu:<CPU model>`` or ``cuda:<GPU name>``; latency and throughput are
     comparable only between runs with the same ``bench.device`` (and threads).
+    ``bench.cuda_version`` is the CUDA version of torch on a CUDA run, ``none`` on a CPU run;
+    ``bench.threads`` is ``OMP_NUM_THREADS`` if set, else the CPUs the process may use (torch's
+    own thread counts are in ``environment.json``). For a CPU device this imports no torch, so a
+    run's ``peak_memory_mb`` does not pay for a library its model does not use.
     """
-    tinfo = torch_info()
+    cuda = device.startswith("cuda")
+    tinfo = torch_info() if cuda else {}
     cpu = cpu_model()
-    gpu = _gpu_for(device) if device.startswith("cuda") else {}
-    hw = f"cuda:{gpu.get('name', UNKNOWN)}" if device.startswith("cuda") else f"cpu:{cpu}"
-    threads = tinfo.get("num_threads") or os.environ.get("OMP_NUM_THREADS") or os.cpu_count()
+    gpu = _gpu_for(device) if cuda else {}
+    hw = f"cuda:{gpu.get('name', UNKNOWN)}" if cuda else f"cpu:{cpu}"
+    torch_version = tinfo.get("version") or package_versions(("torch",))["torch"]
     return {
         "bench.device": hw,
         "bench.gpu_name": gpu.get("name", NONE),
         "bench.gpu_driver": gpu.get("driver", NONE),
         "bench.cuda_version": str(tinfo.get("cuda_version", NONE)),
-        "bench.torch_version": str(tinfo.get("version", "not installed")),
+        "bench.torch_version": str(torch_version),
         "bench.cpu_model": cpu,
-        "bench.threads": str(threads),
+        "bench.threads": str(thread_count()),
     }
+
+
+def thread_count() -> int:
+    """``OMP_NUM_THREADS`` when set to a positive integer, else the CPUs this process may use."""
+    raw = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    return _affinity_count() or os.cpu_count() or 1
 
 
 def _gpu_for(device: str) -> dict[str, str]:

@@ -118,9 +118,23 @@ def test_cpu_model_is_named():
     assert env.cpu_model() and env.cpu_model() != "unknown"
 
 
-def test_import_is_cheap_and_torch_free():
-    code = "import sys, bench.environment; assert 'torch' not in sys.modules"
+def test_import_and_cpu_device_calls_are_torch_free():
+    # importing torch costs hundreds of MB of RSS: a CPU run must not pay it in peak_memory_mb
+    code = (
+        "import sys, bench.environment as E\n"
+        "assert E.resolve_device('cpu') == 'cpu'\n"
+        "tags = E.device_tags('cpu')\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert tags['bench.cuda_version'] == 'none'\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_threads_tag_follows_omp_num_threads(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert env.device_tags("cpu")["bench.threads"] == "3"
+    monkeypatch.setenv("OMP_NUM_THREADS", "garbage")
+    assert int(env.device_tags("cpu")["bench.threads"]) >= 1
 
 
 # ------------------------------------------------------------------------------ devices
