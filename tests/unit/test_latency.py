@@ -8,6 +8,7 @@ ceiling, since time.sleep overshoots by a load-dependent amount.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -29,6 +30,7 @@ from bench.latency import (
     PeakMemory,
     Timer,
     count_parameters,
+    make_clock,
     max_rss_mb,
     measure,
     percentiles,
@@ -283,8 +285,20 @@ def test_timer_stage_on_cuda_waits_for_queued_work():
     assert timer.total_ms("llm_scoring") >= 5.0
 
 
+def test_make_clock_picks_the_device_clock():
+    assert isinstance(make_clock("cpu"), CpuClock)
+    with pytest.raises(ConfigError, match="cannot time on device 'mps'"):
+        make_clock("mps")
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        clock = make_clock("cuda:0")  # constructing needs no GPU; timing on it would
+        assert isinstance(clock, CudaClock) and clock.device == "cuda:0"
+        assert clock._cuda is torch.cuda
+
+
 @pytest.mark.skipif(
-    "torch" not in sys.modules and __import__("importlib").util.find_spec("torch") is None,
+    "torch" not in sys.modules and importlib.util.find_spec("torch") is None,
     reason="torch not installed",
 )
 def test_real_cuda_path():
