@@ -1,0 +1,171 @@
+"""Accuracy kernels: hand-computed cases, edge cases and hypothesis properties."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.metrics.engine import evaluate_arrays
+
+L2, L3, L4 = 1.0, 1 / math.log2(3), 0.5  # 1/log2(i+1) for i = 1, 2, 3
+
+
+def csr(rows, n_items):
+    r = [u for u, items in enumerate(rows) for _ in items]
+    c = [i for items in rows for i in items]
+    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(rows), n_items))
+
+
+def run(rec, truth_rows, ks, n_items=10, users=None):
+    truth = csr(truth_rows, n_items)
+    users = np.arange(len(truth_rows)) if users is None else np.asarray(users)
+    return evaluate_arrays(users, np.asarray(rec, dtype=np.int64), truth, ks)
+
+
+def test_hand_computed_single_user():
+    # R = {1, 3, 7}; L = [3, 5, 1, 9] (hits at ranks 1 and 3), padded to 6
+    res = run([[3, 5, 1, 9, -1, -1]], [[1, 3, 7]], (2, 4, 10))
+    s = res.summary
+    assert s["precision_at_2"] == pytest.approx(0.5, abs=1e-15)
+    assert s["recall_at_2"] == pytest.approx(1 / 3, abs=1e-15)
+    assert s["hit_rate_at_2"] == 1.0
+    assert s["ndcg_at_2"] == pytest.approx(1 / (L2 + L3), abs=1e-15)
+    assert s["mrr_at_2"] == 1.0
+    assert s["map_at_2"] == pytest.approx(1 / 3, abs=1e-15)
+    assert s["precision_at_4"] == pytest.approx(0.5, abs=1e-15)
+    assert s["recall_at_4"] == pytest.approx(2 / 3, abs=1e-15)
+    assert s["ndcg_at_4"] == pytest.approx((L2 + L4) / (L2 + L3 + L4), abs=1e-15)
+    assert s["map_at_4"] == pytest.approx((1 + 2 / 3) / 3, abs=1e-15)
+    # list shorter than k: precision still divides by k
+    assert s["precision_at_10"] == pytest.approx(0.2, abs=1e-15)
+    assert s["recall_at_10"] == pytest.approx(2 / 3, abs=1e-15)
+
+
+def test_golden_values_two_users():
+    # u0: R={0}, L=[4,0,...]: hit at rank 2; u1: R={1,2}, L=[5,6,7]: no hit
+    res = run([[4, 0, 8], [5, 6, 7]], [[0], [1, 2]], (1, 3))
+    s = res.summary
+    assert s["ndcg_at_3"] == pytest.approx(0.5 * L3, abs=1e-15)
+    assert s["mrr_at_3"] == pytest.approx(0.25, abs=1e-15)
+    assert s["mrr_at_1"] == 0.0
+    assert s["hit_rate_at_3"] == 0.5
+    assert s["map_at_3"] == pytest.approx(0.25, abs=1e-15)
+    np.testing.assert_allclose(res.per_user["ndcg_at_3"], [L3, 0.0], atol=1e-15)
+
+
+def test_empty_truth_rows_are_skipped_and_missing_users_score_zero():
+    truth_rows = [[1], [], [2], [3]]
+    # user 1 has no test item; user 3 has test items but no list (not passed)
+    res = run([[1, 0], [2, 3], [5, 2]], truth_rows, (2,), users=[0, 1, 2])
+    assert res.summary["n_users_evaluated"] == 3
+    assert res.summary["n_users_skipped"] == 1
+    assert res.summary["n_users_without_recommendations"] == 1
+    assert list(res.users) == [0, 2, 3]
+    np.testing.assert_allclose(res.per_user["recall_at_2"], [1.0, 1.0, 0.0])
+    assert res.summary["recall_at_2"] == pytest.approx(2 / 3)
+
+
+def test_all_padding_list_scores_zero_and_empty_rec_width():
+    res = run([[-1, -1]], [[0]], (1, 5))
+    assert res.summary["ndcg_at_5"] == 0.0 and res.summary["n_users_without_recommendations"] == 1
+    res = evaluate_arrays(np.array([0]), np.zeros((1, 0), np.int64), csr([[0]], 3), (3,))
+    assert res.summary["recall_at_3"] == 0.0
+
+
+def test_duplicate_item_in_a_list_hits_once():
+    res = run([[2, 2, 2]], [[2]], (3,))
+    assert res.summary["recall_at_3"] == 1.0
+    assert res.summary["precision_at_3"] == pytest.approx(1 / 3)
+
+
+def test_input_validation():
+    truth = csr([[0]], 3)
+    with pytest.raises(ValueError, match="ks"):
+        evaluate_arrays(np.array([0]), np.array([[0]]), truth, ())
+    with pytest.raises(ValueError, match="item index"):
+        evaluate_arrays(np.array([0]), np.array([[5]]), truth, (1,))
+    with pytest.raises(ValueError, match="twice"):
+        evaluate_arrays(np.array([0, 0]), np.array([[0], [1]]), truth, (1,))
+    with pytest.raises(ValueError, match="rec must be"):
+        evaluate_arrays(np.array([0]), np.array([0]), truth, (1,))
+
+
+@st.composite
+def instances(draw):
+    n_items = draw(st.integers(3, 15))
+    n_users = draw(st.integers(1, 5))
+    rows, recs = [], []
+    width = draw(st.integers(1, n_items))
+    for _ in range(n_users):
+        truth = draw(st.sets(st.integers(0, n_items - 1), min_size=1, max_size=n_items))
+        perm = draw(st.permutations(range(n_items)))
+        length = draw(st.integers(0, width))
+        recs.append(list(perm[:length]) + [-1] * (width - length))
+        rows.append(sorted(truth))
+    return n_items, rows, np.array(recs, dtype=np.int64).reshape(n_users, width)
+
+
+BOUNDED = ("precision", "recall", "hit_rate", "ndcg", "mrr", "map")
+
+
+@settings(max_examples=60, deadline=None)
+@given(instances())
+def test_bounds_and_monotone_recall(inst):
+    n_items, rows, rec = inst
+    ks = (1, 2, 3, 5, 8)
+    res = run(rec, rows, ks, n_items)
+    for k in ks:
+        for m in BOUNDED:
+            v = res.per_user[f"{m}_at_{k}"]
+            assert np.all((v >= 0) & (v <= 1 + 1e-12)), (m, k, v)
+    for a, b in zip(ks, ks[1:], strict=False):
+        assert np.all(res.per_user[f"recall_at_{a}"] <= res.per_user[f"recall_at_{b}"] + 1e-12)
+        assert np.all(res.per_user[f"hit_rate_at_{a}"] <= res.per_user[f"hit_rate_at_{b}"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(instances())
+def test_perfect_ranking_scores_one(inst):
+    n_items, rows, _ = inst
+    rec = np.full((len(rows), n_items), -1, dtype=np.int64)
+    for u, r in enumerate(rows):
+        others = [i for i in range(n_items) if i not in r]
+        rec[u] = list(r) + others
+    res = run(rec, rows, (1, 3, n_items), n_items)
+    for k in (1, 3, n_items):
+        np.testing.assert_allclose(res.per_user[f"ndcg_at_{k}"], 1.0, atol=1e-12)
+        n_rel = np.array([len(r) for r in rows], dtype=float)
+        # AP@k of a perfect list = min(|R|, k) / |R| (trec_eval convention divides by |R|)
+        np.testing.assert_allclose(res.per_user[f"map_at_{k}"], np.minimum(n_rel, k) / n_rel)
+        np.testing.assert_allclose(res.per_user[f"mrr_at_{k}"], 1.0)
+    np.testing.assert_allclose(res.per_user[f"recall_at_{n_items}"], 1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(instances(), st.randoms(use_true_random=False))
+def test_set_metrics_invariant_to_order_within_top_k(inst, rnd):
+    n_items, rows, rec = inst
+    k = rec.shape[1]
+    shuffled = rec.copy()
+    for u in range(len(rows)):
+        real = [i for i in shuffled[u] if i >= 0]
+        rnd.shuffle(real)
+        shuffled[u, : len(real)] = real
+    a, b = run(rec, rows, (k,), n_items), run(shuffled, rows, (k,), n_items)
+    for m in ("precision", "recall", "hit_rate"):
+        np.testing.assert_array_equal(a.per_user[f"{m}_at_{k}"], b.per_user[f"{m}_at_{k}"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(instances())
+def test_items_beyond_k_do_not_matter(inst):
+    n_items, rows, rec = inst
+    k = max(1, rec.shape[1] // 2)
+    cut = rec.copy()
+    cut[:, k:] = -1
+    a, b = run(rec, rows, (k,), n_items), run(cut, rows, (k,), n_items)
+    for m in BOUNDED:
+        np.testing.assert_array_equal(a.per_user[f"{m}_at_{k}"], b.per_user[f"{m}_at_{k}"])

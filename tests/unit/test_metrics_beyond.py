@@ -1,0 +1,178 @@
+"""Beyond-accuracy and fairness metrics: hand-computed cases and edge cases.
+
+The scenario (5 items, 4 users):
+  train: u0 {0,1}, u1 {0,1}, u2 {0,2}, u3 {0}  ->  pop = [4, 2, 1, 0, 0], 7 interactions
+  short head: 0 (4) then 1 (cum 6 >= 5.6) -> H = {0, 1}; C = {0, 1, 2}; T = {2}
+  test: u0 {2}, u1 {4}, u2 {1}, u3 {} (skipped)
+  rec:  u0 [2, 3, -1], u1 [4, 3, 2], u2 [3, 1, 4]
+  genres: 0 {A}, 1 {A,B}, 2 {B}, 3 none, 4 {A,C}
+"""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from bench.metrics import beyond, fairness
+from bench.metrics.engine import evaluate_arrays
+
+TRAIN = [[0, 1], [0, 1], [0, 2], [0]]
+TEST = [[2], [4], [1], []]
+REC = [[2, 3, -1], [4, 3, 2], [3, 1, 4]]
+GENRES = [frozenset("A"), frozenset("AB"), frozenset("B"), frozenset(), frozenset("AC")]
+L3 = 1 / math.log2(3)
+
+
+def csr(rows, n_items=5):
+    r = [u for u, items in enumerate(rows) for _ in items]
+    c = [i for items in rows for i in items]
+    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(rows), n_items))
+
+
+def info(pop):
+    return -math.log2((pop + 1) / 5)  # n_train_users = 4
+
+
+@pytest.fixture(scope="module")
+def res():
+    attrs = {
+        "gender": np.array(["F", "F", "M", "F"], dtype=object),
+        "age": np.array([25, None, 25.0, 18], dtype=object),
+    }
+    return evaluate_arrays(
+        np.arange(3),
+        np.array(REC),
+        csr(TEST),
+        (1, 2, 3),
+        train=csr(TRAIN),
+        seen=csr(TRAIN),
+        item_genres=GENRES,
+        user_attrs=attrs,
+    )
+
+
+def test_popularity_groups():
+    p = beyond.popularity(csr(TRAIN))
+    assert p.pop[:-1].tolist() == [4, 2, 1, 0, 0]
+    assert np.flatnonzero(p.in_head).tolist() == [0, 1]
+    assert np.flatnonzero(p.in_tail).tolist() == [2]
+    assert np.flatnonzero(p.in_recbole_tail).tolist() == [2]
+    assert p.order.tolist() == [0, 1, 2, 3, 4]
+    assert p.n_train_users == 4
+
+
+def test_short_head_ties_by_item_index():
+    # pops [2, 2, 2, 2, 2]: 80 % of 10 reached after 4 items, ties by index -> H = {0,1,2,3}
+    train = csr([[0, 1, 2, 3, 4], [0, 1, 2, 3, 4]])
+    p = beyond.popularity(train)
+    assert np.flatnonzero(p.in_head).tolist() == [0, 1, 2, 3]
+    assert np.flatnonzero(p.in_tail).tolist() == [4]
+
+
+def test_catalog_metrics(res):
+    s = res.summary
+    assert s["n_users_evaluated"] == 3 and s["n_users_skipped"] == 1
+    assert s["coverage_at_2"] == pytest.approx(2 / 3, abs=1e-15)  # {1, 2} of C
+    assert s["gini_at_2"] == pytest.approx(1 / 3, abs=1e-15)  # c = [0, 1, 1]: 2 / (3 * 2)
+    assert s["entropy_at_2"] == pytest.approx(1.0, abs=1e-15)
+    assert s["coverage_at_1"] == pytest.approx(1 / 3, abs=1e-15)  # only item 2 of C
+
+
+def test_list_metrics(res):
+    s, pu = res.summary, res.per_user
+    nov = [(info(1) + info(0)) / 2, (info(0) + info(0)) / 2, (info(0) + info(2)) / 2]
+    np.testing.assert_allclose(pu["novelty_at_2"], nov, atol=1e-15)
+    assert s["novelty_at_2"] == pytest.approx(np.mean(nov), abs=1e-15)
+    np.testing.assert_allclose(pu["arp_at_2"], [0.5, 0.0, 1.0], atol=1e-15)
+    np.testing.assert_allclose(pu["aplt_at_2"], [0.5, 0.0, 0.0], atol=1e-15)
+    np.testing.assert_allclose(pu["aclt_at_2"], [1.0, 0.0, 0.0], atol=1e-15)
+    np.testing.assert_allclose(pu["tail_percentage_at_2"], [0.5, 0.0, 0.0], atol=1e-15)
+    # u0's top-3 has 2 real items: means divide by 2, not 3
+    np.testing.assert_allclose(pu["aplt_at_3"], [0.5, 1 / 3, 0.0], atol=1e-15)
+    np.testing.assert_allclose(pu["arp_at_3"], [0.5, 1 / 3, 2 / 3], atol=1e-15)
+
+
+def test_ild_items_without_genres_and_short_lists(res):
+    pu = res.per_user
+    # u0: [2, 3] -> one item with genres -> NaN; u1: 4 {A,C} vs 2 {B} -> 1;
+    # u2: 1 {A,B} vs 4 {A,C}: Jaccard 1/3 -> 2/3
+    np.testing.assert_allclose(pu["ild_at_3"], [np.nan, 1.0, 2 / 3], atol=1e-15)
+    assert res.summary["ild_at_3"] == pytest.approx(5 / 6, abs=1e-15)
+    assert np.isnan(pu["ild_at_2"]).all()
+    assert "ild_at_2" not in res.summary
+    assert ("ild_at_2", "undefined for every evaluated user") in res.skipped
+
+
+def test_serendipity_and_item_fairness(res):
+    s, pu = res.summary, res.per_user
+    # baselines (seen excluded): u0 {2,3}, u1 {2,3}, u2 {1,3}; hits: u0 2, u1 4, u2 1 (rank 2)
+    np.testing.assert_allclose(pu["serendipity_at_2"], [0.0, 0.5, 0.0], atol=1e-15)
+    # k=1: u1's baseline top-1 = {2}; its hit 4 is not in it
+    np.testing.assert_allclose(pu["serendipity_at_1"], [0.0, 1.0, 0.0], atol=1e-15)
+    # REO@2: H: 1 hit / 1 test item, T: 1 / 1 -> std 0
+    assert s["pop_reo_at_2"] == pytest.approx(0.0, abs=1e-15)
+    # REO@1: H: 0 / 1, T: 1 / 1 -> rates (0, 1): std .5 / mean .5
+    assert s["pop_reo_at_1"] == pytest.approx(1.0, abs=1e-15)
+    # RSP@2: rec in H 1, in T 1; candidates H: 3*2 - 5 seen = 1, T: 3*1 - 1 = 2 -> (1, .5)
+    assert s["pop_rsp_at_2"] == pytest.approx(0.25 / 0.75, abs=1e-15)
+    assert s["long_tail_hit_share_at_2"] == pytest.approx(1 / 3, abs=1e-15)
+    assert s["long_tail_hit_share_at_1"] == pytest.approx(1 / 2, abs=1e-15)
+
+
+def test_user_group_fairness(res):
+    s = res.summary
+    # ndcg@2: u0 1, u1 1, u2 hit at rank 2 -> 1/log2(3)
+    assert s["ndcg_at_2/gender/F"] == pytest.approx(1.0, abs=1e-15)
+    assert s["ndcg_at_2/gender/M"] == pytest.approx(L3, abs=1e-15)  # a group with one user
+    assert s["ndcg_at_2/gender/gap"] == pytest.approx(1 - L3, abs=1e-15)
+    # age: u1 unknown (left out); 25 and 25.0 are one group "25"; u3 (18) is not evaluated
+    assert s["ndcg_at_2/age/25"] == pytest.approx((1 + L3) / 2, abs=1e-15)
+    assert s["ndcg_at_2/age/gap"] == 0.0
+    assert "ndcg_at_2/age/18" not in s
+    # activity: every evaluated user has 2 train items -> one group (ties go to the lower)
+    assert s["recall_at_2/activity/cold"] == pytest.approx(1.0, abs=1e-15)
+    assert "recall_at_2/activity/warm" not in s
+
+
+def test_activity_tertiles_tie_rule():
+    codes, names = fairness.activity_codes(np.array([1, 1, 1, 2, 3, 3, 5, 8, 9]))
+    # t1 = 1.67, t2 = 3.67 (linear quantiles): cold <= t1 < warm <= t2 < hot
+    assert [names[c] for c in codes] == ["cold"] * 3 + ["warm"] * 3 + ["hot"] * 3
+    codes, _ = fairness.activity_codes(np.array([1, 2, 2, 2, 3]))
+    assert codes.tolist() == [0, 0, 0, 0, 2]  # t1 = t2 = 2: all 2s go to cold
+
+
+def test_group_label_sanitizing():
+    assert fairness.sanitize_label(25.0) == "25"
+    assert fairness.sanitize_label("K-12 student") == "K-12 student"
+    assert fairness.sanitize_label("a/b@c") == "a_b_c"
+    assert fairness.sanitize_label(float("nan")) is None
+    assert fairness.sanitize_label("  ") is None
+
+
+def test_missing_inputs_are_skipped_not_guessed():
+    r = evaluate_arrays(np.arange(3), np.array(REC), csr(TEST), (2,))
+    keys = set(r.summary)
+    assert "ndcg_at_2" in keys and not any(k.startswith(("novelty", "ild", "gini")) for k in keys)
+    reasons = dict(r.skipped)
+    assert reasons["novelty_at_2"] == "needs train"
+    assert reasons["ild_at_2"] == "needs item genres"
+    r = evaluate_arrays(np.arange(3), np.array(REC), csr(TEST), (2,), train=csr(TRAIN))
+    assert "novelty_at_2" in r.summary and "serendipity_at_2" not in r.summary
+    assert dict(r.skipped)["pop_rsp_at_2"] == "needs seen"
+
+
+def test_baseline_membership_matches_brute_force():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 40, 30
+    train = sp.random(n_users, n_items, density=0.3, random_state=1, format="csr")
+    seen = sp.random(n_users, n_items, density=0.3, random_state=2, format="csr")
+    p = beyond.popularity(train)
+    rows = rng.integers(0, n_users, 200)
+    items = rng.integers(0, n_items, 200)
+    got = beyond.baseline_membership(p, seen, items, rows, (1, 5, 12))
+    for k in (1, 5, 12):
+        for j, (u, i) in enumerate(zip(rows, items, strict=True)):
+            base = [x for x in p.order if x not in set(seen[u].indices)][:k]
+            assert got[k][j] == (i in base)
