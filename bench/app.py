@@ -64,8 +64,14 @@ def _in_fresh_process() -> None:
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
-    cmd = [sys.executable, "-m", "bench", "run", *hc.overrides.task,
-           f"hydra.run.dir={hc.runtime.output_dir}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench",
+        "run",
+        *hc.overrides.task,
+        f"hydra.run.dir={hc.runtime.output_dir}",
+    ]
     rc = subprocess.run(cmd, env={**os.environ, FRESH_ENV: "1"}).returncode
     if rc != 0 and not _is_multirun():
         sys.exit(rc)  # the child already printed its one-line error

@@ -109,9 +109,12 @@ def cmd_evaluate(argv: list[str]) -> int:
     except ValueError as e:
         raise DataError(f"--ks {a.ks!r}: expected comma-separated integers, e.g. 5,10,20") from e
     recs = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
-    seen = pl.concat([split.train.select("user_id", "item_id"), split.valid.select("user_id", "item_id")])
-    ev = evaluate(recs, split.test, train=split.train, items=split.items, users=split.users,
-                  ks=ks, seen=seen)
+    seen = pl.concat(
+        [split.train.select("user_id", "item_id"), split.valid.select("user_id", "item_id")]
+    )
+    ev = evaluate(
+        recs, split.test, train=split.train, items=split.items, users=split.users, ks=ks, seen=seen
+    )
     if a.per_user:
         ev.per_user.write_parquet(a.per_user)
     if a.format == "json":

@@ -19,8 +19,11 @@ def _store(config: DictConfig) -> tracking.Store | None:
     if not t.get("enabled", True):  # type: ignore[union-attr]
         return None
     uri = tracking.resolve_uri(t.get("uri"), Path(os.getcwd()))  # type: ignore[union-attr]
-    return tracking.Store(uri, t.get("experiment", tracking.DEFAULT_EXPERIMENT),  # type: ignore[union-attr]
-                          bool(t.get("allow_network_fs", False)))  # type: ignore[union-attr]
+    return tracking.Store(
+        uri,
+        t.get("experiment", tracking.DEFAULT_EXPERIMENT),  # type: ignore[union-attr]
+        bool(t.get("allow_network_fs", False)),
+    )  # type: ignore[union-attr]
 
 
 class BenchCallback(Callback):
@@ -66,9 +69,18 @@ class BenchCallback(Callback):
     def _leaderboard(self, config: DictConfig, rep: dict) -> None:
         from bench.runner import say
 
-        argv = ["--tracking-uri", self.store.uri, "--experiment", self.store.experiment_name,
-                "--dataset", str(config.dataset.name), "--split", str(config.split.name),
-                "--metric", str(rep.get("leaderboard_metric", "ndcg_at_10"))]
+        argv = [
+            "--tracking-uri",
+            self.store.uri,
+            "--experiment",
+            self.store.experiment_name,
+            "--dataset",
+            str(config.dataset.name),
+            "--split",
+            str(config.split.name),
+            "--metric",
+            str(rep.get("leaderboard_metric", "ndcg_at_10")),
+        ]
         try:
             if rep.get("leaderboard_on_end", True):
                 from bench.report.leaderboard import leaderboard_main
@@ -79,7 +91,11 @@ class BenchCallback(Callback):
 
                 out = ["--out", str(Path(str(rep["out"])).resolve()), "--force"]
                 spec = ["--spec", str(rep["spec"])] if rep.get("spec") else []
-                report_main(argv[:4] + ["--dataset", str(config.dataset.name),
-                                        "--split", str(config.split.name)] + spec + out)
+                report_main(
+                    argv[:4]
+                    + ["--dataset", str(config.dataset.name), "--split", str(config.split.name)]
+                    + spec
+                    + out
+                )
         except Exception as e:  # noqa: BLE001 - the sweep itself succeeded; say why the summary failed
             say(f"summary failed: {e}")

@@ -87,12 +87,18 @@ def rank_users(
     for b in batches(np.asarray(users, dtype=np.int64), size):
         sc = np.asarray(score_fn(b), dtype=np.float64)
         if sc.shape != (len(b), n_items):
-            raise ValueError(f"model returned scores of shape {sc.shape}, expected {(len(b), n_items)}")
+            raise ValueError(
+                f"model returned scores of shape {sc.shape}, expected {(len(b), n_items)}"
+            )
         ex = exclude[b] if exclude is not None else None
         i, v = topk(sc, k + 1, ex, inplace=True)
         recs.append(i[:, :k])
         vals.append(v[:, :k])
-        ties.append(np.isfinite(v[:, k]) & (v[:, k - 1] == v[:, k]) if v.shape[1] > k else np.zeros(len(b), bool))
+        ties.append(
+            np.isfinite(v[:, k]) & (v[:, k - 1] == v[:, k])
+            if v.shape[1] > k
+            else np.zeros(len(b), bool)
+        )
         if progress:
             progress(len(b))
     if not recs:

@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +113,9 @@ def make_validator(split, cfg: Mapping[str, Any]):
     return validate
 
 
-def recommendations_frame(split, users: np.ndarray, rec: np.ndarray, vals: np.ndarray) -> pl.DataFrame:
+def recommendations_frame(
+    split, users: np.ndarray, rec: np.ndarray, vals: np.ndarray
+) -> pl.DataFrame:
     k = rec.shape[1]
     mask = rec >= 0
     uu = np.repeat(users, k).reshape(len(users), k)[mask]
@@ -123,7 +124,9 @@ def recommendations_frame(split, users: np.ndarray, rec: np.ndarray, vals: np.nd
         {
             "user_id": split.user_ids[uu].astype(str) if len(uu) else np.array([], dtype=str),
             "rank": ranks.astype(np.int64),
-            "item_id": split.item_ids[rec[mask]].astype(str) if len(uu) else np.array([], dtype=str),
+            "item_id": split.item_ids[rec[mask]].astype(str)
+            if len(uu)
+            else np.array([], dtype=str),
             "score": vals[mask].astype(np.float64),
         },
         schema={"user_id": pl.Utf8, "rank": pl.Int64, "item_id": pl.Utf8, "score": pl.Float64},
@@ -137,7 +140,9 @@ def per_user_frame(split, users: np.ndarray, per_user: Mapping[str, np.ndarray])
     return pl.DataFrame(cols)
 
 
-def reference_metrics(model, evaluate, keys_for_permutations=("ndcg_at_10", "recall_at_10")) -> dict[str, float]:
+def reference_metrics(
+    model, evaluate, keys_for_permutations=("ndcg_at_10", "recall_at_10")
+) -> dict[str, float]:
     """Metrics of a model's ``reference_rankings`` (first stage, permutation probes)."""
     out: dict[str, float] = {}
     perms: dict[str, list[float]] = {}
@@ -204,14 +209,19 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
     tcfg = cfg.get("tracking", {}) or {}
     if store is None and tcfg.get("enabled", True):
         uri = tracking.resolve_uri(tcfg.get("uri"), Path(cfg["paths"]["root"]))
-        store = tracking.Store(uri, tcfg.get("experiment", tracking.DEFAULT_EXPERIMENT),
-                               bool(tcfg.get("allow_network_fs", False)))
+        store = tracking.Store(
+            uri,
+            tcfg.get("experiment", tracking.DEFAULT_EXPERIMENT),
+            bool(tcfg.get("allow_network_fs", False)),
+        )
     if store is not None:
         store.reap_stale()
         done = store.finished_run(key)
         if done is not None and not tcfg.get("force", False):
-            say(f"skip {run_name(cfg)}: FINISHED run {done.info.run_id} has the same run_key "
-                f"(tracking.force=true runs it again)")
+            say(
+                f"skip {run_name(cfg)}: FINISHED run {done.info.run_id} has the same run_key "
+                f"(tracking.force=true runs it again)"
+            )
             return RunOutcome("SKIPPED", done.info.run_id, key, {})
     if store is None:
         metrics, _ = execute(cfg, model, split, device, workdir=Path(tempfile.mkdtemp()))
@@ -225,7 +235,7 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
             workdir = Path(tmp)
             metrics, files = execute(cfg, model, split, device, workdir)
             run.log_metrics(metrics)
-            for name, path in files.items():
+            for path in files.values():
                 run.log_artifact(path)
             if "llm_prompt_tokens" in metrics:
                 run.set_tags({"bench.model_family": "llm"})
@@ -234,8 +244,7 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
 
 def execute(cfg: Mapping[str, Any], model, split_obj, device: str, workdir: Path):
     """Fit, rank, evaluate, measure. Returns (metrics, artifact files)."""
-    from bench.environment import environment_info
-    from bench.latency import LatencyConfig, PeakMemory, measure
+    from bench.latency import LatencyConfig, PeakMemory, Timer, measure
     from bench.metrics.engine import evaluate_arrays
     from bench.models.base import FitContext
 
@@ -263,34 +272,37 @@ def execute(cfg: Mapping[str, Any], model, split_obj, device: str, workdir: Path
         extra={"dataset": cfg["dataset"]["name"]},
     )
     metrics: dict[str, float] = {}
+    lcfg = LatencyConfig.from_mapping(cfg.get("latency") or {})
+    timer = Timer(device)  # synchronizes CUDA at stage boundaries
     with PeakMemory(device) as mem:
-        t0 = time.perf_counter()
-        model.fit(md, ctx)
-        metrics["fit_seconds"] = time.perf_counter() - t0
+        with timer.stage("fit"):
+            model.fit(md, ctx)
         truth = split.matrix("test")
         n_test = np.diff(truth.indptr)
         users = np.flatnonzero(n_test > 0).astype(np.int64)
         hist = md.test_history
         exclude = hist.matrix if exclude_seen else None
-        t0 = time.perf_counter()
-        rec, vals, ties = rank_users(lambda b: model.score(b, hist), users, kmax, exclude, md.n_items, budget)
-        metrics["scoring_seconds"] = time.perf_counter() - t0
-        lcfg = LatencyConfig(**{k: v for k, v in (cfg.get("latency") or {}).items()
-                                if k in LatencyConfig.__dataclass_fields__})
+        with timer.stage("scoring"):
+            rec, vals, ties = rank_users(
+                lambda b: model.score(b, hist), users, kmax, exclude, md.n_items, budget
+            )
 
         def request(b: np.ndarray):
             ex = exclude[b] if exclude is not None else None
             return topk(model.score(b, hist), kmax, ex, inplace=True)
 
         metrics.update(measure(request, users, lcfg, device))
+    metrics["fit_seconds"] = timer.seconds("fit")
+    metrics["scoring_seconds"] = timer.seconds("scoring")
     metrics.update(mem.metrics())
     metrics["n_parameters"] = float(model.n_parameters())
     metrics[f"tie_rate_at_{kmax}"] = float(ties.mean()) if len(ties) else 0.0
     train_m = split.matrix("train")
     attrs = user_attributes(md.users, cfg.get("metrics", {}).get("user_attributes", {}))
     genres = item_genres(md.items)
-    res = evaluate_arrays(users, rec, truth, ks, train=train_m, seen=hist.matrix,
-                          item_genres=genres, user_attrs=attrs)
+    res = evaluate_arrays(
+        users, rec, truth, ks, train=train_m, seen=hist.matrix, item_genres=genres, user_attrs=attrs
+    )
     metrics.update(res.summary)
     metrics["n_users_skipped"] = float(md.n_users - len(users))
     metrics["n_users_evaluated"] = float(len(users))
@@ -306,7 +318,9 @@ def execute(cfg: Mapping[str, Any], model, split_obj, device: str, workdir: Path
     return metrics, files
 
 
-def write_artifacts(cfg, split, split_obj, users, rec, vals, res, model, workdir: Path) -> dict[str, Path]:
+def write_artifacts(
+    cfg, split, split_obj, users, rec, vals, res, model, workdir: Path
+) -> dict[str, Path]:
     import yaml
 
     from bench.environment import environment_info

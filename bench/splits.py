@@ -135,15 +135,12 @@ def k_core(log: pl.DataFrame, k: int) -> pl.DataFrame:
     before = log.height
     while True:
         n = log.height
-        log = log.filter(
-            (pl.len().over("user_id") >= k) & (pl.len().over("item_id") >= k)
-        )
+        log = log.filter((pl.len().over("user_id") >= k) & (pl.len().over("item_id") >= k))
         if log.height == n:
             break
     if log.height == 0:
         raise DataError(
-            f"0 interactions remain after k-core={k} filtering (was {before:,}); "
-            f"lower split.k_core"
+            f"0 interactions remain after k-core={k} filtering (was {before:,}); lower split.k_core"
         )
     return log
 
@@ -276,7 +273,9 @@ def leakage_audit(train: pl.DataFrame, valid: pl.DataFrame, test: pl.DataFrame) 
     out: dict[str, float] = {}
     max_train = train["timestamp"].max() if train.height else None
     out["audit_leak_ratio"] = (
-        float((test["timestamp"] < max_train).mean()) if test.height and max_train is not None else 0.0
+        float((test["timestamp"] < max_train).mean())
+        if test.height and max_train is not None
+        else 0.0
     )
     pairs = [f.select("user_id", "item_id").unique() for f in (train, valid, test)]
     allp = pl.concat(pairs)
@@ -307,7 +306,9 @@ def split_sha256(digests: Mapping[str, str]) -> str:
     return hashlib.sha256("".join(sorted(digests.values())).encode()).hexdigest()
 
 
-def config_fingerprint(dataset_cfg: Mapping[str, Any], split_cfg: SplitConfig, sources: Mapping[str, str]) -> str:
+def config_fingerprint(
+    dataset_cfg: Mapping[str, Any], split_cfg: SplitConfig, sources: Mapping[str, str]
+) -> str:
     """Identity of what a split folder must contain: dataset config, split config, inputs."""
     ds = {k: v for k, v in dataset_cfg.items() if k not in ("data_root",)}
     payload = {
@@ -430,7 +431,9 @@ def _write_atomically(
             "format_version": SPLIT_FORMAT_VERSION,
             "bench_version": __version__,
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        (tmp / "manifest.json").write_text(
+            json.dumps(manifest, indent=2, sort_keys=True, default=str)
+        )
         try:
             os.rename(tmp, path)
         except OSError:
@@ -448,16 +451,20 @@ def load_split(path: Path | str, expected_fingerprint: str | None = None) -> Spl
     path = Path(path).resolve()
     mpath = path / "manifest.json"
     if not mpath.is_file():
-        raise DataError(f"{path}: not a split folder (no manifest.json); run 'bench run' to make it")
+        raise DataError(
+            f"{path}: not a split folder (no manifest.json); run 'bench run' to make it"
+        )
     try:
         manifest = json.loads(mpath.read_text())
     except json.JSONDecodeError as e:
-        raise IntegrityError(f"{mpath}: unreadable manifest ({e.msg}); delete the folder to re-make it") from e
+        raise IntegrityError(
+            f"{mpath}: unreadable manifest ({e.msg}); delete the folder to re-make it"
+        ) from e
     if expected_fingerprint and manifest.get("config_fingerprint") != expected_fingerprint:
         raise IntegrityError(
             f"{path} holds a split made from another config (fingerprint "
-            f"{str(manifest.get('config_fingerprint'))[:12]}, expected {expected_fingerprint[:12]}); "
-            f"move it away or point split.root elsewhere"
+            f"{str(manifest.get('config_fingerprint'))[:12]}, expected "
+            f"{expected_fingerprint[:12]}); move it away or set paths.splits elsewhere"
         )
     files = manifest.get("files", {})
     for name in SPLIT_FILES:
@@ -469,8 +476,9 @@ def load_split(path: Path | str, expected_fingerprint: str | None = None) -> Spl
         got = sha256_file(f)
         if got != files[f.name]:
             raise IntegrityError(
-                f"{f}: sha256 {got[:12]} differs from manifest {files[f.name][:12]}; the split "
-                f"was modified after materialization (restore it or delete the folder to re-make it)"
+                f"{f}: sha256 {got[:12]} differs from manifest {files[f.name][:12]}; the "
+                f"split was modified after materialization (restore it, or delete the folder "
+                f"to re-make it)"
             )
     if split_sha256(files) != manifest.get("split_sha256"):
         raise IntegrityError(f"{mpath}: split_sha256 does not match the file digests")

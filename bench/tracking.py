@@ -101,9 +101,13 @@ def filesystem_type(path: Path) -> str | None:
         best = ("", "")
         target = str(probe.resolve())
         for _, mnt, fstype in mounts:
-            if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[0]):
+            if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(
+                best[0]
+            ):
                 best = (mnt, fstype)
-        if best[1] and re.match(r"^(nfs\d?|cifs|smb\d?|lustre|gpfs|fuse\.\w+|beegfs|afs|ceph)$", best[1]):
+        if best[1] and re.match(
+            r"^(nfs\d?|cifs|smb\d?|lustre|gpfs|fuse\.\w+|beegfs|afs|ceph)$", best[1]
+        ):
             return best[1]
     return None
 
@@ -234,7 +238,11 @@ class Store:
             pid = int(tags["bench.pid"])
             if _pid_alive(pid, tags.get("bench.pid_start")):
                 continue
-            retry(lambda r=run: self.client.set_tag(r.info.run_id, "bench.status_note", "reaped: owner process gone"))
+            retry(
+                lambda r=run: self.client.set_tag(
+                    r.info.run_id, "bench.status_note", "reaped: owner process gone"
+                )
+            )
             retry(lambda r=run: self.client.set_terminated(r.info.run_id, "KILLED"))
             reaped.append(run.info.run_id)
         return reaped
@@ -262,9 +270,8 @@ def _store_error(uri: str, e: Exception) -> TrackingError:
 
 
 def _process_start(pid: int) -> str | None:
-    with contextlib.suppress(OSError, IndexError):
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
+    with contextlib.suppress(OSError, IndexError), open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[19]
     return None
 
 

@@ -182,7 +182,9 @@ def _coerce(value: Any, f: dataclasses.Field, where: str) -> Any:
     if want is None or value is None:
         return _freeze(value)
     if want is bool and not isinstance(value, bool):
-        raise ConfigError(f"model '{where}': parameter '{f.name}' must be true/false, got {value!r}")
+        raise ConfigError(
+            f"model '{where}': parameter '{f.name}' must be true/false, got {value!r}"
+        )
     if want is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if want is int and isinstance(value, int) and not isinstance(value, bool):

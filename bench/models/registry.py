@@ -24,11 +24,15 @@ def _builtin() -> dict[str, str]:
     for pkg in MODEL_PACKAGES:
         for name, target in importlib.import_module(pkg).MODELS.items():
             if name in table:
-                raise ConfigError(f"model name '{name}' is registered twice ({table[name]}, {target})")
+                raise ConfigError(
+                    f"model name '{name}' is registered twice ({table[name]}, {target})"
+                )
             table[name] = target
     for ep in entry_points(group="bench.models"):
         if ep.name in table:
-            raise ConfigError(f"model name '{ep.name}' is registered twice ({table[ep.name]}, {ep.value})")
+            raise ConfigError(
+                f"model name '{ep.name}' is registered twice ({table[ep.name]}, {ep.value})"
+            )
         table[ep.name] = ep.value
     return table
 

@@ -12,16 +12,30 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def bench(*args: str, cwd: Path, timeout: float = 900, env: dict | None = None,
-          check: bool = True) -> subprocess.CompletedProcess:
+def bench(
+    *args: str, cwd: Path, timeout: float = 900, env: dict | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run ``python -m bench <args>`` in ``cwd`` (its mlflow.db and data/ live there)."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "BENCH_TRACEBACK": "",
-                "HYDRA_FULL_ERROR": "0", **(env or {})}
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "BENCH_TRACEBACK": "",
+        "HYDRA_FULL_ERROR": "0",
+        **(env or {}),
+    }
     full_env.pop("MLFLOW_TRACKING_URI", None)
-    out = subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True,
-                         text=True, timeout=timeout, env=full_env)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
     if check and out.returncode != 0:
-        raise AssertionError(f"bench {' '.join(args)} exited {out.returncode}:\n{out.stderr[-4000:]}")
+        raise AssertionError(
+            f"bench {' '.join(args)} exited {out.returncode}:\n{out.stderr[-4000:]}"
+        )
     return out
 
 

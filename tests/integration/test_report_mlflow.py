@@ -27,8 +27,12 @@ SHA = "ab12cd34ef56" + "0" * 52
 SHA2 = "ffee" + "1" * 60
 USERS = [f"u{i:03d}" for i in range(40)]
 # model -> (quality offset, seeds)
-MODELS = {"pop": (0.10, (0, 1, 2)), "itemknn": (0.20, (0, 1, 2)), "ease": (0.26, (0, 1, 2)),
-          "my_model&co": (0.15, (0,))}
+MODELS = {
+    "pop": (0.10, (0, 1, 2)),
+    "itemknn": (0.20, (0, 1, 2)),
+    "ease": (0.26, (0, 1, 2)),
+    "my_model&co": (0.15, (0,)),
+}
 
 
 def per_user(model: str, seed: int, offset: float) -> pl.DataFrame:
@@ -55,18 +59,38 @@ def summary(frame: pl.DataFrame, model: str, seed: int, offset: float) -> dict[s
     return out
 
 
-def log_run(client, exp_id: str, tmp: Path, model: str, seed: int, offset: float, *,
-            dataset: str = "toy", split: str = "temporal", sha: str = SHA,
-            device: str = "cpu", drop_tags: tuple[str, ...] = (), status: str = "FINISHED",
-            parent: str | None = None, version: str = "0.1.0") -> str:
+def log_run(
+    client,
+    exp_id: str,
+    tmp: Path,
+    model: str,
+    seed: int,
+    offset: float,
+    *,
+    dataset: str = "toy",
+    split: str = "temporal",
+    sha: str = SHA,
+    device: str = "cpu",
+    drop_tags: tuple[str, ...] = (),
+    status: str = "FINISHED",
+    parent: str | None = None,
+    version: str = "0.1.0",
+) -> str:
     """One evaluation run exactly as the contract says (tags, metrics, artifacts)."""
     tags = {
-        "bench.dataset": dataset, "bench.split": split, "bench.split_sha256": sha,
-        "bench.split_dir": f"/data/splits/{dataset}/{split}", "bench.model": model,
-        "bench.seed": str(seed), "bench.run_key": f"{model}-{seed}-{sha[:8]}",
-        "bench.version": version, "bench.git_sha": "0123abcd" * 5,
-        "bench.metric_definitions": "1", "bench.device": device,
-        "bench.split_protocol": "temporal-global", "bench.sweep_id": "sweep-1",
+        "bench.dataset": dataset,
+        "bench.split": split,
+        "bench.split_sha256": sha,
+        "bench.split_dir": f"/data/splits/{dataset}/{split}",
+        "bench.model": model,
+        "bench.seed": str(seed),
+        "bench.run_key": f"{model}-{seed}-{sha[:8]}",
+        "bench.version": version,
+        "bench.git_sha": "0123abcd" * 5,
+        "bench.metric_definitions": "1",
+        "bench.device": device,
+        "bench.split_protocol": "temporal-global",
+        "bench.sweep_id": "sweep-1",
     }
     if parent:
         tags["mlflow.parentRunId"] = parent
@@ -78,8 +102,9 @@ def log_run(client, exp_id: str, tmp: Path, model: str, seed: int, offset: float
     from mlflow.entities import Metric
 
     ts = 1_700_000_000_000
-    client.log_batch(rid, metrics=[Metric(k, v, ts, 0) for k, v in
-                                   summary(frame, model, seed, offset).items()])
+    client.log_batch(
+        rid, metrics=[Metric(k, v, ts, 0) for k, v in summary(frame, model, seed, offset).items()]
+    )
     d = tmp / rid
     d.mkdir()
     frame.write_parquet(d / "per_user.parquet")
@@ -99,25 +124,35 @@ def store(tmp_path_factory):
     art = (root / "artifacts").as_uri()
     staging = root / "staging"
     staging.mkdir()
-    exps = {n: client.create_experiment(n, artifact_location=f"{art}/{n}")
-            for n in ("bench", "mixed", "legacy", "devices")}
+    exps = {
+        n: client.create_experiment(n, artifact_location=f"{art}/{n}")
+        for n in ("bench", "mixed", "legacy", "devices")
+    }
     ids = {}
     e = exps["bench"]
     log_run(client, e, staging, "pop", 0, 0.5, dataset="older", split="random")
-    parent = client.create_run(e, run_name="sweep", tags={"bench.sweep": "parent",
-                                                           "bench.model": "sweep"})
+    parent = client.create_run(
+        e, run_name="sweep", tags={"bench.sweep": "parent", "bench.model": "sweep"}
+    )
     client.set_terminated(parent.info.run_id)
     for model, (off, seeds) in MODELS.items():
         for s in seeds:
-            ids[(model, s)] = log_run(client, e, staging, model, s, off,
-                                      parent=parent.info.run_id)
+            ids[(model, s)] = log_run(client, e, staging, model, s, off, parent=parent.info.run_id)
     log_run(client, e, staging, "ease", 9, 0.9, status="FAILED")
     log_run(client, e, staging, "ease", 8, 0.9, status="RUNNING")
     for model, sha in (("pop", SHA), ("ease", SHA2)):
         log_run(client, exps["mixed"], staging, model, 0, MODELS[model][0], sha=sha)
     for model in ("pop", "ease"):
-        log_run(client, exps["legacy"], staging, model, 0, MODELS[model][0],
-                drop_tags=("bench.split_protocol", "bench.sweep_id"), version="0.0.9")
+        log_run(
+            client,
+            exps["legacy"],
+            staging,
+            model,
+            0,
+            MODELS[model][0],
+            drop_tags=("bench.split_protocol", "bench.sweep_id"),
+            version="0.0.9",
+        )
     log_run(client, exps["legacy"], staging, "itemknn", 0, 0.2, version="0.1.0")
     for model, dev in (("pop", "cpu"), ("ease", "cuda:A100")):
         log_run(client, exps["devices"], staging, model, 0, MODELS[model][0], device=dev)
@@ -144,9 +179,20 @@ def run_cli(main, argv, capsys):
 def test_leaderboard_csv_ranks_and_numbers_equal_mlflow(store, capsys):
     from bench.report.leaderboard import leaderboard_main
 
-    code, out, err = run_cli(leaderboard_main, ["--tracking-uri", store["uri"], "--dataset", "toy",
-                                                "--format", "csv", "--columns",
-                                                "recall@10,latency_p50_ms"], capsys)
+    code, out, err = run_cli(
+        leaderboard_main,
+        [
+            "--tracking-uri",
+            store["uri"],
+            "--dataset",
+            "toy",
+            "--format",
+            "csv",
+            "--columns",
+            "recall@10,latency_p50_ms",
+        ],
+        capsys,
+    )
     assert code == 0, err
     rows = list(csv.DictReader(out.splitlines()))
     assert [r["model"] for r in rows] == ["ease", "itemknn", "my_model&co", "pop"]
@@ -166,8 +212,20 @@ def test_leaderboard_csv_ranks_and_numbers_equal_mlflow(store, capsys):
 def test_leaderboard_md_and_table(store, capsys):
     from bench.report.leaderboard import fmt, leaderboard_main
 
-    code, out, _ = run_cli(leaderboard_main, ["--tracking-uri", store["uri"], "--dataset", "toy",
-                                              "--metric", "ndcg@10", "--format", "md"], capsys)
+    code, out, _ = run_cli(
+        leaderboard_main,
+        [
+            "--tracking-uri",
+            store["uri"],
+            "--dataset",
+            "toy",
+            "--metric",
+            "ndcg@10",
+            "--format",
+            "md",
+        ],
+        capsys,
+    )
     assert code == 0
     lines = [ln for ln in out.splitlines() if ln.startswith("| ")][1:]
     truth = mlflow_values(store, "ndcg_at_10")
@@ -177,8 +235,9 @@ def test_leaderboard_md_and_table(store, capsys):
         v = truth[model]
         expect = fmt(np.mean(v)) + (f" ± {fmt(np.std(v, ddof=1))}" if len(v) > 1 else "")
         assert cell == expect
-    code, out, _ = run_cli(leaderboard_main, ["--tracking-uri", store["uri"], "--dataset", "toy"],
-                           capsys)
+    code, out, _ = run_cli(
+        leaderboard_main, ["--tracking-uri", store["uri"], "--dataset", "toy"], capsys
+    )
     assert code == 0 and "ranked by ndcg@10" in out
     assert out.index("ease") < out.index("itemknn") < out.index(" pop ")
 
@@ -190,8 +249,9 @@ def test_leaderboard_rich_on_a_terminal(store, capsys, monkeypatch):
 
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
     monkeypatch.setenv("COLUMNS", "120")
-    code, out, _ = run_cli(leaderboard_main, ["--tracking-uri", store["uri"], "--dataset", "toy"],
-                           capsys)
+    code, out, _ = run_cli(
+        leaderboard_main, ["--tracking-uri", store["uri"], "--dataset", "toy"], capsys
+    )
     assert code == 0 and "─" in out  # rich's rule under the header
     assert out.index("ease") < out.index("itemknn") < out.index("my_model&co") < out.index("pop")
 
@@ -199,8 +259,11 @@ def test_leaderboard_rich_on_a_terminal(store, capsys, monkeypatch):
 def test_leaderboard_lower_is_better_and_most_recent_combo_note(store, capsys):
     from bench.report.leaderboard import leaderboard_main
 
-    code, out, err = run_cli(leaderboard_main, ["--tracking-uri", store["uri"], "--metric",
-                                                "latency_p50_ms", "--format", "csv"], capsys)
+    code, out, err = run_cli(
+        leaderboard_main,
+        ["--tracking-uri", store["uri"], "--metric", "latency_p50_ms", "--format", "csv"],
+        capsys,
+    )
     assert code == 0
     assert [r["model"] for r in csv.DictReader(out.splitlines())][:2] == ["pop", "ease"]
     assert "note: showing toy/temporal, the most recent of 2" in err
@@ -210,14 +273,17 @@ def test_leaderboard_lower_is_better_and_most_recent_combo_note(store, capsys):
 def test_leaderboard_errors_are_one_line(store, capsys):
     from bench.report.leaderboard import leaderboard_main
 
-    code, _, err = run_cli(leaderboard_main, ["--tracking-uri", store["uri"], "--metric",
-                                              "ndgc@10"], capsys)
+    code, _, err = run_cli(
+        leaderboard_main, ["--tracking-uri", store["uri"], "--metric", "ndgc@10"], capsys
+    )
     assert code == 2 and err.count("\n") == 1 and "did you mean 'ndcg_at_10'" in err
-    code, _, err = run_cli(leaderboard_main, ["--tracking-uri", store["uri"], "--experiment",
-                                              "bnech"], capsys)
+    code, _, err = run_cli(
+        leaderboard_main, ["--tracking-uri", store["uri"], "--experiment", "bnech"], capsys
+    )
     assert code == 2 and "did you mean 'bench'" in err
-    code, _, err = run_cli(leaderboard_main, ["--tracking-uri", "sqlite:////nonexistent/x.db"],
-                           capsys)
+    code, _, err = run_cli(
+        leaderboard_main, ["--tracking-uri", "sqlite:////nonexistent/x.db"], capsys
+    )
     assert code == 2 and "no MLflow store" in err
 
 
@@ -231,8 +297,9 @@ def test_mixed_split_hashes_are_refused(store, capsys, tmp_path):
     assert "refusing to compare runs with different split sha256" in err
     assert "ab12cd34ef56" in err and "ffee11111111" in err and "--split-sha256" in err
     assert not (tmp_path / "r").exists()
-    code, out, _ = run_cli(leaderboard_main, [*argv, "--split-sha256", "ffee", "--format", "csv"],
-                           capsys)
+    code, out, _ = run_cli(
+        leaderboard_main, [*argv, "--split-sha256", "ffee", "--format", "csv"], capsys
+    )
     assert code == 0 and [r["model"] for r in csv.DictReader(out.splitlines())] == ["ease"]
 
 
@@ -245,8 +312,9 @@ def test_latency_across_devices(store, capsys):
     code, out, err = run_cli(leaderboard_main, argv, capsys)
     assert code == 0 and "latency_p50_ms" not in out.splitlines()[0]
     assert "efficiency metrics (latency_p50_ms) left out" in err
-    code, out, _ = run_cli(leaderboard_main, [*argv, "--device", "cpu", "--columns",
-                                              "latency_p50_ms"], capsys)
+    code, out, _ = run_cli(
+        leaderboard_main, [*argv, "--device", "cpu", "--columns", "latency_p50_ms"], capsys
+    )
     assert code == 0 and [r["model"] for r in csv.DictReader(out.splitlines())] == ["pop"]
 
 
@@ -259,10 +327,28 @@ def report_dir(store, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("rep") / "report"
     spec = Path(__file__).parents[2] / "reports" / "specs" / "quickstart.yaml"
-    code = report_main(["--out", str(out), "--spec", str(spec), "--tracking-uri", store["uri"],
-                        "--dataset", "toy", "--split", "temporal", "--metrics",
-                        "ndcg@10,recall_at_10,coverage_at_10,latency_p50_ms",
-                        "--baseline", "pop", "--test", "ttest", "--correction", "holm"])
+    code = report_main(
+        [
+            "--out",
+            str(out),
+            "--spec",
+            str(spec),
+            "--tracking-uri",
+            store["uri"],
+            "--dataset",
+            "toy",
+            "--split",
+            "temporal",
+            "--metrics",
+            "ndcg@10,recall_at_10,coverage_at_10,latency_p50_ms",
+            "--baseline",
+            "pop",
+            "--test",
+            "ttest",
+            "--correction",
+            "holm",
+        ]
+    )
     assert code == 0
     return out
 
@@ -274,8 +360,13 @@ def _csv(report_dir: Path) -> dict[str, dict[str, str]]:
 def test_report_files(report_dir):
     names = {p.name for p in report_dir.iterdir()}
     assert {"table.tex", "table.md", "table.csv", "provenance.json", "README.md"} <= names
-    for fig in ("accuracy_vs_latency", "metric_at_k", "accuracy_vs_novelty",
-                "accuracy_vs_coverage", "fairness"):
+    for fig in (
+        "accuracy_vs_latency",
+        "metric_at_k",
+        "accuracy_vs_novelty",
+        "accuracy_vs_coverage",
+        "fairness",
+    ):
         assert {f"{fig}.png", f"{fig}.pdf"} <= names
         from matplotlib.image import imread
 
@@ -293,11 +384,13 @@ def test_report_csv_numbers_equal_mlflow(store, report_dir):
         for model, vals in mlflow_values(store, key).items():
             assert float(rows[model][key]) == np.mean(vals)
             if len(vals) > 1:
-                assert float(rows[model][f"{key}_std"]) == pytest.approx(np.std(vals, ddof=1),
-                                                                         rel=1e-12)
+                assert float(rows[model][f"{key}_std"]) == pytest.approx(
+                    np.std(vals, ddof=1), rel=1e-12
+                )
                 half = sps.t.ppf(0.975, len(vals) - 1) * np.std(vals, ddof=1) / np.sqrt(len(vals))
                 assert float(rows[model][f"{key}_seed_ci_low"]) == pytest.approx(
-                    np.mean(vals) - half, rel=1e-12)
+                    np.mean(vals) - half, rel=1e-12
+                )
             assert rows[model]["n_seeds"] == str(len(vals))
 
 
@@ -306,7 +399,8 @@ def _user_means(store, model: str) -> pl.DataFrame:
     for (m, _), rid in store["ids"].items():
         if m == model:
             local = mlflow.artifacts.download_artifacts(
-                run_id=rid, artifact_path="per_user.parquet", tracking_uri=store["uri"])
+                run_id=rid, artifact_path="per_user.parquet", tracking_uri=store["uri"]
+            )
             frames.append(pl.read_parquet(local))
     return pl.concat(frames).group_by("user_id").agg(pl.all().mean()).sort("user_id")
 
@@ -365,8 +459,9 @@ LATEX_PACKAGES = ("booktabs", "graphicx", "amsmath", "amssymb", "xcolor", "multi
 def _latex_missing() -> str:
     if shutil.which("pdflatex") is None or shutil.which("kpsewhich") is None:
         return "pdflatex not installed"
-    res = subprocess.run(["kpsewhich", *[f"{p}.sty" for p in LATEX_PACKAGES]],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["kpsewhich", *[f"{p}.sty" for p in LATEX_PACKAGES]], capture_output=True, text=True
+    )
     missing = [p for p in LATEX_PACKAGES if f"/{p}.sty" not in res.stdout]
     return f"LaTeX packages missing: {', '.join(missing)}" if missing else ""
 
@@ -374,11 +469,18 @@ def _latex_missing() -> str:
 @pytest.mark.skipif(bool(_latex_missing()), reason=_latex_missing() or "ok")
 def test_report_tex_compiles(report_dir, tmp_path):
     (tmp_path / "table.tex").write_text((report_dir / "table.tex").read_text())
-    doc = ("\\documentclass{article}\n\\usepackage{" + ",".join(LATEX_PACKAGES) + "}\n"
-           "\\begin{document}\n\\input{table.tex}\n\\end{document}\n")
+    doc = (
+        "\\documentclass{article}\n\\usepackage{" + ",".join(LATEX_PACKAGES) + "}\n"
+        "\\begin{document}\n\\input{table.tex}\n\\end{document}\n"
+    )
     (tmp_path / "main.tex").write_text(doc)
-    res = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "main.tex"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "main.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 0, res.stdout[-2000:]
     assert (tmp_path / "main.pdf").stat().st_size > 1000
 
@@ -387,8 +489,15 @@ def test_provenance(store, report_dir):
     prov = json.loads((report_dir / "provenance.json").read_text())
     assert {r["run_id"] for r in prov["runs"]} == set(store["ids"].values())
     run = prov["runs"][0]
-    for field in ("run_name", "model", "seed", "git_sha", "split_sha256", "bench_version",
-                  "metric_definitions"):
+    for field in (
+        "run_name",
+        "model",
+        "seed",
+        "git_sha",
+        "split_sha256",
+        "bench_version",
+        "metric_definitions",
+    ):
         assert run[field] is not None
     assert prov["tracking_uri"] == store["uri"] and prov["split_sha256"] == SHA
     assert prov["command"][:2] == ["bench", "report"] and "created_at" in prov
@@ -399,8 +508,16 @@ def test_out_is_never_overwritten_silently(store, report_dir, capsys):
     from bench.report.build import report_main
 
     before = (report_dir / "table.csv").read_text()
-    argv = ["--out", str(report_dir), "--tracking-uri", store["uri"], "--dataset", "toy",
-            "--figures", "metric_at_k"]
+    argv = [
+        "--out",
+        str(report_dir),
+        "--tracking-uri",
+        store["uri"],
+        "--dataset",
+        "toy",
+        "--figures",
+        "metric_at_k",
+    ]
     code, _, err = run_cli(report_main, argv, capsys)
     assert code == 2 and "--force" in err
     assert (report_dir / "table.csv").read_text() == before
@@ -415,10 +532,24 @@ def test_out_is_never_overwritten_silently(store, report_dir, capsys):
 def test_legacy_runs_without_newer_tags_still_report(store, tmp_path, capsys):
     from bench.report.build import report_main
 
-    code, _, err = run_cli(report_main, ["--out", str(tmp_path / "r"), "--tracking-uri",
-                                         store["uri"], "--experiment", "legacy", "--baseline",
-                                         "pop", "--test", "wilcoxon", "--figures",
-                                         "accuracy_vs_coverage,accuracy_vs_latency"], capsys)
+    code, _, err = run_cli(
+        report_main,
+        [
+            "--out",
+            str(tmp_path / "r"),
+            "--tracking-uri",
+            store["uri"],
+            "--experiment",
+            "legacy",
+            "--baseline",
+            "pop",
+            "--test",
+            "wilcoxon",
+            "--figures",
+            "accuracy_vs_coverage,accuracy_vs_latency",
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "different bench versions" in err
     prov = json.loads((tmp_path / "r" / "provenance.json").read_text())
@@ -430,8 +561,11 @@ def test_legacy_runs_without_newer_tags_still_report(store, tmp_path, capsys):
 def test_report_skips_figures_with_a_note(store, tmp_path, capsys):
     from bench.report.build import report_main
 
-    code, _, err = run_cli(report_main, ["--out", str(tmp_path / "r"), "--tracking-uri",
-                                         store["uri"], "--experiment", "devices"], capsys)
+    code, _, err = run_cli(
+        report_main,
+        ["--out", str(tmp_path / "r"), "--tracking-uri", store["uri"], "--experiment", "devices"],
+        capsys,
+    )
     assert code == 0, err
     readme = (tmp_path / "r" / "README.md").read_text()
     assert "figure skipped: accuracy_vs_latency: runs come from 2 devices" in readme

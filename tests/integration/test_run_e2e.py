@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -14,16 +15,33 @@ from .conftest import bench, runs, store
 pytestmark = [pytest.mark.integration]
 
 REQUIRED_TAGS = [
-    "bench.dataset", "bench.split", "bench.split_sha256", "bench.split_dir", "bench.model",
-    "bench.seed", "bench.run_key", "bench.version", "bench.git_sha", "bench.metric_definitions",
+    "bench.dataset",
+    "bench.split",
+    "bench.split_sha256",
+    "bench.split_dir",
+    "bench.model",
+    "bench.seed",
+    "bench.run_key",
+    "bench.version",
+    "bench.git_sha",
+    "bench.metric_definitions",
     "bench.device",
 ]
 REQUIRED_METRICS = [
-    f"{m}_at_{k}" for m in ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
+    f"{m}_at_{k}"
+    for m in ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
     for k in (5, 10, 20)
 ] + [
-    "fit_seconds", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "throughput_users_per_s",
-    "peak_memory_mb", "n_parameters", "n_users_evaluated", "n_users_skipped", "audit_leak_ratio",
+    "fit_seconds",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "latency_p99_ms",
+    "throughput_users_per_s",
+    "peak_memory_mb",
+    "n_parameters",
+    "n_users_evaluated",
+    "n_users_skipped",
+    "audit_leak_ratio",
 ]
 ARTIFACTS = ["config.yaml", "recommendations.parquet", "per_user.parquet", "environment.json"]
 
@@ -31,8 +49,12 @@ ARTIFACTS = ["config.yaml", "recommendations.parquet", "per_user.parquet", "envi
 def artifact(cwd, run, name):
     from mlflow.artifacts import download_artifacts
 
-    return download_artifacts(run_id=run.info.run_id, artifact_path=name,
-                              tracking_uri=store(cwd).uri, dst_path=str(cwd / "dl" / run.info.run_id))
+    return download_artifacts(
+        run_id=run.info.run_id,
+        artifact_path=name,
+        tracking_uri=store(cwd).uri,
+        dst_path=str(cwd / "dl" / run.info.run_id),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +77,7 @@ def test_run_logs_the_contract(pop_run):
     assert run.data.params["split.exclude_seen"] == "True"
     names = {a.path for a in store(cwd).client.list_artifacts(run.info.run_id)}
     assert set(ARTIFACTS) <= names
-    env = json.loads(open(artifact(cwd, run, "environment.json")).read())
+    env = json.loads(Path(artifact(cwd, run, "environment.json")).read_text())
     assert "python" in json.dumps(env).lower()
     assert run.data.metrics["audit_leak_ratio"] == 0.0
 
@@ -67,8 +89,9 @@ def test_lists_respect_exclusions_and_every_test_user_is_evaluated(pop_run):
     split = load_split(run.data.tags["bench.split_dir"])
     assert split.sha256 == run.data.tags["bench.split_sha256"]
     recs = pl.read_parquet(artifact(cwd, run, "recommendations.parquet"))
-    assert recs.schema == pl.Schema({"user_id": pl.Utf8, "rank": pl.Int64, "item_id": pl.Utf8,
-                                     "score": pl.Float64})
+    assert recs.schema == pl.Schema(
+        {"user_id": pl.Utf8, "rank": pl.Int64, "item_id": pl.Utf8, "score": pl.Float64}
+    )
     seen = pl.concat([split.train, split.valid]).select("user_id", "item_id")
     assert recs.join(seen, on=["user_id", "item_id"], how="semi").height == 0
     per_user = pl.read_parquet(artifact(cwd, run, "per_user.parquet"))
@@ -113,7 +136,7 @@ def test_rerun_is_skipped_and_forced_rerun_is_identical(pop_run):
     bench("run", "model=pop", "dataset=ml-100k", "tracking.force=true", cwd=cwd)
     a, b = sorted(runs(cwd, "FINISHED"), key=lambda r: r.info.start_time)
     assert a.data.tags["bench.run_key"] == b.data.tags["bench.run_key"]
-    fa, fb = (open(artifact(cwd, r, "per_user.parquet"), "rb").read() for r in (a, b))
+    fa, fb = (Path(artifact(cwd, r, "per_user.parquet")).read_bytes() for r in (a, b))
     assert hashlib.sha256(fa).digest() == hashlib.sha256(fb).digest()
 
 
@@ -124,5 +147,6 @@ def test_same_config_in_fresh_stores_gives_identical_per_user(tmp_path):
         cwd.mkdir()
         bench("run", "model=ease", "dataset=ml-100k", cwd=cwd)
         (run,) = runs(cwd)
-        digests.append(hashlib.sha256(open(artifact(cwd, run, "per_user.parquet"), "rb").read()).hexdigest())
+        data = Path(artifact(cwd, run, "per_user.parquet")).read_bytes()
+        digests.append(hashlib.sha256(data).hexdigest())
     assert digests[0] == digests[1]

@@ -29,8 +29,12 @@ WRITER = textwrap.dedent(
 def test_eight_processes_on_a_fresh_store_lose_no_run(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"  # does not exist yet
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, uri, str(i), str(tmp_path)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, uri, str(i), str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(8)
     ]
     errors = [p.communicate(timeout=300)[1] for p in procs]

@@ -25,7 +25,9 @@ def _count(db, status):
         try:
             return con.execute(
                 "select count(*) from runs r where status=? and not exists (select 1 from tags t "
-                "where t.run_uuid=r.run_uuid and t.key='bench.sweep')", (status,)).fetchone()[0]
+                "where t.run_uuid=r.run_uuid and t.key='bench.sweep')",
+                (status,),
+            ).fetchone()[0]
         finally:
             con.close()
     except sqlite3.Error:
@@ -35,9 +37,15 @@ def _count(db, status):
 def _spawn(args, cwd):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _wait(pred, timeout, proc=None):
@@ -52,8 +60,16 @@ def _wait(pred, timeout, proc=None):
 
 
 def test_joblib_sweep_ends_with_eight_finished_runs(tmp_path):
-    out = bench("run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=4",
-                "model=pop,random,ease,itemknn", "seed=0,1", *FAST, cwd=tmp_path)
+    out = bench(
+        "run",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=4",
+        "model=pop,random,ease,itemknn",
+        "seed=0,1",
+        *FAST,
+        cwd=tmp_path,
+    )
     rs = runs(tmp_path)
     assert len(rs) == 8
     assert Counter(r.info.status for r in rs) == {"FINISHED": 8}

@@ -17,7 +17,7 @@ HEAVY = ("torch", "transformers", "recbole", "mlflow", "ranx", "numba")
 def test_help_imports_nothing_heavy_and_is_fast():
     code = (
         "import sys, time; t = time.perf_counter(); from bench.cli import main; main(['--help']);"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & set(%r)))" % (HEAVY,)
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
@@ -41,7 +41,10 @@ def _timed(cmd: list[str]) -> float:
 @pytest.mark.parametrize(
     "arg, expected",
     [
-        ("model=sasrecc", "unknown model 'sasrecc' in override 'model=sasrecc' (did you mean 'sasrec'?)"),
+        (
+            "model=sasrecc",
+            "unknown model 'sasrecc' in override 'model=sasrecc' (did you mean 'sasrec'?)",
+        ),
         ("dataset=ml-100", "(did you mean 'ml-100k'?)"),
         ("split=temporal", "(did you mean 'temporal-global'?)"),
         ("model=pop,eas", "unknown model 'eas'"),
@@ -61,8 +64,9 @@ def test_unknown_command_exits_2(capsys):
 
 
 def test_run_with_unknown_model_exits_2_without_traceback():
-    out = subprocess.run([sys.executable, "-m", "bench", "run", "model=sasrecc"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "model=sasrecc"], capture_output=True, text=True
+    )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and out.stderr.strip().count("\n") == 0
     assert "did you mean 'sasrec'" in out.stderr

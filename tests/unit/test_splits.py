@@ -89,8 +89,12 @@ def test_cold_items_never_in_train():
 
 def test_duplicates_collapse_to_last_event():
     log = pl.DataFrame(
-        {"user_id": ["a", "a", "a"], "item_id": ["x", "x", "y"], "timestamp": [1, 5, 3],
-         "rating": [1.0, 5.0, 3.0]}
+        {
+            "user_id": ["a", "a", "a"],
+            "item_id": ["x", "x", "y"],
+            "timestamp": [1, 5, 3],
+            "rating": [1.0, 5.0, 3.0],
+        }
     )
     out, n = collapse_duplicates(log)
     assert n == 1
@@ -99,12 +103,18 @@ def test_duplicates_collapse_to_last_event():
 
 def test_k_core_is_iterative_and_errors_when_empty():
     log = pl.DataFrame(
-        {"user_id": ["a", "a", "b", "b", "c", "d"], "item_id": ["x", "y", "x", "y", "z", "x"],
-         "timestamp": [1, 2, 3, 4, 5, 6], "rating": [1.0] * 6}
+        {
+            "user_id": ["a", "a", "b", "b", "c", "d"],
+            "item_id": ["x", "y", "x", "y", "z", "x"],
+            "timestamp": [1, 2, 3, 4, 5, 6],
+            "rating": [1.0] * 6,
+        }
     )
     out = k_core(log, 2)  # drops c, d; then every remaining user and item has 2
     assert sorted(out["user_id"].unique()) == ["a", "b"] and out.height == 4
-    with pytest.raises(DataError, match=r"0 interactions remain after k-core=3 filtering \(was 6\)"):
+    with pytest.raises(
+        DataError, match=r"0 interactions remain after k-core=3 filtering \(was 6\)"
+    ):
         k_core(log, 3)
 
 
@@ -116,10 +126,12 @@ def test_materialize_is_deterministic_and_reused(tmp_path):
     assert a.manifest["files"] == b.manifest["files"]
     again = materialize(DS, SplitConfig(), tmp_path / "a", loader=loader_for(r))
     assert again.path == a.path and again.sha256 == a.sha256
-    c = materialize(DS, SplitConfig(protocol="random-ratio", seed=3), tmp_path / "a",
-                    loader=loader_for(r))
-    d = materialize(DS, SplitConfig(protocol="random-ratio", seed=4), tmp_path / "a",
-                    loader=loader_for(r))
+    c = materialize(
+        DS, SplitConfig(protocol="random-ratio", seed=3), tmp_path / "a", loader=loader_for(r)
+    )
+    d = materialize(
+        DS, SplitConfig(protocol="random-ratio", seed=4), tmp_path / "a", loader=loader_for(r)
+    )
     assert c.sha256 != d.sha256
 
 
@@ -155,8 +167,12 @@ def test_indexed_split_has_no_test_in_model_data(tmp_path):
     assert md.train_history.matrix.nnz == md.train.height
     seq = md.test_history.sequences
     u = int(np.argmax([len(x) for x in seq]))
-    ts = pl.concat([md.train, md.valid]).filter(pl.col("user_idx") == u).sort(
-        ["timestamp", "item_idx"])["item_idx"].to_numpy()
+    ts = (
+        pl.concat([md.train, md.valid])
+        .filter(pl.col("user_idx") == u)
+        .sort(["timestamp", "item_idx"])["item_idx"]
+        .to_numpy()
+    )
     assert (seq[u] == ts).all()
 
 

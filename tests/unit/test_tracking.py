@@ -23,8 +23,14 @@ def test_default_uri_is_absolute_sqlite_in_start_dir(tmp_path, monkeypatch):
 
 def test_redaction_and_params_allowlist():
     cfg = {
-        "model": {"name": "llm-rerank", "params": {"api_key": "sk-canary-XYZ", "api_key_env": "K",
-                                                    "base_url": "https://u:pw@host/v1"}},
+        "model": {
+            "name": "llm-rerank",
+            "params": {
+                "api_key": "sk-canary-XYZ",
+                "api_key_env": "K",
+                "base_url": "https://u:pw@host/v1",
+            },
+        },
         "tracking": {"uri": "postgresql://user:secret@db/mlflow"},
         "seed": 0,
     }
@@ -57,17 +63,23 @@ def test_run_status_discipline_and_reaper(tmp_path):
         run.log_metrics({"ndcg_at_10": 0.5, "nan_metric": float("nan")})
         run.log_params({"a": "1"})
     assert store.finished_run("k1").info.run_id == run.run_id
-    with pytest.raises(RuntimeError):
-        with tracking.TrackedRun(store, "boom", {"bench.run_key": "k2"}) as bad:
-            raise RuntimeError("model exploded")
+    bad = tracking.TrackedRun(store, "boom", {"bench.run_key": "k2"})
+    with pytest.raises(RuntimeError), bad:
+        raise RuntimeError("model exploded")
     r = store.client.get_run(bad.run_id)
     assert r.info.status == "FAILED"
     assert store.finished_run("k2") is None
     # a RUNNING run owned by a process that is gone is reaped to KILLED
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    stale = store.client.create_run(store.experiment_id, tags={
-        "bench.host": __import__("socket").gethostname(), "bench.pid": dead})
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    stale = store.client.create_run(
+        store.experiment_id,
+        tags={"bench.host": __import__("socket").gethostname(), "bench.pid": dead},
+    )
     assert stale.info.run_id in store.reap_stale()
     assert store.client.get_run(stale.info.run_id).info.status == "KILLED"
     # our own RUNNING run is left alone

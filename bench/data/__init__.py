@@ -1,0 +1,1 @@
+"""Datasets, loaders and the conversion of string-id frames into index space."""

@@ -1,0 +1,68 @@
+"""Every config composes: each model, dataset, split and experiment file (tracking disabled)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from bench.models import registry
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def compose_cfg(overrides: list[str]) -> dict:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "config", overrides=["tracking=disabled", *overrides], return_hydra_config=True
+        )
+    cfg.hydra.runtime.cwd = "/tmp"
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("model", options("model"))
+def test_every_model_config_composes_and_validates(model):
+    cfg = compose_cfg([f"model={model}"])
+    assert cfg["model"]["name"] in registry.names(), f"conf/model/{model}.yaml names no model"
+    registry.build(cfg["model"]["name"], cfg["model"].get("params") or {})
+
+
+@pytest.mark.parametrize("dataset", options("dataset"))
+@pytest.mark.parametrize("split", options("split"))
+def test_every_dataset_and_split_composes(dataset, split):
+    from bench.splits import SplitConfig
+
+    cfg = compose_cfg([f"dataset={dataset}", f"split={split}"])
+    assert cfg["dataset"]["name"]
+    SplitConfig.from_mapping(cfg["split"])
+    assert isinstance(cfg["eval"]["exclude_seen"], bool)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes_and_opens_with_its_command(experiment):
+    text = (CONF / "experiment" / f"{experiment}.yaml").read_text()
+    assert text.startswith("# @package _global_")
+    assert "bench run" in text.splitlines()[1] and f"experiment={experiment}" in text
+    cfg = compose_cfg([f"experiment={experiment}"])
+    sweep = cfg["hydra"]["sweeper"]["params"] or {}
+    for model in str(sweep.get("model", cfg["model"]["name"])).split(","):
+        c = compose_cfg([f"experiment={experiment}", f"model={model}"])
+        registry.build(c["model"]["name"], c["model"].get("params") or {})
+
+
+def test_no_option_is_named_like_a_yaml_boolean():
+    bad = {"on", "off", "yes", "no", "On", "Off", "Yes", "No"}
+    for path in CONF.rglob("*.yaml"):
+        for line in path.read_text().splitlines():
+            s = line.split("#")[0].strip()
+            if ":" in s:
+                key, _, value = s.partition(":")
+                assert key.strip() not in bad and value.strip() not in bad, f"{path}: {line}"
