@@ -15,8 +15,8 @@ Hooks a model's test class may override:
 - ``make_split()``: the data (default ``bench.testing.tiny_split()``).
 - ``allowed_nan(model, users, history)``: where the model declares it cannot score (bool mask
   of the score shape); NaN anywhere else fails. Default: nowhere.
-- ``batch_rtol``: 0.0 demands bit-identical scores whatever the batch (classical models);
-  models on BLAS/GPU kernels may set a small tolerance and say why.
+- ``batch_rtol`` / ``batch_atol``: 0.0 demands bit-identical scores whatever the batch
+  (classical models); models on BLAS/GPU kernels may set small tolerances and say why.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class ModelConformance:
     registry_name: ClassVar[str | None] = None
     stochastic: ClassVar[bool] = False
     batch_rtol: ClassVar[float] = 0.0
+    batch_atol: ClassVar[float] = 0.0
     fit_kwargs: ClassVar[dict[str, Any]] = {}
 
     # ---- hooks -------------------------------------------------------------------------
@@ -137,7 +138,7 @@ class ModelConformance:
             (repeated, np.vstack([whole[:3], whole[:3]])),
         ]
         for got, want in cases:
-            np.testing.assert_allclose(got, want, rtol=self.batch_rtol, atol=0.0)
+            np.testing.assert_allclose(got, want, rtol=self.batch_rtol, atol=self.batch_atol)
 
     def test_scores_finite_for_empty_history(self, split: IndexedSplit, fit) -> None:
         model, h = fit(), self.history(split)
