@@ -267,7 +267,10 @@ class RecBoleModel(Recommender):
         if not ok.any():
             return
         scores = self._full_sort(inter, int(ok.sum()))
-        out[np.flatnonzero(ok)[:, None], self._rb_items[None, :]] = scores[:, 1:]
+        if ok.all():
+            out[:, self._rb_items] = scores[:, 1:]
+        else:
+            out[np.flatnonzero(ok)[:, None], self._rb_items[None, :]] = scores[:, 1:]
 
     def _sequence_input(self, users: np.ndarray, history: History) -> tuple[Any, np.ndarray]:
         """RecBole's item_id_list (left-aligned, 0-padded) from the passed history."""
