@@ -260,10 +260,10 @@ def read_text(spec: TextSpec) -> pl.DataFrame:
             separator=_sep1(spec.separator),
             has_header=spec.header,
             schema=schema,
-            columns=list(spec.dtypes),
+            columns=[spec.names.index(c) for c in spec.dtypes],
             quote_char=spec.quote_char,
             encoding="utf8",
-        )
+        ).select(list(spec.dtypes))
     except (pl.exceptions.ComputeError, pl.exceptions.ShapeError, pl.exceptions.NoDataError) as e:
         raise _diagnose(spec, e) from None
 
@@ -880,9 +880,9 @@ def _read_parquet(spec: TableSpec, path: Path) -> pl.DataFrame:
 
 
 def _read_csv(spec: TableSpec, path: Path) -> pl.DataFrame:
-    fix = f"set separator: {_short(',')} (or the right one) in the dataset config"
+    fix = "set separator: to the file's separator in the dataset config (e.g. ',' or '\\t')"
     if spec.header:
-        found = header_columns(path, spec.separator, "table", fix=fix.replace("','", "'?'"))
+        found = header_columns(path, spec.separator, "table", fix=fix)
     else:
         if not spec.names:
             raise DataError(
