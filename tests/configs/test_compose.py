@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from bench.models import registry
 
@@ -19,13 +19,20 @@ def options(group: str) -> list[str]:
 
 
 def compose_cfg(overrides: list[str]) -> dict:
+    """The job config as ``bench run`` resolves it, plus the sweeper params under ``_sweep``."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(
             "config", overrides=["tracking=disabled", *overrides], return_hydra_config=True
         )
-    cfg.hydra.runtime.cwd = "/tmp"
-    return OmegaConf.to_container(cfg, resolve=True)
+    params = cfg.hydra.sweeper.get("params")
+    sweep = OmegaConf.to_container(params, resolve=False) if params is not None else {}
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg.paths.root = "/tmp"  # ${hydra:runtime.cwd} outside a Hydra run
+    out = OmegaConf.to_container(cfg, resolve=True)
+    out["_sweep"] = sweep
+    return out
 
 
 @pytest.mark.parametrize("model", options("model"))
@@ -52,7 +59,7 @@ def test_every_experiment_composes_and_opens_with_its_command(experiment):
     assert text.startswith("# @package _global_")
     assert "bench run" in text.splitlines()[1] and f"experiment={experiment}" in text
     cfg = compose_cfg([f"experiment={experiment}"])
-    sweep = cfg["hydra"]["sweeper"]["params"] or {}
+    sweep = cfg["_sweep"]
     for model in str(sweep.get("model", cfg["model"]["name"])).split(","):
         c = compose_cfg([f"experiment={experiment}", f"model={model}"])
         registry.build(c["model"]["name"], c["model"].get("params") or {})
