@@ -63,47 +63,7 @@ def _require(frame: pl.DataFrame | None, name: str, cols: Sequence[str]) -> None
             raise DataError(f"{name}.{c} has {frame[c].null_count()} null value(s)")
 
 
-def _ids(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.with_columns(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
-
-
-def _clean_recs(recs: pl.DataFrame, width: int) -> tuple[pl.DataFrame, int]:
-    _require(recs, "recommendations", ("user_id", "item_id", "rank"))
-    if not recs["rank"].dtype.is_integer():
-        raise DataError(
-            f"recommendations.rank must be integers (1-based), got {recs['rank'].dtype}"
-        )
-    if len(recs) and recs["rank"].min() < 1:
-        raise DataError(f"recommendations.rank must be >= 1, found {recs['rank'].min()}")
-    r = _ids(recs.select("user_id", "item_id", "rank"))
-    dup_rank = r.group_by("user_id", "rank").len().filter(pl.col("len") > 1)
-    if len(dup_rank):
-        u, k = dup_rank.row(0)[:2]
-        raise DataError(f"recommendations: user '{u}' has rank {k} more than once (ties)")
-    r = r.sort("user_id", "rank")
-    before = len(r)
-    r = r.unique(["user_id", "item_id"], keep="first", maintain_order=True)
-    r = r.with_columns(pl.int_range(pl.len()).over("user_id").alias("pos"))
-    return r.filter(pl.col("pos") < width), before - len(r)
-
-
-def _index(values: list[pl.Series]) -> pl.DataFrame:
-    ids = pl.concat([v.cast(pl.Utf8).rename("id") for v in values]).unique().sort()
-    return pl.DataFrame({"id": ids, "idx": np.arange(len(ids), dtype=np.int64)})
-
-
-def _csr(frame: pl.DataFrame, umap, imap, shape) -> sp.csr_matrix:
-    f = frame.join(umap, left_on="user_id", right_on="id").join(
-        imap, left_on="item_id", right_on="id", suffix="_i"
-    )
-    rows, cols = f["idx"].to_numpy(), f["idx_i"].to_numpy()
-    m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
-    m.sum_duplicates()
-    m.data[:] = 1.0
-    return m
-
-
-def _genres(items: pl.DataFrame | None, imap: pl.DataFrame) -> list[frozenset[str]] | None:
+def _genres(items: pl.DataFrame | None, iix: _Index) -> list[frozenset[str]] | None:
     if items is None or "genres" not in items.columns:
         return None
     _require(items, "items", ("item_id",))
@@ -115,6 +75,7 @@ def _genres(items: pl.DataFrame | None, imap: pl.DataFrame) -> list[frozenset[st
             f"items.genres must be a list of strings or a '|'-separated string, got "
             f"{g['genres'].dtype}"
         )
+    imap = pl.DataFrame({"id": iix.ids, "idx": np.arange(len(iix), dtype=np.int64)})
     g = imap.join(g.unique("item_id", keep="first"), left_on="id", right_on="item_id", how="left")
     out = []
     for v in g.sort("idx")["genres"].to_list():
@@ -132,11 +93,12 @@ def bucket_ml_age(ages: np.ndarray) -> np.ndarray:
     return out
 
 
-def _attrs(users: pl.DataFrame | None, umap: pl.DataFrame, skipped: list) -> dict:
+def _attrs(users: pl.DataFrame | None, uix: _Index, skipped: list) -> dict:
     if users is None:
         return {}
     _require(users, "users", ("user_id",))
     u = users.with_columns(pl.col("user_id").cast(pl.Utf8)).unique("user_id", keep="first")
+    umap = pl.DataFrame({"id": uix.ids, "idx": np.arange(len(uix), dtype=np.int64)})
     joined = umap.join(u, left_on="id", right_on="user_id", how="left").sort("idx")
     out = {}
     for col in users.columns:
@@ -156,6 +118,71 @@ def _attrs(users: pl.DataFrame | None, umap: pl.DataFrame, skipped: list) -> dic
     return out
 
 
+def _validate_recs(recs: pl.DataFrame) -> None:
+    _require(recs, "recommendations", ("user_id", "item_id", "rank"))
+    if not recs["rank"].dtype.is_integer():
+        raise DataError(
+            f"recommendations.rank must be integers (1-based), got {recs['rank'].dtype}"
+        )
+    if len(recs) and recs["rank"].min() < 1:
+        raise DataError(f"recommendations.rank must be >= 1, found {recs['rank'].min()}")
+
+
+class _Index:
+    """Sorted unique string ids and a vectorized id -> index lookup (binary search)."""
+
+    def __init__(self, columns: list[pl.Series]) -> None:
+        self.ids = pl.concat([c.cast(pl.Utf8).rename("id") for c in columns]).unique().sort()
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def of(self, column: pl.Series) -> np.ndarray:
+        return self.ids.search_sorted(column.cast(pl.Utf8)).to_numpy().astype(np.int64)
+
+
+def _codes(frame: pl.DataFrame, uix: _Index, iix: _Index) -> tuple[np.ndarray, np.ndarray]:
+    return uix.of(frame["user_id"]), iix.of(frame["item_id"])
+
+
+def _csr_codes(rows: np.ndarray, cols: np.ndarray, shape) -> sp.csr_matrix:
+    m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def _rec_matrix(u, i, rank, uix, eval_users, width, n_items) -> tuple[np.ndarray, int]:
+    """(len(eval_users), width) item indices ordered by rank, -1 padded; duplicates dropped.
+
+    Returns the matrix and the number of repeated (user, item) rows dropped (first rank wins).
+    Raises DataError when a user has the same rank twice.
+    """
+    order = np.lexsort((rank, u))
+    u, i, rank = u[order], i[order], rank[order]
+    tie = np.flatnonzero((u[1:] == u[:-1]) & (rank[1:] == rank[:-1]))
+    if len(tie):
+        j = tie[0]
+        raise DataError(
+            f"recommendations: user '{uix.ids[int(u[j])]}' has rank {rank[j]} more than once (ties)"
+        )
+    keys = u * n_items + i
+    _, first = np.unique(keys, return_index=True)
+    n_dups = len(keys) - len(first)
+    if n_dups:
+        keep = np.sort(first)
+        u, i = u[keep], i[keep]
+    start = np.searchsorted(u, u, side="left")
+    pos = np.arange(len(u)) - start
+    row_of = np.full(len(uix), -1, dtype=np.int64)
+    row_of[eval_users] = np.arange(len(eval_users))
+    rows = row_of[u]
+    ok = (rows >= 0) & (pos < width)
+    rec = np.full((len(eval_users), width), -1, dtype=np.int64)
+    rec[rows[ok], pos[ok]] = i[ok]
+    return rec, n_dups
+
+
 def evaluate(
     recommendations: pl.DataFrame,
     test: pl.DataFrame,
@@ -173,55 +200,42 @@ def evaluate(
     """
     if isinstance(ks, int) or not len(ks) or any(int(k) < 1 for k in ks):
         raise DataError(f"ks must be a non-empty sequence of positive integers, got {ks!r}")
+    _validate_recs(recommendations)
     _require(test, "test", ("user_id", "item_id"))
     _require(train, "train", ("user_id", "item_id"))
     _require(seen, "seen", ("user_id", "item_id"))
-    recs, rec_dups = _clean_recs(recommendations, max(ks))
-    te = _ids(test.select("user_id", "item_id"))
-    test_dups = len(te) - te.unique().height
-    te = te.unique(maintain_order=True)
-    tr = _ids(train.select("user_id", "item_id")) if train is not None else None
-    se = _ids(seen.select("user_id", "item_id")) if seen is not None else tr
-    parts = [f for f in (te, tr, recs) if f is not None]
-    umap = _index([f["user_id"] for f in parts])
+    recs = recommendations
+    se = seen if seen is not None else train
+    parts = [f for f in (test, train, recs) if f is not None]
+    uix = _Index([f["user_id"] for f in parts])
     item_cols = [f["item_id"] for f in (*parts, se) if f is not None]
     if items is not None and "item_id" in items.columns:
         item_cols.append(items["item_id"])
-    imap = _index(item_cols)
-    shape = (len(umap), len(imap))
-    truth = _csr(te, umap, imap, shape)
+    iix = _Index(item_cols)
+    shape = (len(uix), len(iix))
+    tu, ti = _codes(test, uix, iix)
+    truth = _csr_codes(tu, ti, shape)
+    test_dups = len(tu) - truth.nnz
     eval_users = np.flatnonzero(np.diff(truth.indptr) > 0)
-    rec = _rec_matrix(recs, umap, imap, eval_users, max(ks))
+    ru, ri = _codes(recs, uix, iix)
+    rank = recs["rank"].to_numpy().astype(np.int64)
+    rec, rec_dups = _rec_matrix(ru, ri, rank, uix, eval_users, max(ks), shape[1])
     skipped: list[tuple[str, str]] = []
     res = evaluate_arrays(
         eval_users,
         rec,
         truth,
         ks,
-        train=_csr(tr, umap, imap, shape) if tr is not None else None,
-        seen=_csr(se, umap, imap, shape) if se is not None else None,
-        item_genres=_genres(items, imap),
-        user_attrs=_attrs(users, umap, skipped) or None,
+        train=_csr_codes(*_codes(train, uix, iix), shape) if train is not None else None,
+        seen=_csr_codes(*_codes(se, uix, iix), shape) if se is not None else None,
+        item_genres=_genres(items, iix),
+        user_attrs=_attrs(users, uix, skipped) or None,
     )
-    rec_users = recs["user_id"].unique()
+    rec_users = np.unique(ru)
     summary = dict(res.summary)
     summary["n_duplicates_dropped"] = float(rec_dups + test_dups)
-    summary["n_users_without_test"] = float((~rec_users.is_in(te["user_id"].implode())).sum())
+    summary["n_users_without_test"] = float(np.count_nonzero(np.diff(truth.indptr)[rec_users] == 0))
     summary = {k: summary[k] for k in sorted(summary, key=lambda k: (not k.startswith("n_"), k))}
-    ids = umap["id"].to_numpy()[res.users]
-    per_user = pl.DataFrame({"user_id": ids.astype(str), **res.per_user})
+    ids = uix.ids.gather(res.users)
+    per_user = pl.DataFrame({"user_id": ids, **res.per_user})
     return Evaluation(summary, per_user.sort("user_id"), [*res.skipped, *skipped])
-
-
-def _rec_matrix(recs, umap, imap, eval_users: np.ndarray, width: int) -> np.ndarray:
-    """(len(eval_users), width) int64 item indices, -1 padded; rows follow ``eval_users``."""
-    row_of = np.full(len(umap), -1, dtype=np.int64)
-    row_of[eval_users] = np.arange(len(eval_users))
-    f = recs.join(umap, left_on="user_id", right_on="id").join(
-        imap, left_on="item_id", right_on="id", suffix="_i"
-    )
-    rows = row_of[f["idx"].to_numpy()]
-    ok = rows >= 0
-    rec = np.full((len(eval_users), width), -1, dtype=np.int64)
-    rec[rows[ok], f["pos"].to_numpy()[ok]] = f["idx_i"].to_numpy()[ok]
-    return rec

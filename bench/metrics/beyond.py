@@ -206,25 +206,32 @@ def ild(g: GenreTable, rec: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarr
     width = min(max(ks), rec.shape[1])
     n = rec.shape[0]
     jj, ii = np.tril_indices(width, -1)  # jj > ii, ordered by jj
+    ends = sorted({min(k, width) * (min(k, width) - 1) // 2 for k in ks})
     flat_dist = g.dist.ravel()
-    out = {k: np.empty(n, dtype=np.float64) for k in ks}
-    ends = {k: min(k, width) * (min(k, width) - 1) // 2 for k in ks}
-    codes = g.combo[rec[:, :width]]
-    has = codes < g.m
-    nv = {k: np.count_nonzero(has[:, : min(k, width)], axis=1) for k in ks}
-    chunk = max(1, 4_000_000 // max(len(ii), 1))
     stride = g.m + 1
+    codes = g.combo[rec[:, :width]].astype(np.intp)
+    has = codes < g.m
+    sums = {e: np.zeros(n, dtype=np.float64) for e in ends}
+    chunk = max(1, 2_000_000 // max(len(ii), 1))
     for lo in range(0, n, chunk):
         c = codes[lo : lo + chunk]
-        d = flat_dist[c[:, jj] * stride + c[:, ii]]
-        cum = np.cumsum(d, axis=1) if len(ii) else np.zeros((len(c), 0))
-        for k in ks:
-            e = ends[k]
-            out[k][lo : lo + len(c)] = cum[:, e - 1] if e else 0.0
+        flat = c[:, jj]
+        flat *= stride
+        flat += c[:, ii]
+        d = flat_dist.take(flat)
+        start, acc = 0, np.zeros(len(c))
+        for e in ends:  # segment sums between consecutive cut-offs, accumulated
+            acc = acc + d[:, start:e].sum(axis=1)
+            sums[e][lo : lo + len(c)] = acc
+            start = e
+    out = {}
     for k in ks:
-        pairs = nv[k] * (nv[k] - 1) / 2.0
+        kk = min(k, width)
+        nv = np.count_nonzero(has[:, :kk], axis=1)
+        pairs = nv * (nv - 1) / 2.0
+        total = sums[kk * (kk - 1) // 2]
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[k] = np.where(pairs > 0, out[k] / np.maximum(pairs, 1.0), np.nan)
+            out[k] = np.where(pairs > 0, total / np.maximum(pairs, 1.0), np.nan)
     return out
 
 

@@ -74,8 +74,6 @@ def _prepare(users: np.ndarray, rec: np.ndarray, truth: sp.csr_matrix):
     given = np.bincount(users, minlength=n_users)
     if len(users) and given.max() > 1:
         raise ValueError(f"users contains user index {int(np.argmax(given))} twice")
-    if rec.size and (rec.min() < -1 or rec.max() >= n_items):
-        raise ValueError(f"item index out of range [-1, {n_items}) in rec (-1 = padding)")
     n_rel = np.diff(truth.indptr)
     keep = n_rel[users] > 0
     if not keep.all():
@@ -84,7 +82,8 @@ def _prepare(users: np.ndarray, rec: np.ndarray, truth: sp.csr_matrix):
     if len(missing):
         users = np.concatenate([users.astype(np.int64), missing])
         rec = np.vstack([rec, np.full((len(missing), rec.shape[1]), -1, dtype=np.int64)])
-    empty = np.count_nonzero(rec >= 0, axis=1) == 0 if rec.shape[1] else np.ones(len(users), bool)
+    # padding is trailing: a list is empty iff its first slot is padding
+    empty = rec[:, 0] < 0 if rec.shape[1] else np.ones(len(users), dtype=bool)
     counts = {
         "n_users_evaluated": float(len(users)),
         "n_users_skipped": float(np.count_nonzero(n_rel == 0)),
@@ -113,7 +112,8 @@ def evaluate_arrays(
     ks = _check_ks(ks)
     truth = _binary_csr(truth, "truth", None)
     users, rec, counts = _prepare(users, rec, truth)
-    truth_rows = truth[users]
+    identity = len(users) == truth.shape[0] and np.array_equal(users, np.arange(len(users)))
+    truth_rows = truth if identity else truth[users]
     hits = accuracy.compute_hits(rec, truth_rows)
     per_user: dict[str, np.ndarray] = {}
     for k in ks:
