@@ -118,6 +118,8 @@ class LLMRerank(Recommender):
         self.candidates_path: Path | None = None
         self._prompts_path: Path | None = None
         self._first_stage_params = 0
+        self._first_time = True
+        self._count = self.stats
 
     # ------------------------------------------------------------------ fit
     def fit(self, data: ModelData, ctx: FitContext) -> None:
@@ -141,6 +143,7 @@ class LLMRerank(Recommender):
         self._prompts_path = Path(ctx.workdir) / "prompts.jsonl"
         self._prompts_path.write_text("")
         self.stats = _Stats(freeze_ms=self.stats.freeze_ms)
+        self._count = self.stats
         self.rankings = _Rankings()
 
     # ------------------------------------------------------------------ score
@@ -156,6 +159,10 @@ class LLMRerank(Recommender):
             self.stats.users += 1
             if len(cands) == 0:
                 continue
+            # a user scored again (the runner's latency pass) is served from the replay cache;
+            # only the first scoring of a user enters the llm_* rates and prompts.jsonl
+            self._first_time = u not in self.rankings.first
+            self._count = self.stats if self._first_time else _Stats()
             order = self._rank(u, cands, history, None)
             out[row, order] = len(order) - np.arange(len(order), dtype=np.float64)
             self.rankings.first[u] = cands
@@ -218,7 +225,7 @@ class LLMRerank(Recommender):
         rest = cands[~np.isin(cands, picked)]  # missing candidates: first-stage order
         order = np.concatenate([picked, rest]).astype(np.int64)
         self.stats.parse_ms += (time.perf_counter() - t0) * 1e3
-        st = self.stats
+        st = self._count
         st.replies += 1
         st.parse_failures += int(parsed.failed)
         st.entries += parsed.n_entries
@@ -269,7 +276,7 @@ class LLMRerank(Recommender):
             lp = lp / np.maximum([x[1] for x in value["logprobs"]], 1)
         order = cands[np.argsort(-lp, kind="stable")]  # ties: first-stage order
         self.stats.parse_ms += (time.perf_counter() - t0) * 1e3
-        self.stats.replies += 1
+        self._count.replies += 1
         self._log(
             {
                 "user_idx": u,
@@ -287,13 +294,13 @@ class LLMRerank(Recommender):
 
     # ------------------------------------------------------------------ plumbing
     def _cached_call(self, key: str, call) -> tuple[dict[str, Any], bool]:
-        st = self.stats
-        st.requests += 1
+        st, count = self.stats, self._count
+        count.requests += 1
         t0 = time.perf_counter()
         value = self._cache.get(key) if self._cache is not None else None
         cached = value is not None
         if cached:
-            st.cache_hits += 1
+            count.cache_hits += 1
         else:
             value = call()  # raises LLMBackendError after bounded retries: the run fails
             dt = time.perf_counter() - t0
@@ -302,8 +309,8 @@ class LLMRerank(Recommender):
             st.live_tokens += int(value["prompt_tokens"]) + int(value["completion_tokens"])
             if self._cache is not None:
                 self._cache.put(key, value)  # successful responses only
-        st.prompt_tokens += int(value["prompt_tokens"])
-        st.completion_tokens += int(value["completion_tokens"])
+        count.prompt_tokens += int(value["prompt_tokens"])
+        count.completion_tokens += int(value["completion_tokens"])
         st.llm_ms += (time.perf_counter() - t0) * 1e3
         return value, cached
 
@@ -313,6 +320,8 @@ class LLMRerank(Recommender):
         return self._backend
 
     def _log(self, record: dict[str, Any]) -> None:
+        if not self._first_time:
+            return
         with open(self._prompts_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 

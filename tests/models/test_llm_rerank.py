@@ -380,3 +380,12 @@ def test_permutation_probe_and_few_shot(split, stub, tmp_path):
         np.testing.assert_array_equal(rec, m2.reference_rankings()[k][1])
     rec = json.loads(m.artifacts()["prompts.jsonl"].read_text().splitlines()[0])
     assert len(rec["prompt"]) == 1 + 2 * 2 + 1  # system, 2 shots (user+assistant), task
+
+
+def test_rescoring_a_user_does_not_skew_rates_or_log(split, stub, tmp_path):
+    m, _ = run(openai_cfg(stub), split, tmp_path)
+    before = m.extra_metrics()
+    n_lines = len(m.artifacts()["prompts.jsonl"].read_text().splitlines())
+    m.score(np.arange(3), split.model_data.test_history)  # e.g. the runner's latency pass
+    assert m.extra_metrics()["llm_cache_hit_rate"] == before["llm_cache_hit_rate"]
+    assert len(m.artifacts()["prompts.jsonl"].read_text().splitlines()) == n_lines
