@@ -13,8 +13,9 @@ Who is evaluated (contract "Splits on disk", pitfalls 4.6):
   never dropped) and counted in ``n_users_without_recommendations``, like a user whose list is
   all padding.
 
-Lists must not repeat an item (``bench.ranking.topk`` guarantees it); if one does, only its
-first position can hit, so recall stays in [0, 1].
+Padding (-1) is trailing: a list whose first slot is -1 is empty. Lists must not repeat an
+item (``bench.ranking.topk`` guarantees it); if one does, only its first position can hit, so
+recall stays in [0, 1].
 """
 
 from __future__ import annotations

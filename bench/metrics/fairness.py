@@ -44,8 +44,12 @@ def group_codes(labels: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
     Labels are sanitized once per distinct value, then mapped with a dict (no regex per user).
     """
-    values = [v if _is_hashable(v) else str(v) for v in labels.tolist()]
-    distinct = dict.fromkeys(values)  # NaN objects are looked up by identity below
+    values = labels.tolist()
+    try:
+        distinct = dict.fromkeys(values)  # NaN objects are looked up by identity below
+    except TypeError:  # unhashable labels (lists, ...): group by their text
+        values = [v if _is_hashable(v) else str(v) for v in values]
+        distinct = dict.fromkeys(values)
     for v in distinct:
         distinct[v] = sanitize_label(v)
     names = sorted({c for c in distinct.values() if c is not None})
