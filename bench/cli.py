@@ -55,12 +55,55 @@ def check_overrides(argv: list[str]) -> None:
                 raise unknown(group, v, options, where=f"override '{arg}'")
 
 
+def _default_model() -> str:
+    import yaml
+
+    for entry in yaml.safe_load((CONF_DIR / "config.yaml").read_text())["defaults"]:
+        if isinstance(entry, dict) and "model" in entry:
+            return str(entry["model"])
+    return "pop"
+
+
+def model_param_overrides(argv: list[str]) -> list[str]:
+    """Validate ``model.params.<key>=<value>`` against each chosen model (one-line error with
+    did-you-mean for an unknown key) and let valid keys absent from the model's YAML through
+    (``++``), so every parameter the model accepts can be overridden."""
+    import yaml
+
+    params = {}
+    for a in argv:
+        m = re.fullmatch(r"model\.params\.(\w+)=(.*)", a)
+        if m:
+            first = m.group(2).split(",")[0] if "," in m.group(2) else m.group(2)
+            params[m.group(1)] = yaml.safe_load(first) if first else None
+    if not params:
+        return argv
+    chosen = [a.split("=", 1)[1] for a in argv if a.startswith("model=")]
+    models = [v for c in chosen for v in c.split(",")] or [_default_model()]
+    in_yaml: set[str] = set()
+    from bench.models import registry
+
+    for name in models:
+        conf = yaml.safe_load((CONF_DIR / "model" / f"{name}.yaml").read_text()) or {}
+        base = dict(conf.get("params") or {})
+        in_yaml |= set(base)
+        if not any(a.startswith("experiment=") for a in argv):
+            registry.build(str(conf.get("name", name)), {**base, **params})
+    out = []
+    for a in argv:
+        m = re.fullmatch(r"model\.params\.(\w+)=(.*)", a)
+        out.append(f"++{a}" if m and m.group(1) not in in_yaml else a)
+    return out
+
+
 def cmd_run(argv: list[str]) -> int:
     if any(a in ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in argv):
         from bench.app import main as app_main
 
         return app_main(argv)
-    check_overrides(argv)
+    if not any(a.startswith("hydra.searchpath") for a in argv):  # extra config dirs
+        check_overrides(argv)
+        argv = model_param_overrides(argv)
     from bench.app import main as app_main
 
     return app_main(argv)

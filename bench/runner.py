@@ -198,9 +198,12 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
     """Run one resolved config end to end and log it; see the module docstring."""
     from bench import tracking
     from bench.environment import resolve_device
+    from bench.metrics.catalog import resolve_metric
     from bench.models import registry
 
     device = resolve_device(str(cfg.get("device", "cpu")))
+    resolve_metric(str(cfg["eval"].get("early_stopping_metric", "ndcg_at_10")))
+    resolve_metric(str((cfg.get("report") or {}).get("leaderboard_metric", "ndcg_at_10")))
     model_cfg = cfg["model"]
     # validate the model before any data work: unknown names/params fail fast
     model = registry.build(str(model_cfg["name"]), dict(model_cfg.get("params") or {}))
