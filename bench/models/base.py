@@ -111,7 +111,7 @@ class Recommender(ABC):
     """Base class of every model. Subclasses set ``Config`` to a frozen dataclass."""
 
     Config: ClassVar[type] = dataclasses.make_dataclass("Config", [], frozen=True)
-    #: set by a model whose scores are only defined for some items (NaN elsewhere)
+    #: the registry name, used in error messages
     name: ClassVar[str] = ""
 
     def __init__(self, config: Any | None = None) -> None:
