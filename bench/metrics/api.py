@@ -129,7 +129,7 @@ def _validate_recs(recs: pl.DataFrame) -> None:
 
 
 class _Index:
-    """Sorted unique string ids and a vectorized id -> index lookup (binary search)."""
+    """Sorted unique string ids and a vectorized id -> index lookup (hash map)."""
 
     def __init__(self, columns: list[pl.Series]) -> None:
         self.ids = pl.concat([c.cast(pl.Utf8).rename("id") for c in columns]).unique().sort()
@@ -138,7 +138,10 @@ class _Index:
         return len(self.ids)
 
     def of(self, column: pl.Series) -> np.ndarray:
-        return self.ids.search_sorted(column.cast(pl.Utf8)).to_numpy().astype(np.int64)
+        codes = column.cast(pl.Utf8).replace_strict(
+            self.ids, np.arange(len(self.ids), dtype=np.int64), return_dtype=pl.Int64
+        )
+        return codes.to_numpy()
 
 
 def _codes(frame: pl.DataFrame, uix: _Index, iix: _Index) -> tuple[np.ndarray, np.ndarray]:

@@ -109,7 +109,8 @@ def list_metrics(p: Popularity, rec: np.ndarray, ks: Sequence[int]) -> dict[str,
 
     Means are over the real items of the (possibly shorter) list; an empty list gives NaN.
     """
-    lengths = {k: list_lengths(rec, k) for k in ks}
+    full = list_lengths(rec, rec.shape[1])
+    lengths = {k: np.minimum(full, k) for k in ks}  # padding is trailing
     sums = {name: list_sums(v, rec, ks) for name, v in item_values(p).items()}
     out: dict[str, np.ndarray] = {}
     for k in ks:
@@ -122,10 +123,21 @@ def list_metrics(p: Popularity, rec: np.ndarray, ks: Sequence[int]) -> dict[str,
     return out
 
 
-def exposure(p: Popularity, rec: np.ndarray, k: int) -> np.ndarray:
-    """Top-k exposure count of every item (n_items,), all users together."""
-    flat = rec[:, :k].ravel()
-    return np.bincount(flat[flat >= 0], minlength=len(p.pop) - 1).astype(np.float64)
+def exposure(p: Popularity, rec: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarray]:
+    """Top-k exposure count of every item (n_items,), all users together, for every k.
+
+    One pass over the columns: the counts at k add the columns between the previous k and k.
+    """
+    n_items = len(p.pop) - 1
+    total = np.zeros(n_items + 1, dtype=np.float64)
+    out, start = {}, 0
+    for k in sorted(ks):
+        stop = min(k, rec.shape[1])
+        if stop > start:  # shift by one so the -1 padding counts in cell 0, then drop it
+            total += np.bincount((rec[:, start:stop] + 1).ravel(), minlength=n_items + 1)
+        out[k] = total[1:].copy()
+        start = max(start, stop)
+    return out
 
 
 def coverage(p: Popularity, counts: np.ndarray) -> float:

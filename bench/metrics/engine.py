@@ -179,8 +179,8 @@ def _beyond(ctx: _Context, train: sp.csr_matrix | None, seen: sp.csr_matrix | No
     p = beyond.popularity(train)
     rec, h = ctx.rec, ctx.hits
     ctx.per_user.update(beyond.list_metrics(p, rec, ctx.ks))
-    for k in ctx.ks:
-        counts = beyond.exposure(p, rec, k)
+    exposures = beyond.exposure(p, rec, ctx.ks)
+    for k, counts in exposures.items():
         ctx.put(f"coverage_at_{k}", beyond.coverage(p, counts), "empty catalog")
         ctx.put(f"gini_at_{k}", beyond.gini(p, counts), "no exposure within the catalog")
         ctx.put(f"entropy_at_{k}", beyond.entropy(p, counts), "no exposure within the catalog")
@@ -200,7 +200,7 @@ def _beyond(ctx: _Context, train: sp.csr_matrix | None, seen: sp.csr_matrix | No
         return
     seen_rows = seen[ctx.users]
     _serendipity(ctx, p, seen_rows, hit_items)
-    _pop_rsp(ctx, p, seen_rows, groups)
+    _pop_rsp(ctx, seen_rows, groups, exposures)
 
 
 def _serendipity(ctx: _Context, p: beyond.Popularity, seen_rows, hit_items) -> None:
@@ -212,13 +212,12 @@ def _serendipity(ctx: _Context, p: beyond.Popularity, seen_rows, hit_items) -> N
         ctx.per_user[f"serendipity_at_{k}"] = np.bincount(h.row[m], minlength=n) / float(k)
 
 
-def _pop_rsp(ctx: _Context, p: beyond.Popularity, seen_rows, groups) -> None:
+def _pop_rsp(ctx: _Context, seen_rows, groups, exposures) -> None:
     n = len(ctx.users)
     seen_in = {g: float(m[seen_rows.indices].sum()) for g, m in groups.items()}
     candidates = {g: n * float(m.sum()) - seen_in[g] for g, m in groups.items()}
     for k in ctx.ks:
-        top = ctx.rec[:, :k]
-        rec_in = {g: float(m[top].sum()) for g, m in groups.items()}  # -1 -> padding cell
+        rec_in = {g: float(exposures[k] @ m[:-1]) for g, m in groups.items()}
         ctx.put(f"pop_rsp_at_{k}", fairness.pop_rsp(rec_in, candidates), "fewer than 2 groups")
 
 
