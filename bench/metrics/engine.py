@@ -49,13 +49,19 @@ def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
 def _binary_csr(m: sp.spmatrix, name: str, shape: tuple[int, int] | None) -> sp.csr_matrix:
     if not sp.issparse(m):
         raise TypeError(f"{name} must be a scipy sparse matrix, got {type(m).__name__}")
+    if shape is not None and m.shape != shape:
+        raise ValueError(f"{name} has shape {m.shape}, expected {shape} like truth")
+    if (
+        isinstance(m, sp.csr_matrix)
+        and m.has_canonical_format
+        and (m.data.size == 0 or (m.data.min() == 1 and m.data.max() == 1))
+    ):
+        return m  # already binary, sorted and duplicate-free: no copy
     out = sp.csr_matrix(m, dtype=np.float32, copy=True)
     out.sum_duplicates()
     out.eliminate_zeros()
     out.data[:] = 1.0
     out.sort_indices()
-    if shape is not None and out.shape != shape:
-        raise ValueError(f"{name} has shape {out.shape}, expected {shape} like truth")
     return out
 
 
