@@ -124,3 +124,10 @@ def test_ml1m_age_codes_are_kept():
     users = pl.DataFrame({"user_id": ["a", "b", "c"], "age": [1, 25, 56]})
     ev = evaluate(recs_frame({"a": ["x"]}), TEST, users=users, ks=(1,))
     assert {"ndcg_at_1/age/1", "ndcg_at_1/age/25", "ndcg_at_1/age/56"} <= set(ev.summary)
+
+
+def test_top_level_bench_evaluate_is_this_function():
+    from bench import evaluate as top
+
+    ev = top(recs_frame({"a": ["x"]}), TEST, ks=(1,))
+    assert ev.summary["recall_at_1"] == pytest.approx(1 / 6)

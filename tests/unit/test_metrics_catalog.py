@@ -137,3 +137,15 @@ def test_every_engine_key_parses_and_is_mlflow_safe():
 def test_generated_docs_are_up_to_date():
     committed = (ROOT / "docs" / "metrics.md").read_text()
     assert committed == render(), "run: python -m bench.metrics.docs > docs/metrics.md"
+
+
+def test_metrics_import_no_heavy_stacks():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, bench.metrics.engine, bench.metrics.api, bench.metrics.docs; "
+        "heavy = [m for m in ('torch', 'mlflow', 'recbole', 'ranx', 'numba') if m in sys.modules]; "
+        "sys.exit(1 if heavy else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
