@@ -161,22 +161,29 @@ def _rec_matrix(u, i, rank, uix, eval_users, width, n_items) -> tuple[np.ndarray
     Returns the matrix and the number of repeated (user, item) rows dropped (first rank wins).
     Raises DataError when a user has the same rank twice.
     """
-    order = np.lexsort((rank, u))
-    u, i, rank = u[order], i[order], rank[order]
-    tie = np.flatnonzero((u[1:] == u[:-1]) & (rank[1:] == rank[:-1]))
-    if len(tie):
-        j = tie[0]
-        raise DataError(
-            f"recommendations: user '{uix.ids[int(u[j])]}' has rank {rank[j]} more than once (ties)"
-        )
+    key = u * (int(rank.max(initial=0)) + 1) + rank
+    if len(key) > 1 and not np.all(key[1:] > key[:-1]):  # not already sorted by (user, rank)
+        order = np.argsort(key, kind="stable")
+        u, i, rank, key = u[order], i[order], rank[order], key[order]
+        tie = np.flatnonzero(key[1:] == key[:-1])
+        if len(tie):
+            j = tie[0]
+            raise DataError(
+                f"recommendations: user '{uix.ids[int(u[j])]}' has rank {rank[j]} more than "
+                "once (ties)"
+            )
     keys = u * n_items + i
-    _, first = np.unique(keys, return_index=True)
-    n_dups = len(keys) - len(first)
+    # repeated (user, item): keep the first (best-ranked) row; a stable sort, not np.unique,
+    # whose hash path is slow on large int64 arrays in numpy 2.4
+    order = np.argsort(keys, kind="stable")
+    later = order[1:][keys[order[1:]] == keys[order[:-1]]]
+    n_dups = len(later)
     if n_dups:
-        keep = np.sort(first)
+        keep = np.ones(len(keys), dtype=bool)
+        keep[later] = False
         u, i = u[keep], i[keep]
-    start = np.searchsorted(u, u, side="left")
-    pos = np.arange(len(u)) - start
+    starts = np.r_[0, np.flatnonzero(u[1:] != u[:-1]) + 1] if len(u) else np.zeros(0, np.int64)
+    pos = np.arange(len(u)) - np.repeat(starts, np.diff(np.r_[starts, len(u)]))
     row_of = np.full(len(uix), -1, dtype=np.int64)
     row_of[eval_users] = np.arange(len(eval_users))
     rows = row_of[u]
@@ -234,7 +241,7 @@ def evaluate(
         item_genres=_genres(items, iix),
         user_attrs=_attrs(users, uix, skipped) or None,
     )
-    rec_users = np.unique(ru)
+    rec_users = np.flatnonzero(np.bincount(ru, minlength=len(uix)))
     summary = dict(res.summary)
     summary["n_duplicates_dropped"] = float(rec_dups + test_dups)
     summary["n_users_without_test"] = float(np.count_nonzero(np.diff(truth.indptr)[rec_users] == 0))
