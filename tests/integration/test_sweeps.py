@@ -124,3 +124,14 @@ def test_sigterm_marks_the_current_run_killed(tmp_path):
     assert proc.returncode != 0
     (run,) = runs(tmp_path)
     assert run.info.status == "KILLED"
+
+
+def test_submitit_local_launcher_runs_jobs_in_subprocesses(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    bench("run", "-m", "hydra/launcher=submitit_local", "model=pop,random", *FAST,
+          "report.leaderboard_on_end=false", cwd=tmp_path)
+    rs = runs(tmp_path)
+    assert sorted(r.data.tags["bench.model"] for r in rs) == ["pop", "random"]
+    assert {r.info.status for r in rs} == {"FINISHED"}
+    pids = {r.data.tags["bench.pid"] for r in rs}
+    assert len(pids) == 2  # each job in its own process
