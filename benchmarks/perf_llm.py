@@ -157,8 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             "threads": torch.get_num_threads(),
             "repeats": repeats,
             "pointwise": bench_pointwise(
-                Path(tmp), n_candidates=5 if args.quick else 20,
-                hidden=32 if args.quick else 64, layers=2, repeats=repeats,
+                Path(tmp),
+                n_candidates=5 if args.quick else 20,
+                hidden=32 if args.quick else 64,
+                layers=2,
+                repeats=repeats,
             ),
             "embed": bench_embed(Path(tmp), 128 if args.quick else 1024, repeats=repeats),
         }

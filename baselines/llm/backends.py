@@ -268,26 +268,9 @@ class OpenAIBackend:
                 "llm-rerank: api_key_env must be the NAME of an environment variable holding "
                 "the key (e.g. OPENAI_API_KEY), never the key itself"
             )
-        url = urllib.parse.urlsplit(base_url or "")
-        if url.scheme not in {"http", "https"} or not url.hostname:
-            raise ConfigError(
-                "llm-rerank: base_url must be http(s)://host[:port][/v1], "
-                f"got {_redact_url(base_url)!r}"
-            )
-        if url.username or url.password:
-            raise ConfigError(
-                "llm-rerank: base_url must not carry credentials; put the key in the "
-                "environment variable named by params.api_key_env"
-            )
+        check_base_url(base_url)
         if not model:
             raise ConfigError("llm-rerank: backend=openai needs params.llm=<served model name>")
-        if url.scheme == "http" and not _is_loopback(url.hostname):
-            msg = (
-                f"llm-rerank: plain http:// to non-loopback host {url.hostname}: prompts and "
-                "the API key travel unencrypted; use https:// or a loopback address"
-            )
-            warnings.warn(msg, stacklevel=2)
-            log.warning(msg)
         root = base_url.rstrip("/")
         self.v1 = root if root.endswith("/v1") else root + "/v1"
         self.model = model
@@ -410,6 +393,28 @@ def _echo_loglik(lp: dict[str, Any], start: int, end: int) -> LogLik:
             total += float(val)
             n += 1
     return LogLik(total, n)
+
+
+def check_base_url(base_url: str) -> None:
+    """Refuse credentials in the URL; warn about plain http to a non-loopback host."""
+    url = urllib.parse.urlsplit(base_url or "")
+    if url.scheme not in {"http", "https"} or not url.hostname:
+        raise ConfigError(
+            "llm-rerank: base_url must be http(s)://host[:port][/v1], "
+            f"got {_redact_url(base_url)!r}"
+        )
+    if url.username or url.password:
+        raise ConfigError(
+            "llm-rerank: base_url must not carry credentials; put the key in the "
+            "environment variable named by params.api_key_env"
+        )
+    if url.scheme == "http" and not _is_loopback(url.hostname):
+        msg = (
+            f"llm-rerank: plain http:// to non-loopback host {url.hostname}: prompts and "
+            "the API key travel unencrypted; use https:// or a loopback address"
+        )
+        warnings.warn(msg, stacklevel=3)
+        log.warning(msg)
 
 
 def _retry_after(value: str | None) -> float | None:

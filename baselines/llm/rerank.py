@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from baselines.llm import prompts as P
-from baselines.llm.backends import ReplayCache, cache_key, check_remote_code
+from baselines.llm.backends import ReplayCache, cache_key, check_base_url, check_remote_code
 from baselines.llm.common import (
     DEFAULT_ITEM_TEMPLATE,
     PROMPT_TEMPLATE_VERSION,
@@ -393,6 +393,8 @@ def _validate(cfg: RerankConfig) -> None:
             "key (e.g. OPENAI_API_KEY), never the key itself"
         )
     check_remote_code(cfg.trust_remote_code, cfg.revision)
+    if cfg.backend == "openai":
+        check_base_url(cfg.base_url)
     check_template(cfg.item_template, "llm-rerank")
 
 

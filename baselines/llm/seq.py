@@ -23,7 +23,7 @@ class SeqConfig:
     """Parameters of ``llm-seq`` (``conf/model/llm-seq.yaml``). CPU-sized defaults."""
 
     arch: str = "llama"  # llama | gpt2
-    hidden_size: int = 64
+    hidden_size: int = 32
     n_layers: int = 2
     n_heads: int = 2
     max_len: int = 50  # last items of a history fed to the model

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -114,19 +113,25 @@ def ranked(scores_row: np.ndarray) -> list[int]:
 
 # ------------------------------------------------------------------ conformance (hf)
 @functools.cache
-def _shared_llm() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="llm-rerank-lm-"))
-    return tiny_causal_lm(root / "tiny", seed=0, vocab_scale=20, hidden=16, layers=1)
+def _shared_stub() -> StubLLMServer:
+    return StubLLMServer().__enter__()  # daemon thread, lives as long as the test process
 
 
 class TestLLMRerankConformance(ModelConformance):
-    """The real ``pop`` first stage + the tiny local Llama (listwise, greedy)."""
+    """The real ``pop`` first stage + the OpenAI-compatible stub (listwise). The local-model
+    path has its own conformance test above (it costs a CPU forward pass per prompt)."""
 
     registry_name = "llm-rerank"
 
     def make_model(self, **params):
-        base = {"first_stage": "pop", "n_candidates": 4, "backend": "hf",
-                "llm": str(_shared_llm()), "max_history": 2, "max_new_tokens": 6}
+        base = {
+            "first_stage": "pop",
+            "n_candidates": 4,
+            "backend": "openai",
+            "base_url": _shared_stub().base_url,
+            "llm": "stub",
+            "max_history": 2,
+        }
         return LLMRerank.from_params({**base, **params})
 
     def make_split(self):
@@ -389,3 +394,27 @@ def test_rescoring_a_user_does_not_skew_rates_or_log(split, stub, tmp_path):
     m.score(np.arange(3), split.model_data.test_history)  # e.g. the runner's latency pass
     assert m.extra_metrics()["llm_cache_hit_rate"] == before["llm_cache_hit_rate"]
     assert len(m.artifacts()["prompts.jsonl"].read_text().splitlines()) == n_lines
+
+
+def test_model_needing_remote_code_is_refused_without_running_it(split, llm_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "remote"
+    shutil.copytree(llm_dir, bad)
+    marker = tmp_path / "PWNED"
+    (bad / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n")
+    conf = json.loads((bad / "config.json").read_text())
+    conf["auto_map"] = {
+        "AutoConfig": "modeling_evil.EvilConfig",
+        "AutoModelForCausalLM": "modeling_evil.EvilForCausalLM",
+    }
+    conf["model_type"] = "evil-llama"
+    (bad / "config.json").write_text(json.dumps(conf))
+    with pytest.raises(ConfigError, match="trust_remote_code"):
+        HFBackend(str(bad))
+    assert not marker.exists()
+
+
+def test_plain_http_warning_at_build_time():
+    with pytest.warns(UserWarning, match="non-loopback"):
+        registry.build("llm-rerank", {"backend": "openai", "base_url": "http://192.0.2.7/v1"})
