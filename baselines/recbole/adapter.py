@@ -48,7 +48,7 @@ class RecBoleConfig:
     train_batch_size: int = 2048
     learning_rate: float = 0.001
     MAX_ITEM_LIST_LENGTH: int = 50
-    threads: int = 2
+    threads: int = 1
     recbole: tuple[tuple[str, Any], ...] = ()
 
     def recbole_dict(self) -> dict[str, Any]:
