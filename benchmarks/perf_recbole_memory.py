@@ -224,7 +224,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="10x fewer users and interactions")
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--k", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     n_users, n_items, n_events = ML20M
     if args.quick:

@@ -76,7 +76,8 @@ class RecBoleModel(Recommender):
         where = where or cls.name
         raw = dict(params_ or {})
         model = raw.pop("model", None)
-        if cls.recbole_model and model is not None and model != cls.recbole_model:
+        fixed = cls.recbole_model
+        if fixed and model is not None and str(model).lower() != fixed.lower():
             raise ConfigError(
                 f"model '{where}' always runs RecBole {cls.recbole_model}; use "
                 f"model=recbole model.params.model={model} for another RecBole model"
@@ -108,20 +109,22 @@ class RecBoleModel(Recommender):
     def fit(self, data: ModelData, ctx: FitContext) -> None:
         """Train with RecBole's trainer; early stopping on the harness's ``valid`` metric."""
         compat.import_recbole()
-        self._n_items = data.n_items
+        self.best_epoch, self.epochs_trained, self.valid_history = -1, 0, []
         with compat.recbole_session(), compat.seeded(ctx.seed, self.config.threads):
             config, dataset, train_data, valid_data, test_data = self.build(data, ctx)
             self._build_model(config, train_data)
             trainer = self._trainer(config, ctx)
             valid = _HARNESS_VALID if ctx.validate is not None else None
-            trainer.fit(
-                train_data,
-                valid,
-                show_progress=False,
-                callback_fn=trainer.on_valid,
-                **compat.NO_CHECKPOINT,
-            )
-            trainer.close()
+            try:
+                trainer.fit(
+                    train_data,
+                    valid,
+                    show_progress=False,
+                    callback_fn=trainer.on_valid,
+                    **compat.NO_CHECKPOINT,
+                )
+            finally:
+                trainer.close()
             self.epochs_trained = trainer.epochs_done
             if trainer.best_state is not None:
                 self.model.load_state_dict(trainer.best_state[0])

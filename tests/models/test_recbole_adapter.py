@@ -153,6 +153,7 @@ def test_config_errors_are_one_line(params: dict, needle: str) -> None:
 def test_named_model_refuses_another_recbole_model() -> None:
     with pytest.raises(ConfigError, match="always runs RecBole BPR"):
         BPR.from_params({"model": "NGCF"})
+    assert BPR.from_params({"model": "bpr"}).config.model == "BPR"
 
 
 def test_pass_through_reaches_recbole(tmp_path: Path) -> None:
