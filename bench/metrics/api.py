@@ -132,7 +132,8 @@ class _Index:
     """Sorted unique string ids and a vectorized id -> index lookup (hash map)."""
 
     def __init__(self, columns: list[pl.Series]) -> None:
-        self.ids = pl.concat([c.cast(pl.Utf8).rename("id") for c in columns]).unique().sort()
+        uniq = [c.cast(pl.Utf8).rename("id").unique() for c in columns]  # no big concat copy
+        self.ids = pl.concat(uniq).unique().sort()
 
     def __len__(self) -> int:
         return len(self.ids)
