@@ -22,13 +22,17 @@ _BITMAP_BYTES = 2 * 2**20
 _MIN_CHUNK_ROWS = 64
 
 
+#: first-hit position of a list without hit: beyond every cut-off, even k > list width
+NO_HIT = 2**62
+
+
 @dataclass(frozen=True)
 class Hits:
     """The hits of a batch of lists, in row-major order (row, then position).
 
     ``row``/``col``: list index and 0-based position of each hit; ``ordinal``: 1-based count of
     hits in the same list up to and including this one; ``n_rel``: ``|R|`` per list;
-    ``first_col``: position of each list's first hit (``K`` if none).
+    ``first_col``: position of each list's first hit (``NO_HIT`` if none).
     """
 
     row: np.ndarray
@@ -93,7 +97,7 @@ def hits_from_mask(
             row, col = row[keep], col[keep]
     start = np.searchsorted(row, np.arange(n))
     ordinal = np.arange(len(row), dtype=np.int64) - start[row] + 1
-    first_col = np.full(n, width, dtype=np.int64)
+    first_col = np.full(n, NO_HIT, dtype=np.int64)
     has = start < len(row)
     has[has] = row[start[has]] == np.nonzero(has)[0]
     first_col[has] = col[start[has]]

@@ -174,6 +174,7 @@ class _Context:
             self.summary[key] = float(value)
 
 
+_NO_PARITY = "undefined: fewer than 2 groups with items, or a zero mean rate"
 _POP_LIST = ("novelty", "arp", "aplt", "aclt", "tail_percentage")
 _POP_CATALOG = ("coverage", "gini", "entropy", "pop_reo", "long_tail_hit_share")
 
@@ -197,7 +198,7 @@ def _beyond(ctx: _Context, train: sp.csr_matrix | None, seen: sp.csr_matrix | No
     for k in ctx.ks:
         within = h.upto(k)
         hit_in = {g: float(m[hit_items[within]].sum()) for g, m in groups.items()}
-        ctx.put(f"pop_reo_at_{k}", fairness.pop_reo(hit_in, relevant), "fewer than 2 groups")
+        ctx.put(f"pop_reo_at_{k}", fairness.pop_reo(hit_in, relevant), _NO_PARITY)
         n_hits = float(within.sum())
         share = hit_in["T"] / n_hits if n_hits else float("nan")
         ctx.put(f"long_tail_hit_share_at_{k}", share, "no hit")
@@ -224,7 +225,7 @@ def _pop_rsp(ctx: _Context, seen_rows, groups, exposures) -> None:
     candidates = {g: n * float(m.sum()) - seen_in[g] for g, m in groups.items()}
     for k in ctx.ks:
         rec_in = {g: float(exposures[k] @ m[:-1]) for g, m in groups.items()}
-        ctx.put(f"pop_rsp_at_{k}", fairness.pop_rsp(rec_in, candidates), "fewer than 2 groups")
+        ctx.put(f"pop_rsp_at_{k}", fairness.pop_rsp(rec_in, candidates), _NO_PARITY)
 
 
 def _ild(ctx: _Context, item_genres, n_items: int) -> None:

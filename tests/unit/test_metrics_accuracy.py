@@ -75,6 +75,14 @@ def test_all_padding_list_scores_zero_and_empty_rec_width():
     assert res.summary["recall_at_3"] == 0.0
 
 
+def test_lists_narrower_than_k_without_hit_score_zero():
+    res = run([[4, 5], [1, 5]], [[0], [1]], (1, 5))
+    np.testing.assert_array_equal(res.per_user["hit_rate_at_5"], [0.0, 1.0])
+    np.testing.assert_array_equal(res.per_user["mrr_at_5"], [0.0, 1.0])
+    res = evaluate_arrays(np.array([0]), np.zeros((1, 0), np.int64), csr([[0]], 3), (1, 3))
+    assert res.summary["hit_rate_at_3"] == 0.0 and res.summary["mrr_at_1"] == 0.0
+
+
 def test_duplicate_item_in_a_list_hits_once():
     res = run([[2, 2, 2]], [[2]], (3,))
     assert res.summary["recall_at_3"] == 1.0
