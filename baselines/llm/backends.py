@@ -144,7 +144,9 @@ class HFBackend:
         import torch
 
         prompt = self.render_chat(messages)
-        ids = torch.tensor([self._ids(prompt, True)])
+        # a chat template writes its own special tokens (BOS included)
+        templated = bool(getattr(self.tokenizer, "chat_template", None))
+        ids = torch.tensor([self._ids(prompt, not templated)])
         sample = temperature > 0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

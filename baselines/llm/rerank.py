@@ -9,6 +9,7 @@ exactly the reranked order.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -492,7 +493,7 @@ def freeze_candidates(
         frame = pl.read_parquet(path)
     else:
         frame = _compute_candidates(data, ctx, cfg, params, owner)
-        tmp = folder / f".{key}.{id(frame)}.parquet"
+        tmp = folder / f".{key}.{os.getpid()}.parquet"
         folder.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(tmp)
         sha = sha256_file(tmp)

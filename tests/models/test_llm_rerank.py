@@ -185,7 +185,6 @@ def test_pointwise_shared_prefix_equals_separate(llm_dir):
         assert abs(a.logprob - b.logprob) < 1e-4
 
 
-@pytest.mark.slow
 def test_model_identity_in_cache_key(small, llm_dir, tmp_path):
     split = small
     other = tiny_causal_lm(tmp_path / "other", seed=1, vocab_scale=20, hidden=16, layers=1)
