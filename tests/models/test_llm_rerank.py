@@ -417,3 +417,23 @@ def test_model_needing_remote_code_is_refused_without_running_it(split, llm_dir,
 def test_plain_http_warning_at_build_time():
     with pytest.warns(UserWarning, match="non-loopback"):
         registry.build("llm-rerank", {"backend": "openai", "base_url": "http://192.0.2.7/v1"})
+
+
+def test_hf_chat_template_is_used_when_present(llm_dir, tmp_path):
+    import shutil
+
+    templated = tmp_path / "chat"
+    shutil.copytree(llm_dir, templated)
+    cfg_path = templated / "tokenizer_config.json"
+    conf = json.loads(cfg_path.read_text())
+    conf["chat_template"] = (
+        "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}"
+        "{% endfor %}<|assistant|>"
+    )
+    cfg_path.write_text(json.dumps(conf))
+    backend = HFBackend(str(templated))
+    msgs = [{"role": "user", "content": '[1] "a"'}]
+    assert backend.render_chat(msgs).startswith("<s><|user|>")
+    reply = backend.chat(msgs, max_new_tokens=3, temperature=0.0, seed=0)
+    ids = backend._ids(backend.render_chat(msgs), False)
+    assert reply.prompt_tokens == len(ids) and ids.count(backend.tokenizer.bos_token_id) == 1
