@@ -58,34 +58,6 @@ def load_split(cfg: Mapping[str, Any]):
     return materialize(cfg["dataset"], split_cfg, root, progress=say)
 
 
-def bucket(values: np.ndarray, edges: list[float]) -> np.ndarray:
-    """Label numeric values by bucket, MLflow-safe: ``under18``, ``18-24``, ..., ``56plus``.
-
-    Edges are inclusive lower bounds (MovieLens age groups); None stays None.
-    """
-    labels = [f"under{edges[0]:g}"]
-    labels += [f"{a:g}-{b - 1:g}" for a, b in zip(edges, edges[1:], strict=False)]
-    labels.append(f"{edges[-1]:g}plus")
-    out = np.empty(len(values), dtype=object)
-    for i, v in enumerate(values):
-        out[i] = None if v is None else labels[int(np.searchsorted(edges, float(v), side="right"))]
-    return out
-
-
-def user_attributes(users: pl.DataFrame, spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Group labels per user index for each configured attribute present in ``users``."""
-    out = {}
-    for name, edges in (spec or {}).items():
-        if name not in users.columns:
-            continue
-        col = users[name].to_list()
-        if edges:
-            out[name] = bucket(np.array(col, dtype=object), list(edges))
-        else:
-            out[name] = np.array([None if v is None else str(v) for v in col], dtype=object)
-    return out
-
-
 def item_genres(items: pl.DataFrame) -> list[frozenset[str]] | None:
     if "genres" not in items.columns:
         return None
@@ -248,6 +220,7 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
 def execute(cfg: Mapping[str, Any], model, split_obj, device: str, workdir: Path):
     """Fit, rank, evaluate, measure. Returns (metrics, artifact files)."""
     from bench.latency import LatencyConfig, PeakMemory, Timer, measure
+    from bench.metrics.api import attribute_labels
     from bench.metrics.engine import evaluate_arrays
     from bench.models.base import FitContext
 
@@ -301,7 +274,7 @@ def execute(cfg: Mapping[str, Any], model, split_obj, device: str, workdir: Path
     metrics["n_parameters"] = float(model.n_parameters())
     metrics[f"tie_rate_at_{kmax}"] = float(ties.mean()) if len(ties) else 0.0
     train_m = split.matrix("train")
-    attrs = user_attributes(md.users, cfg.get("metrics", {}).get("user_attributes", {}))
+    attrs = attribute_labels(md.users, list(cfg.get("metrics", {}).get("user_attributes") or []))
     genres = item_genres(md.items)
     res = evaluate_arrays(
         users, rec, truth, ks, train=train_m, seen=hist.matrix, item_genres=genres, user_attrs=attrs

@@ -83,13 +83,60 @@ def _genres(items: pl.DataFrame | None, iix: _Index) -> list[frozenset[str]] | N
     return out
 
 
+ML_AGE_LABELS = {
+    1: "under18",
+    18: "18-24",
+    25: "25-34",
+    35: "35-44",
+    45: "45-49",
+    50: "50-55",
+    56: "56plus",
+}
+
+
 def bucket_ml_age(ages: np.ndarray) -> np.ndarray:
-    """Raw ages -> MovieLens-1M age codes (1, 18, 25, 35, 45, 50, 56); None stays None."""
+    """Ages -> MovieLens-1M age groups, MLflow-safe labels (``under18``, ``18-24``, ...,
+    ``56plus``). Values that are all ML-1M codes map directly; raw ages are bucketed at the
+    ML-1M edges (18, 25, 35, 45, 50, 56). None stays None."""
     edges = np.array([18, 25, 35, 45, 50, 56])
-    codes = np.array(ML_AGE_CODES, dtype=object)
+    codes = list(ML_AGE_LABELS)
+    present = {a for a in ages.tolist() if a is not None}
     out = np.empty(len(ages), dtype=object)
     for i, a in enumerate(ages.tolist()):
-        out[i] = None if a is None else codes[int(np.searchsorted(edges, a, side="right"))]
+        if a is None:
+            out[i] = None
+        elif present <= set(codes):
+            out[i] = ML_AGE_LABELS[int(a)]
+        else:
+            out[i] = ML_AGE_LABELS[codes[int(np.searchsorted(edges, a, side="right"))]]
+    return out
+
+
+def attribute_labels(
+    frame: pl.DataFrame, columns: Sequence[str] | None = None, skipped: list | None = None
+) -> dict[str, np.ndarray]:
+    """Group labels (strings, None = unknown) per row of ``frame`` for each user attribute.
+
+    ``columns``: the attributes to use (default: every column but the id columns). An integer
+    ``age`` column gets MovieLens-1M age groups; attributes with more than ``MAX_GROUPS``
+    groups (zip codes) are left out and listed in ``skipped``.
+    """
+    skipped = skipped if skipped is not None else []
+    names = [c for c in frame.columns if c not in ("user_id", "user_idx")]
+    if columns is not None:
+        names = [c for c in columns if c in frame.columns]
+    out = {}
+    for col in names:
+        values = frame[col]
+        labels = np.array(values.to_list(), dtype=object)
+        if col == "age" and values.dtype.is_integer():
+            labels = bucket_ml_age(labels)
+        labels = np.array([None if v is None else str(v) for v in labels], dtype=object)
+        n_groups = len({v for v in labels.tolist() if v is not None})
+        if n_groups > MAX_GROUPS:
+            skipped.append((f"<key>/{col}/*", f"{n_groups} groups > {MAX_GROUPS}"))
+            continue
+        out[col] = labels
     return out
 
 
@@ -100,22 +147,7 @@ def _attrs(users: pl.DataFrame | None, uix: _Index, skipped: list) -> dict:
     u = users.with_columns(pl.col("user_id").cast(pl.Utf8)).unique("user_id", keep="first")
     umap = pl.DataFrame({"id": uix.ids, "idx": np.arange(len(uix), dtype=np.int64)})
     joined = umap.join(u, left_on="id", right_on="user_id", how="left").sort("idx")
-    out = {}
-    for col in users.columns:
-        if col == "user_id":
-            continue
-        values = joined[col]
-        labels = np.array(values.to_list(), dtype=object)
-        if col == "age" and values.dtype.is_integer():
-            present = set(values.drop_nulls().unique().to_list())
-            if not present <= set(ML_AGE_CODES):
-                labels = bucket_ml_age(labels)
-        n_groups = values.drop_nulls().n_unique()
-        if n_groups > MAX_GROUPS:
-            skipped.append((f"<key>/{col}/*", f"{n_groups} groups > {MAX_GROUPS}"))
-            continue
-        out[col] = labels
-    return out
+    return attribute_labels(joined.drop("id", "idx"), None, skipped)
 
 
 def _validate_recs(recs: pl.DataFrame) -> None:
@@ -218,7 +250,8 @@ def evaluate(
     recs = recommendations
     se = seen if seen is not None else train
     parts = [f for f in (test, train, recs) if f is not None]
-    uix = _Index([f["user_id"] for f in parts])
+    # users of `seen` too: a user may have valid interactions but neither train nor test ones
+    uix = _Index([f["user_id"] for f in (*parts, se) if f is not None])
     item_cols = [f["item_id"] for f in (*parts, se) if f is not None]
     if items is not None and "item_id" in items.columns:
         item_cols.append(items["item_id"])

@@ -11,6 +11,7 @@ users and return one number. Recommendation matrices are int64, -1 = padding.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -86,10 +87,14 @@ def item_values(p: Popularity) -> dict[str, np.ndarray]:
 
 
 def list_sums(values: np.ndarray, rec: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarray]:
-    """sum over the top-k of values[item] for every k, from one gather at the largest k."""
+    """sum over the top-k of values[item] for every k, from one gather at the largest k.
+
+    Summed left to right (``cumsum``): numpy's SIMD pairwise ``sum`` can round differently
+    with the array's memory alignment, which would make per-user values differ between runs.
+    """
     width = min(max(ks), rec.shape[1])
-    g = values[rec[:, :width]]
-    return {k: g[:, :k].sum(axis=1, dtype=np.float64) for k in ks}
+    g = np.cumsum(values[rec[:, :width]], axis=1, dtype=np.float64)
+    return {k: g[:, min(k, width) - 1] if width else np.zeros(len(rec)) for k in ks}
 
 
 def _mean(sums: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -162,7 +167,7 @@ def entropy(p: Popularity, counts: np.ndarray) -> float:
     if c.sum() == 0:
         return float("nan")
     q = c / c.sum()
-    return float(-np.sum(q * np.log2(q)))
+    return float(-math.fsum(q * np.log2(q)))
 
 
 # ------------------------------------------------------------------ intra-list diversity
@@ -230,12 +235,11 @@ def ild(g: GenreTable, rec: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarr
         flat = c[:, jj]
         flat *= stride
         flat += c[:, ii]
-        d = flat_dist.take(flat)
-        start, acc = 0, np.zeros(len(c))
-        for e in ends:  # segment sums between consecutive cut-offs, accumulated
-            acc = acc + d[:, start:e].sum(axis=1)
-            sums[e][lo : lo + len(c)] = acc
-            start = e
+        # left-to-right running sums: bit-identical whatever the memory alignment
+        d = np.cumsum(flat_dist.take(flat), axis=1)
+        for e in ends:  # pairs of the top-k are a prefix
+            if e:
+                sums[e][lo : lo + len(c)] = d[:, e - 1]
     out = {}
     for k in ks:
         kk = min(k, width)

@@ -20,6 +20,7 @@ recall stays in [0, 1].
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -140,7 +141,8 @@ def evaluate_arrays(
             continue
         ok = ~np.isnan(values)
         if ok.any():
-            summary[key] = float(values[ok].mean())
+            # exactly rounded, so the logged mean does not depend on memory alignment
+            summary[key] = math.fsum(values[ok]) / int(ok.sum())
         elif len(values):
             skipped.append((key, "undefined for every evaluated user"))
     if not len(users):

@@ -150,3 +150,32 @@ def test_same_config_in_fresh_stores_gives_identical_per_user(tmp_path):
         data = Path(artifact(cwd, run, "per_user.parquet")).read_bytes()
         digests.append(hashlib.sha256(data).hexdigest())
     assert digests[0] == digests[1]
+
+
+def test_bench_evaluate_on_the_logged_lists_reproduces_the_logged_metrics(pop_run):
+    cwd, run = pop_run
+    recs = artifact(cwd, run, "recommendations.parquet")
+    out = bench(
+        "evaluate",
+        "--split",
+        run.data.tags["bench.split_dir"],
+        "--recommendations",
+        recs,
+        "--ks",
+        "5,10,20",
+        "--format",
+        "json",
+        cwd=cwd,
+    )
+    ev = json.loads(out.stdout)
+    logged = run.data.metrics
+    common = set(ev) & set(logged)
+    assert {
+        "ndcg_at_10",
+        "coverage_at_10",
+        "ild_at_10",
+        "ndcg_at_10/age/25-34",
+        "ndcg_at_10/gender/gap",
+        "pop_reo_at_10",
+    } <= common
+    assert [k for k in common if ev[k] != logged[k]] == []

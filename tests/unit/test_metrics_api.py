@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from bench.errors import DataError
-from bench.metrics.api import bucket_ml_age, evaluate
+from bench.metrics.api import attribute_labels, bucket_ml_age, evaluate
 from bench.metrics.engine import evaluate_arrays
 from bench.testing import tiny_frames, tiny_split
 
@@ -74,7 +74,7 @@ def test_matches_engine_on_tiny_split():
     rec = np.stack([rng.permutation(md.n_items)[:12] for _ in range(md.n_users)])
     users = np.flatnonzero(np.diff(truth.indptr) > 0)
     genres = [frozenset(g) for g in md.items["genres"].to_list()]
-    attrs = {c: md.users[c].to_numpy().astype(object) for c in ("gender", "age", "occupation")}
+    attrs = attribute_labels(md.users, ["gender", "age", "occupation"])
     ref = evaluate_arrays(
         users,
         rec[users],
@@ -97,7 +97,7 @@ def test_matches_engine_on_tiny_split():
     for key, value in ref.summary.items():
         if key != "n_users_skipped":
             assert ev.summary[key] == pytest.approx(value, abs=1e-12), key
-    assert "ndcg_at_10/age/25" in ev.summary
+    assert "ndcg_at_10/age/25-34" in ev.summary
 
 
 def test_genres_as_pipe_string_and_age_bucketing():
@@ -107,15 +107,17 @@ def test_genres_as_pipe_string_and_age_bucketing():
     ev = evaluate(recs, TEST, items=items, users=users, ks=(3,))
     # a: {A,B} vs {B} -> 1/2; b: {A,B},{A,C} -> 2/3 (z has no genres); c: one item -> skipped
     assert ev.summary["ild_at_3"] == pytest.approx((0.5 + 2 / 3) / 2, abs=1e-15)
-    assert {"ndcg_at_3/age/1", "ndcg_at_3/age/18", "ndcg_at_3/age/56"} <= set(ev.summary)
+    assert {"ndcg_at_3/age/under18", "ndcg_at_3/age/18-24", "ndcg_at_3/age/56plus"} <= set(
+        ev.summary
+    )
     assert "ndcg_at_3/zip/1" in ev.summary  # 3 groups <= MAX_GROUPS
     assert bucket_ml_age(np.array([5, 18, 34, 49, 50, 56, None], dtype=object)).tolist() == [
-        1,
-        18,
-        25,
-        45,
-        50,
-        56,
+        "under18",
+        "18-24",
+        "25-34",
+        "45-49",
+        "50-55",
+        "56plus",
         None,
     ]
 
@@ -123,7 +125,9 @@ def test_genres_as_pipe_string_and_age_bucketing():
 def test_ml1m_age_codes_are_kept():
     users = pl.DataFrame({"user_id": ["a", "b", "c"], "age": [1, 25, 56]})
     ev = evaluate(recs_frame({"a": ["x"]}), TEST, users=users, ks=(1,))
-    assert {"ndcg_at_1/age/1", "ndcg_at_1/age/25", "ndcg_at_1/age/56"} <= set(ev.summary)
+    assert {"ndcg_at_1/age/under18", "ndcg_at_1/age/25-34", "ndcg_at_1/age/56plus"} <= set(
+        ev.summary
+    )
 
 
 def test_top_level_bench_evaluate_is_this_function():
@@ -131,3 +135,16 @@ def test_top_level_bench_evaluate_is_this_function():
 
     ev = top(recs_frame({"a": ["x"]}), TEST, ks=(1,))
     assert ev.summary["recall_at_1"] == pytest.approx(1 / 6)
+
+
+def test_seen_may_hold_users_and_items_absent_elsewhere():
+    import polars as pl
+
+    from bench import evaluate
+
+    recs = pl.DataFrame({"user_id": ["a", "a"], "item_id": ["x", "y"], "rank": [1, 2]})
+    test = pl.DataFrame({"user_id": ["a"], "item_id": ["y"]})
+    train = pl.DataFrame({"user_id": ["a"], "item_id": ["z"]})
+    seen = pl.DataFrame({"user_id": ["a", "b"], "item_id": ["z", "w"]})
+    ev = evaluate(recs, test, train=train, seen=seen, ks=(2,))
+    assert ev.summary["recall_at_2"] == 1.0
