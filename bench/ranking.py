@@ -1,8 +1,15 @@
 """The one top-k used for every model: seen items masked, NaN never recommended, ties broken
-deterministically by item index (= item id order), memory bounded by user batches."""
+deterministically, memory bounded by user batches.
+
+Tie policy: equal scores are ordered by ``tie_rank`` (``tie_ranks(item_ids)``: the order of the
+sha256 of each item id), or by item index when no ``tie_rank`` is given. Not by the id itself:
+datasets assign ids in time order, so id order correlates with popularity (MovieLens' low ids are
+its most popular films) and would hand a model with constant scores a popularity ranking.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -11,15 +18,30 @@ import scipy.sparse as sp
 PAD = -1
 
 
+def tie_ranks(item_ids) -> np.ndarray:
+    """Rank of each item in the order of sha256(item id): a fixed, input-order-free and
+    popularity-neutral secondary key for ties (int64 array aligned with ``item_ids``)."""
+    digests = [hashlib.sha256(str(i).encode()).digest() for i in item_ids]
+    order = sorted(range(len(digests)), key=digests.__getitem__)
+    ranks = np.empty(len(digests), dtype=np.int64)
+    ranks[order] = np.arange(len(digests))
+    return ranks
+
+
 def topk(
-    scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None, *, inplace: bool = False
+    scores: np.ndarray,
+    k: int,
+    exclude: sp.csr_matrix | None = None,
+    *,
+    inplace: bool = False,
+    tie_rank: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` item indices and scores per row of ``scores`` (n_rows x n_items).
 
     - ``exclude`` (n_rows x n_items, CSR): items never returned (a user's seen items).
     - NaN and -inf scores are never returned; rows with fewer eligible items are padded with
       ``PAD`` (-1) and NaN scores.
-    - Order: score descending, then item index ascending (deterministic, input-order free).
+    - Order: score descending, then ``tie_rank`` (default: item index) ascending.
 
     Vectorised: one ``np.partition`` finds each row's k-th score; only items at or above it
     (k plus boundary ties) are sorted.
@@ -42,7 +64,8 @@ def topk(
     thr = np.partition(s, n_items - k, axis=1)[:, n_items - k]
     rows, cols = np.nonzero((s >= thr[:, None]) & np.isfinite(s))
     vals = s[rows, cols]
-    order = np.lexsort((cols, -vals, rows))
+    secondary = cols if tie_rank is None else tie_rank[cols]
+    order = np.lexsort((secondary, -vals, rows))
     rows, cols, vals = rows[order], cols[order], vals[order]
     starts = np.searchsorted(rows, np.arange(n_rows))
     pos = np.arange(len(rows)) - starts[rows]
@@ -50,15 +73,6 @@ def topk(
     idx[rows[keep], pos[keep]] = cols[keep]
     val[rows[keep], pos[keep]] = vals[keep]
     return idx, val
-
-
-def boundary_ties(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
-    """Per row, whether the k-th and (k+1)-th eligible scores tie (the cut falls inside a tie,
-    so the tie rule decides which items make the list)."""
-    _, v = topk(scores, k + 1, exclude)
-    if v.shape[1] <= k:
-        return np.zeros(len(v), dtype=bool)
-    return np.isfinite(v[:, k]) & (v[:, k - 1] == v[:, k])
 
 
 def batch_size_for(n_items: int, budget_mb: float = 256.0) -> int:
@@ -80,6 +94,7 @@ def rank_users(
     n_items: int,
     budget_mb: float = 256.0,
     progress: Callable[[int], None] | None = None,
+    tie_rank: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Score and rank ``users`` in bounded batches: returns (rec, scores, boundary_tie)."""
     size = batch_size_for(n_items, budget_mb)
@@ -91,7 +106,7 @@ def rank_users(
                 f"model returned scores of shape {sc.shape}, expected {(len(b), n_items)}"
             )
         ex = exclude[b] if exclude is not None else None
-        i, v = topk(sc, k + 1, ex, inplace=True)
+        i, v = topk(sc, k + 1, ex, inplace=True, tie_rank=tie_rank)
         recs.append(i[:, :k])
         vals.append(v[:, :k])
         ties.append(

@@ -22,7 +22,7 @@ import polars as pl
 
 from bench import __version__
 from bench.errors import ConfigError
-from bench.ranking import rank_users, topk
+from bench.ranking import rank_users, tie_ranks, topk
 
 log = logging.getLogger("bench.run")
 
@@ -64,7 +64,7 @@ def item_genres(items: pl.DataFrame) -> list[frozenset[str]] | None:
     return [frozenset(g or ()) for g in items["genres"].to_list()]
 
 
-def make_validator(split, cfg: Mapping[str, Any]):
+def make_validator(split, cfg: Mapping[str, Any], tie_rank: np.ndarray):
     """``ctx.validate``: rank valid users on the train history with the harness's own topk and
     score them with the harness's own accuracy metrics on ``valid``."""
     from bench.metrics.engine import evaluate_arrays
@@ -78,7 +78,13 @@ def make_validator(split, cfg: Mapping[str, Any]):
 
     def validate(model) -> dict[str, float]:
         rec, _, _ = rank_users(
-            lambda b: model.score(b, hist), users, max(ks), hist.matrix, md.n_items, budget
+            lambda b: model.score(b, hist),
+            users,
+            max(ks),
+            hist.matrix,
+            md.n_items,
+            budget,
+            tie_rank=tie_rank,
         )
         return evaluate_arrays(users, rec, truth, ks).summary
 
@@ -234,6 +240,7 @@ def execute(cfg: Mapping[str, Any], model, split_obj, device: str, workdir: Path
         )
     split = split_obj.indexed()
     md = split.model_data
+    tie_rank = tie_ranks(md.item_ids)
     budget = float(cfg["eval"].get("batch_budget_mb", 256))
     cache_dir = Path(cfg["paths"]["cache"]).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -244,7 +251,7 @@ def execute(cfg: Mapping[str, Any], model, split_obj, device: str, workdir: Path
         cache_dir=cache_dir,
         progress=progress_enabled(cfg),
         early_stopping_metric=str(cfg["eval"].get("early_stopping_metric", "ndcg_at_10")),
-        validate=make_validator(split, cfg),
+        validate=make_validator(split, cfg, tie_rank),
         extra={"dataset": cfg["dataset"]["name"]},
     )
     metrics: dict[str, float] = {}
@@ -260,12 +267,18 @@ def execute(cfg: Mapping[str, Any], model, split_obj, device: str, workdir: Path
         exclude = hist.matrix if exclude_seen else None
         with timer.stage("scoring"):
             rec, vals, ties = rank_users(
-                lambda b: model.score(b, hist), users, kmax, exclude, md.n_items, budget
+                lambda b: model.score(b, hist),
+                users,
+                kmax,
+                exclude,
+                md.n_items,
+                budget,
+                tie_rank=tie_rank,
             )
 
         def request(b: np.ndarray):
             ex = exclude[b] if exclude is not None else None
-            return topk(model.score(b, hist), kmax, ex, inplace=True)
+            return topk(model.score(b, hist), kmax, ex, inplace=True, tie_rank=tie_rank)
 
         metrics.update(measure(request, users, lcfg, device))
     metrics["fit_seconds"] = timer.seconds("fit")

@@ -1,9 +1,9 @@
 """From a split's string-id frames to the integer index space models and metrics use.
 
 Item indices follow the sorted item ids of the split (catalog = items.parquet plus every item
-in an interaction file), user indices the sorted user ids of the interaction files. Index order
-is therefore id order, which is what makes tie-breaking by index deterministic and
-independent of row order.
+in an interaction file), user indices the sorted user ids of the interaction files, so indices
+never depend on row order. (Ties in rankings are broken by a hash of the item id, not by index:
+see ``bench.ranking``.)
 """
 
 from __future__ import annotations

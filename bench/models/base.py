@@ -2,8 +2,9 @@
 
 A model sees integer indices only: users ``0..n_users-1`` and items ``0..n_items-1`` of one
 split (``ModelData.user_ids`` / ``item_ids`` map them back to the split's string ids; item
-indices follow the sorted item ids, so index order is id order). The harness alone turns scores
-into rankings (``bench.ranking.topk``: seen items masked, ties broken by item index); models
+indices follow the sorted item ids). The harness alone turns scores
+into rankings (``bench.ranking.topk``: seen items masked, ties broken by a hash of the item
+id); models
 never rank, never mask seen items and never seed global RNGs.
 """
 

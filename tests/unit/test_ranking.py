@@ -59,3 +59,28 @@ def test_boundary_ties_are_reported():
     scores = np.array([[3.0, 2.0, 2.0, 1.0], [3.0, 2.0, 1.0, 0.0]])
     _, _, ties = rank_users(lambda b: scores[b], np.arange(2), 2, None, 4)
     assert ties.tolist() == [True, False]
+
+
+def test_tie_ranks_are_a_fixed_hash_order_independent_of_input_order():
+    from bench.ranking import tie_ranks
+
+    ids = [str(i) for i in range(1, 200)]
+    r = tie_ranks(ids)
+    assert sorted(r.tolist()) == list(range(199))
+    shuffled = ids[::-1]
+    r2 = tie_ranks(shuffled)
+    assert {i: int(x) for i, x in zip(ids, r)} == {i: int(x) for i, x in zip(shuffled, r2)}
+    # not the id order: a constant scorer must not get the lowest (oldest, most popular) ids
+    idx, _ = topk(np.zeros((1, 199)), 10, tie_rank=r)
+    assert idx[0].tolist() != list(range(10))
+    assert idx[0].tolist() == np.argsort(r)[:10].tolist()
+
+
+def test_tie_rank_only_orders_equal_scores():
+    from bench.ranking import tie_ranks
+
+    s = np.array([[0.5, 0.9, 0.5, 0.1]])
+    r = tie_ranks(["a", "b", "c", "d"])
+    idx, _ = topk(s, 4, tie_rank=r)
+    assert idx[0, 0] == 1 and idx[0, 3] == 3
+    assert idx[0, 1:3].tolist() == sorted([0, 2], key=lambda i: r[i])
