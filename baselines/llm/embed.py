@@ -29,7 +29,7 @@ class EmbedConfig:
     #: weight of a popularity prior log(1+pop)/log(1+max pop) added to the cosine (train
     #: counts, no learned IDs); 0 = purely content-based. See docs/llm.md for why the default
     #: is not 0 (pure content scores about random on MovieLens-100k).
-    pop_weight: float = 1.0
+    pop_weight: float = 0.0
     batch_size: int = 64
 
 

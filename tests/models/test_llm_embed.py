@@ -31,15 +31,22 @@ def _shared_encoder() -> Path:
     return tiny_encoder(Path(tempfile.mkdtemp(prefix="llm-embed-enc-")) / "tiny")
 
 
-class TestLLMEmbedConformance(ModelConformance):
-    registry_name = "llm-embed"
+class TestLLMEmbedPopConformance(ModelConformance):
+    """The hybrid (llm-embed-pop): finite scores for every user."""
+
+    registry_name = "llm-embed-pop"
     batch_atol = 1e-12  # one BLAS product per batch
 
     def make_model(self, **params):
+        params = {"pop_weight": 1.0, **params}
         return LLMEmbed.from_params({"encoder": str(_shared_encoder()), **params})
 
 
-class TestLLMEmbedPureContentConformance(TestLLMEmbedConformance):
+class TestLLMEmbedPureContentConformance(TestLLMEmbedPopConformance):
+    """The default llm-embed: pure content, NaN for users without history."""
+
+    registry_name = "llm-embed"
+
     def make_model(self, **params):
         return super().make_model(pop_weight=0.0, **params)
 
@@ -78,7 +85,7 @@ def test_conformance_shape_nan_determinism(split, enc_dir, tmp_path):
     empty = History(matrix=md.test_history.matrix, sequences=[np.zeros(0, np.int64)] * md.n_users)
     assert np.isnan(m1.score(users[:2], empty)).all()
     # with the popularity prior the same user gets the prior alone
-    m3 = fit(split, enc_dir, tmp_path / "a")
+    m3 = fit(split, enc_dir, tmp_path / "a", pop_weight=1.0)
     np.testing.assert_allclose(m3.score(users[:1], empty)[0], m3.prior)
     assert m1.n_parameters() > 0
 
@@ -130,10 +137,11 @@ def test_template_rendering(split):
 
 
 def test_registry_and_light_package_import():
-    assert registry.get("llm-embed") is LLMEmbed
+    assert registry.get("llm-embed") is LLMEmbed and registry.get("llm-embed-pop") is LLMEmbed
+    assert LLMEmbed().config.pop_weight == 0.0  # the default is pure content
     code = (
         "import sys, baselines.llm as m; "
-        "assert set(m.MODELS) == {'llm-embed', 'llm-rerank', 'llm-seq'}; "
+        "assert set(m.MODELS) == {'llm-embed', 'llm-embed-pop', 'llm-rerank', 'llm-seq'}; "
         "bad = [x for x in ('torch', 'transformers') if x in sys.modules]; "
         "assert not bad, bad"
     )
