@@ -20,7 +20,6 @@ recall stays in [0, 1].
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -141,8 +140,9 @@ def evaluate_arrays(
             continue
         ok = ~np.isnan(values)
         if ok.any():
-            # exactly rounded, so the logged mean does not depend on memory alignment
-            summary[key] = math.fsum(values[ok]) / int(ok.sum())
+            # summed left to right (cumsum): the logged mean does not depend on memory alignment
+            v = values[ok]
+            summary[key] = float(np.cumsum(v)[-1] / len(v))
         elif len(values):
             skipped.append((key, "undefined for every evaluated user"))
     if not len(users):
