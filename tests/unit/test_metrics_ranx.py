@@ -7,36 +7,13 @@ qrels, so every user gets a non-empty list. ranx JIT-compiles its numba kernels 
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from bench.metrics.engine import evaluate_arrays
 
+from .metric_cases import as_dicts, random_case
+
 KS = (5, 10, 100)
 TOL = 1e-9
-
-
-def random_case(seed: int, n_users: int = 300, n_items: int = 400, width: int = 100):
-    rng = np.random.default_rng(seed)
-    rec = np.full((n_users, width), -1, dtype=np.int64)
-    rows, cols = [], []
-    for u in range(n_users):
-        length = int(rng.integers(1, width + 1)) if u % 3 == 0 else width
-        rec[u, :length] = rng.permutation(n_items)[:length]
-        n_rel = int(rng.integers(1, 40))
-        rel = rng.choice(n_items, n_rel, replace=False)
-        rows += [u] * n_rel
-        cols += rel.tolist()
-    truth = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_users, n_items))
-    return rec, truth
-
-
-def as_dicts(rec, truth, k):
-    qrels = {f"q{u}": {f"d{i}": 1 for i in truth[u].indices} for u in range(truth.shape[0])}
-    run = {}
-    for u, row in enumerate(rec):
-        items = [i for i in row[:k] if i >= 0]
-        run[f"q{u}"] = {f"d{i}": float(len(items) - j) for j, i in enumerate(items)}
-    return qrels, run
 
 
 @pytest.fixture(scope="module")

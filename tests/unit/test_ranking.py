@@ -69,7 +69,8 @@ def test_tie_ranks_are_a_fixed_hash_order_independent_of_input_order():
     assert sorted(r.tolist()) == list(range(199))
     shuffled = ids[::-1]
     r2 = tie_ranks(shuffled)
-    assert {i: int(x) for i, x in zip(ids, r)} == {i: int(x) for i, x in zip(shuffled, r2)}
+    by_id = {i: int(x) for i, x in zip(ids, r, strict=True)}
+    assert by_id == {i: int(x) for i, x in zip(shuffled, r2, strict=True)}
     # not the id order: a constant scorer must not get the lowest (oldest, most popular) ids
     idx, _ = topk(np.zeros((1, 199)), 10, tie_rank=r)
     assert idx[0].tolist() != list(range(10))
