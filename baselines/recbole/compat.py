@@ -138,7 +138,9 @@ class _NullWriter:
 
 @contextlib.contextmanager
 def recbole_session() -> Iterator[None]:
-    """While RecBole runs: quiet logs/warnings, no sys.argv, no CoW, no TensorBoard files."""
+    """While RecBole runs: quiet logs/warnings, no sys.argv, no CoW, no TensorBoard files, and
+    the user's ``CUDA_VISIBLE_DEVICES`` restored (RecBole's ``Config`` overwrites it with its
+    ``gpu_id``)."""
     import pandas as pd
     import recbole.trainer.trainer as rb_trainer
 
@@ -149,6 +151,7 @@ def recbole_session() -> Iterator[None]:
     for handler in root.handlers:
         handler.addFilter(filt)
     argv, sys.argv = sys.argv, sys.argv[:1]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     cow = pd.get_option("mode.copy_on_write")
     pd.set_option("mode.copy_on_write", False)
     board = rb_trainer.get_tensorboard
@@ -162,6 +165,10 @@ def recbole_session() -> Iterator[None]:
         rb_trainer.get_tensorboard = board
         pd.set_option("mode.copy_on_write", cow)
         sys.argv = argv
+        if visible is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible
         root.removeFilter(filt)
         for handler in root.handlers:
             handler.removeFilter(filt)

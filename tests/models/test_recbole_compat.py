@@ -170,3 +170,20 @@ def test_seeding_restores_global_state_and_threads() -> None:
         assert np.random.random_sample() == a  # RecBole's init_seed took effect inside
     assert (random.random(), np.random.random_sample()) == want
     assert torch.get_num_threads() == threads
+
+
+def test_cuda_visible_devices_is_restored_after_recbole(monkeypatch):
+    import os
+
+    from baselines.recbole.compat import recbole_session
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    with recbole_session():
+        from recbole.config import Config  # noqa: F401
+
+        os.environ["CUDA_VISIBLE_DEVICES"] = "0"  # what RecBole's Config does
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    with recbole_session():
+        os.environ["CUDA_VISIBLE_DEVICES"] = "0"
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
