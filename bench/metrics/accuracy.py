@@ -56,27 +56,29 @@ def hit_mask(rec: np.ndarray, truth_rows: sp.csr_matrix) -> np.ndarray:
     """
     n, width = rec.shape
     n_items = truth_rows.shape[1]
-    row_len = n_items + 1  # one always-False "sink" cell ends every row
     out = np.zeros((n, width), dtype=bool)
     if n == 0 or width == 0:
         return out
+    if rec.min() < -1 or rec.max() >= n_items:
+        raise ValueError(f"item index out of range [-1, {n_items}) in rec (-1 = padding)")
+    row_len = n_items + 1  # one always-False "sink" cell ends every row
     chunk = min(n, max(_MIN_CHUNK_ROWS, _BITMAP_BYTES // row_len))
     # -1 padding lands in the previous row's sink (row 0: the last cell, also a sink)
     bitmap = np.zeros(chunk * row_len, dtype=bool)
     offsets = (np.arange(chunk, dtype=np.intp) * row_len)[:, None]
+    pos = np.empty((chunk, width), dtype=np.intp)  # reused: no temporary per chunk
     indptr = truth_rows.indptr
     entry_row = np.repeat(np.arange(n, dtype=np.intp) % chunk, np.diff(indptr))
     flat_all = entry_row * row_len + truth_rows.indices
-    if rec.min() < -1 or rec.max() >= n_items:
-        raise ValueError(f"item index out of range [-1, {n_items}) in rec (-1 = padding)")
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        block = rec[lo:hi]
+        m = hi - lo
         flat = flat_all[indptr[lo] : indptr[hi]]
         bitmap[flat] = True
-        pos = block + offsets[: hi - lo]  # intp indices: no conversion inside take
-        # mode="wrap": unbuffered, and the -1 of row 0 wraps to the last cell (a sink)
-        np.take(bitmap, pos, out=out[lo:hi], mode="wrap")
+        np.add(rec[lo:hi], offsets[:m], out=pos[:m], casting="unsafe")
+        # intp indices: no conversion inside take; mode="wrap": unbuffered, and the -1 of
+        # row 0 wraps to the last cell (a sink)
+        np.take(bitmap, pos[:m], out=out[lo:hi], mode="wrap")
         bitmap[flat] = False
     return out
 
@@ -91,15 +93,16 @@ def hits_from_mask(
     if len(flat):
         stride = int(rec.max()) + 1 if n_items is None else n_items
         keys = row * stride + rec.ravel()[flat]
-        if (np.diff(np.sort(keys)) == 0).any():  # a repeated item: keep its first position
+        srt = np.sort(keys, kind="stable")  # nearly sorted (row-major): timsort is 10x faster
+        if (srt[1:] == srt[:-1]).any():  # a repeated item: keep its first position
             _, first = np.unique(keys, return_index=True)
             keep = np.sort(first)
             row, col = row[keep], col[keep]
-    start = np.searchsorted(row, np.arange(n))
+    counts = np.bincount(row, minlength=n)
+    start = np.cumsum(counts) - counts  # index of each list's first hit
     ordinal = np.arange(len(row), dtype=np.int64) - start[row] + 1
     first_col = np.full(n, NO_HIT, dtype=np.int64)
-    has = start < len(row)
-    has[has] = row[start[has]] == np.nonzero(has)[0]
+    has = counts > 0
     first_col[has] = col[start[has]]
     return Hits(row, col, ordinal, np.asarray(n_rel, dtype=np.float64), first_col, width)
 
@@ -165,3 +168,33 @@ KERNELS = {
     "mrr": mrr,
     "map": average_precision,
 }
+
+
+def suite(h: Hits, ks) -> dict[str, np.ndarray]:
+    """Every kernel of ``KERNELS`` at every k: ``{f"{name}_at_{k}": values}``, k-major.
+
+    The values are bit-identical to calling each kernel (same operations in the same order);
+    the hits within the top-k and the hit counts are computed once per k, not once per metric.
+    """
+    n = len(h.n_rel)
+    fc = h.first_col
+    ap_w = h.ordinal / (h.col + 1.0)
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        disc = _discount(max(k, h.width))
+        if k >= h.width:  # every hit is within the top-k: no mask
+            row, gain, ap = h.row, disc[h.col], ap_w
+        else:
+            m = h.upto(k)
+            row, gain, ap = h.row[m], disc[h.col[m]], ap_w[m]
+        count = np.bincount(row, minlength=n).astype(np.float64)
+        ideal = np.concatenate([[0.0], np.cumsum(disc[:k])])
+        out[f"precision_at_{k}"] = count / k
+        out[f"recall_at_{k}"] = count / h.n_rel
+        out[f"hit_rate_at_{k}"] = (fc < k).astype(np.float64)
+        dcg = np.bincount(row, weights=gain, minlength=n).astype(np.float64)
+        out[f"ndcg_at_{k}"] = dcg / ideal[np.minimum(h.n_rel, k).astype(np.int64)]
+        out[f"mrr_at_{k}"] = np.where(fc < k, 1.0 / (fc + 1.0), 0.0)
+        ap_sum = np.bincount(row, weights=ap, minlength=n).astype(np.float64)
+        out[f"map_at_{k}"] = ap_sum / h.n_rel
+    return out

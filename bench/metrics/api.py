@@ -163,9 +163,46 @@ def _validate_recs(recs: pl.DataFrame) -> None:
 class _Index:
     """Sorted unique string ids and a vectorized id -> index lookup (hash map)."""
 
-    def __init__(self, columns: list[pl.Series]) -> None:
+    def __init__(
+        self, columns: list[pl.Series], extra: pl.Series | None = None, runs: bool = False
+    ) -> None:
+        """Index of the ids of ``columns`` and ``extra``; ``self.extra_codes``: ``extra``'s codes.
+
+        ``extra`` is the big recommendations column: its ids are mostly among the ids of the
+        other (small) columns, so it is not uniqued and sorted as a whole. It is cast once to
+        an Enum over the known ids; only the ids that cast left unknown are uniqued and merged.
+        ``runs``: ``extra`` usually comes in runs of one id (the users of ranked lists): only
+        the first id of each run is looked up.
+        """
         uniq = [c.cast(pl.Utf8).rename("id").unique() for c in columns]  # no big concat copy
-        self.ids = pl.concat(uniq).unique().sort()
+        known = pl.concat(uniq).unique().sort() if uniq else pl.Series("id", [], pl.Utf8)
+        self.ids = known
+        self.extra_codes = np.zeros(0, dtype=np.int64)
+        if extra is None:
+            return
+        extra = extra.cast(pl.Utf8).rename("id")
+        if runs and len(extra):
+            rle = extra.rle().struct.unnest()
+            if 4 * len(rle) <= len(extra):
+                self._encode(known, rle["value"].rename("id"))
+                self.extra_codes = np.repeat(self.extra_codes, rle["len"].to_numpy())
+                return
+        self._encode(known, extra)
+
+    def _encode(self, known: pl.Series, extra: pl.Series) -> None:
+        cast = extra.cast(pl.Enum(known), strict=False)
+        unknown = cast.is_null()
+        if not unknown.any():
+            self.extra_codes = _physical(cast)
+            return
+        new = extra.filter(unknown)
+        self.ids = pl.concat([known, new.unique()]).sort()
+        enum = pl.Enum(self.ids)
+        # old code -> new code, plus a last slot that the unknown rows point to until set
+        remap = np.append(_physical(known.cast(enum)), -1)
+        codes = remap[cast.to_physical().cast(pl.Int64).fill_null(len(known)).to_numpy()]
+        codes[unknown.to_numpy()] = _physical(new.cast(enum))
+        self.extra_codes = codes
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -173,8 +210,14 @@ class _Index:
     def of(self, column: pl.Series) -> np.ndarray:
         # an Enum over the sorted ids: its physical codes are the indices (2-3x faster than
         # replace_strict); an id outside the index raises, as it should
-        enum = pl.Enum(self.ids)
-        return column.cast(pl.Utf8).cast(enum).to_physical().cast(pl.Int64).to_numpy()
+        return _physical(column.cast(pl.Utf8).cast(pl.Enum(self.ids)))
+
+
+def _physical(s: pl.Series) -> np.ndarray:
+    """int64 codes of an Enum (or its physical integer) series."""
+    if isinstance(s.dtype, pl.Enum):
+        s = s.to_physical()
+    return s.to_numpy().astype(np.int64, copy=False)
 
 
 def _codes(frame: pl.DataFrame, uix: _Index, iix: _Index) -> tuple[np.ndarray, np.ndarray]:
@@ -188,12 +231,57 @@ def _csr_codes(rows: np.ndarray, cols: np.ndarray, shape) -> sp.csr_matrix:
     return m
 
 
+def _grouped_lists(u, i, rank, n_users) -> tuple[np.ndarray, np.ndarray] | None:
+    """Fast path of ``_rec_matrix``: the lists as a dense ``(n_lists, max_len)`` matrix.
+
+    Applies only when the rows already come one user at a time (each user's rows contiguous,
+    ranks strictly increasing) and no list repeats an item; returns ``(list_users, lists)``
+    (-1 padded), or None for the general path (unsorted rows, ties, duplicates, or lists of
+    very uneven length whose dense matrix would be large).
+    """
+    n = len(u)
+    if n == 0:
+        return None
+    brk = u[1:] != u[:-1]
+    if not (brk | (rank[1:] > rank[:-1])).all():
+        return None  # a rank out of order (or tied) within a run of one user
+    starts = np.r_[0, np.flatnonzero(brk) + 1]
+    users = u[starts]
+    if np.bincount(users, minlength=n_users).max() > 1:
+        return None  # a user's rows are split into several runs
+    lengths = np.diff(np.r_[starts, n])
+    longest = int(lengths.max())
+    if len(starts) * longest == n:
+        lists = i.reshape(len(starts), longest)  # every list has the same length: no copy
+    elif len(starts) * longest <= 2 * n + 1024:
+        lists = np.full((len(starts), longest), -1, dtype=np.int64)
+        pos = np.arange(n) - np.repeat(starts, lengths)
+        lists[np.repeat(np.arange(len(starts)), lengths), pos] = i
+    else:
+        return None
+    srt = np.sort(lists, axis=1)
+    if ((srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)).any():
+        return None  # a repeated (user, item): the general path drops and counts it
+    return users, lists
+
+
 def _rec_matrix(u, i, rank, uix, eval_users, width, n_items) -> tuple[np.ndarray, int]:
     """(len(eval_users), width) item indices ordered by rank, -1 padded; duplicates dropped.
 
     Returns the matrix and the number of repeated (user, item) rows dropped (first rank wins).
     Raises DataError when a user has the same rank twice.
     """
+    row_of = np.full(len(uix), -1, dtype=np.int64)
+    row_of[eval_users] = np.arange(len(eval_users))
+    rec = np.full((len(eval_users), width), -1, dtype=np.int64)
+    fast = _grouped_lists(u, i, rank, len(uix))
+    if fast is not None:
+        users, lists = fast
+        rows = row_of[users]
+        ok = rows >= 0
+        w = min(width, lists.shape[1])
+        rec[rows[ok], :w] = lists[ok, :w]
+        return rec, 0
     key = u * (int(rank.max(initial=0)) + 1) + rank
     if len(key) > 1 and not np.all(key[1:] > key[:-1]):  # not already sorted by (user, rank)
         order = np.argsort(key, kind="stable")
@@ -217,11 +305,8 @@ def _rec_matrix(u, i, rank, uix, eval_users, width, n_items) -> tuple[np.ndarray
         u, i = u[keep], i[keep]
     starts = np.r_[0, np.flatnonzero(u[1:] != u[:-1]) + 1] if len(u) else np.zeros(0, np.int64)
     pos = np.arange(len(u)) - np.repeat(starts, np.diff(np.r_[starts, len(u)]))
-    row_of = np.full(len(uix), -1, dtype=np.int64)
-    row_of[eval_users] = np.arange(len(eval_users))
     rows = row_of[u]
     ok = (rows >= 0) & (pos < width)
-    rec = np.full((len(eval_users), width), -1, dtype=np.int64)
     rec[rows[ok], pos[ok]] = i[ok]
     return rec, n_dups
 
@@ -249,19 +334,19 @@ def evaluate(
     _require(seen, "seen", ("user_id", "item_id"))
     recs = recommendations
     se = seen if seen is not None else train
-    parts = [f for f in (test, train, recs) if f is not None]
+    parts = [f for f in (test, train, se) if f is not None]
     # users of `seen` too: a user may have valid interactions but neither train nor test ones
-    uix = _Index([f["user_id"] for f in (*parts, se) if f is not None])
-    item_cols = [f["item_id"] for f in (*parts, se) if f is not None]
+    uix = _Index([f["user_id"] for f in parts], recs["user_id"], runs=True)
+    item_cols = [f["item_id"] for f in parts]
     if items is not None and "item_id" in items.columns:
         item_cols.append(items["item_id"])
-    iix = _Index(item_cols)
+    iix = _Index(item_cols, recs["item_id"])
     shape = (len(uix), len(iix))
     tu, ti = _codes(test, uix, iix)
     truth = _csr_codes(tu, ti, shape)
     test_dups = len(tu) - truth.nnz
     eval_users = np.flatnonzero(np.diff(truth.indptr) > 0)
-    ru, ri = _codes(recs, uix, iix)
+    ru, ri = uix.extra_codes, iix.extra_codes
     rank = recs["rank"].to_numpy().astype(np.int64)
     rec, rec_dups = _rec_matrix(ru, ri, rank, uix, eval_users, max(ks), shape[1])
     skipped: list[tuple[str, str]] = []

@@ -122,10 +122,7 @@ def evaluate_arrays(
     identity = len(users) == truth.shape[0] and np.array_equal(users, np.arange(len(users)))
     truth_rows = truth if identity else truth[users]
     hits = accuracy.compute_hits(rec, truth_rows)
-    per_user: dict[str, np.ndarray] = {}
-    for k in ks:
-        for name, kernel in accuracy.KERNELS.items():
-            per_user[f"{name}_at_{k}"] = kernel(hits, k)
+    per_user = accuracy.suite(hits, ks)  # == every KERNELS entry at every k, bit for bit
     summary: dict[str, float] = dict(counts)
     skipped: list[tuple[str, str]] = []
     ctx = _Context(users, rec, hits, truth_rows, ks, per_user, summary, skipped)
@@ -135,20 +132,44 @@ def evaluate_arrays(
     _beyond(ctx, train_m, seen_m)
     _ild(ctx, item_genres, shape[1])
     _user_fairness(ctx, train_m, user_attrs, shape[0])
-    for key, values in per_user.items():
-        if key in summary:
-            continue
-        ok = ~np.isnan(values)
-        if ok.any():
-            # summed left to right (cumsum): the logged mean does not depend on memory alignment
-            v = values[ok]
-            summary[key] = float(np.cumsum(v)[-1] / len(v))
-        elif len(values):
-            skipped.append((key, "undefined for every evaluated user"))
+    _means(per_user, summary, skipped)
     if not len(users):
         skipped.append(("*", "no evaluated user (every truth row is empty)"))
     ordered = {k: summary[k] for k in sorted(summary, key=_order_key)}
     return EvalResult(ordered, per_user, skipped, users)
+
+
+def _means(per_user: dict[str, np.ndarray], summary: dict, skipped: list) -> None:
+    """The mean of each per-user column over the users where it is defined (not NaN).
+
+    Every sum runs left to right, so a logged mean does not depend on memory alignment (numpy's
+    pairwise ``sum`` does): the columns without NaN are interleaved into one ``(n, m)`` array
+    and summed by one weighted ``bincount`` (which adds in index order: column j's total is its
+    values added one after the other, as a ``cumsum`` would, in a single pass for all m).
+    """
+    todo = [k for k in per_user if k not in summary]
+    full = [k for k in todo if len(per_user[k]) and not np.isnan(per_user[k]).any()]
+    if full:
+        n = len(per_user[full[0]])
+        full = [k for k in full if len(per_user[k]) == n]
+        table = np.empty((n, len(full)), dtype=np.float64)
+        for j, key in enumerate(full):
+            table[:, j] = per_user[key]
+        column = np.tile(np.arange(len(full), dtype=np.intp), n)
+        totals = np.bincount(column, weights=table.ravel(), minlength=len(full))
+        for key, total in zip(full, totals.tolist(), strict=True):
+            summary[key] = float(total / n)
+    done = set(full)
+    for key in todo:
+        if key in done:
+            continue
+        values = per_user[key]
+        ok = ~np.isnan(values)
+        if ok.any():
+            v = values[ok]
+            summary[key] = float(np.cumsum(v)[-1] / len(v))
+        elif len(values):
+            skipped.append((key, "undefined for every evaluated user"))
 
 
 def _order_key(key: str) -> tuple[int, str]:

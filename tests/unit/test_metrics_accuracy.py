@@ -177,3 +177,59 @@ def test_items_beyond_k_do_not_matter(inst):
     a, b = run(rec, rows, (k,), n_items), run(cut, rows, (k,), n_items)
     for m in BOUNDED:
         np.testing.assert_array_equal(a.per_user[f"{m}_at_{k}"], b.per_user[f"{m}_at_{k}"])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_suite_and_means_are_bit_identical_to_the_kernels_and_cumsum(seed):
+    from bench.metrics import accuracy
+    from bench.metrics.engine import _means
+
+    rng = np.random.default_rng(seed)
+    n, n_items, width = 500, 80, 30
+    dense = rng.random((n, n_items)) < 0.08
+    dense[np.arange(n), rng.integers(n_items, size=n)] = True  # no empty truth row
+    truth = sp.csr_matrix(dense.astype(np.float64))
+    rec = np.stack([rng.permutation(n_items)[:width] for _ in range(n)]).astype(np.int64)
+    rec[rng.random(n) < 0.1, 20:] = -1  # short lists
+    rec[5, 3] = rec[5, 1]  # a repeated item
+    hits = accuracy.compute_hits(rec, truth)
+    ks = (1, 5, 30, 50)
+    got = accuracy.suite(hits, ks)
+    want = {
+        f"{name}_at_{k}": kernel(hits, k) for k in ks for name, kernel in accuracy.KERNELS.items()
+    }
+    assert list(got) == list(want)
+    for key in want:
+        assert got[key].tobytes() == want[key].tobytes(), key
+    per_user = dict(got)
+    per_user["partly_nan"] = np.where(rng.random(n) < 0.3, np.nan, rng.random(n))
+    per_user["all_nan"] = np.full(n, np.nan)
+    summary, skipped = {}, []
+    _means(per_user, summary, skipped)
+    for key, values in per_user.items():
+        v = values[~np.isnan(values)]
+        if len(v):
+            assert summary[key] == float(np.cumsum(v)[-1] / len(v)), key
+    assert "all_nan" not in summary and skipped == [
+        ("all_nan", "undefined for every evaluated user")
+    ]
+
+
+def test_hit_mask_chunks_and_out_of_range_items(monkeypatch):
+    from bench.metrics import accuracy
+
+    rng = np.random.default_rng(7)
+    n, n_items = 300, 50
+    truth = sp.random(n, n_items, density=0.2, format="csr", random_state=7)
+    truth.data[:] = 1.0
+    rec = rng.integers(-1, n_items, size=(n, 12))
+    dense = truth.toarray() > 0
+    want = np.where(rec >= 0, dense[np.arange(n)[:, None], np.maximum(rec, 0)], False)
+    monkeypatch.setattr(accuracy, "_BITMAP_BYTES", 64 * 51 + 1)  # many chunks, last one short
+    monkeypatch.setattr(accuracy, "_MIN_CHUNK_ROWS", 7)
+    assert (accuracy.hit_mask(rec, truth) == want).all()
+    for bad in (n_items, -2):
+        r = rec.copy()
+        r[17, 3] = bad
+        with pytest.raises(ValueError, match="out of range"):
+            accuracy.hit_mask(r, truth)

@@ -148,3 +148,125 @@ def test_seen_may_hold_users_and_items_absent_elsewhere():
     seen = pl.DataFrame({"user_id": ["a", "b"], "item_id": ["z", "w"]})
     ev = evaluate(recs, test, train=train, seen=seen, ks=(2,))
     assert ev.summary["recall_at_2"] == 1.0
+
+
+def _random_frames(seed: int, n_users: int = 60, n_items: int = 50, uneven: bool = False):
+    """Ranked lists (sorted by user then rank) with items unknown to test, users without test,
+    and users with test but no list; ``uneven``: list lengths 1..30 instead of 20."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        if u % 7 == 3:
+            continue  # a test user without recommendations
+        n = int(rng.integers(1, 31)) if uneven else 20
+        items = rng.choice(n_items + 15, size=n, replace=False)  # >= n_items: unknown to test
+        ranks = np.sort(rng.choice(3 * n, size=n, replace=False)) + 1  # gaps in the ranks
+        rows += [(f"u{u}", f"i{i}", int(r)) for i, r in zip(items, ranks, strict=True)]
+    recs = pl.DataFrame(rows, schema=["user_id", "item_id", "rank"], orient="row")
+    test = pl.DataFrame(
+        [
+            (f"u{u}", f"i{i}")
+            for u in range(n_users)
+            if u % 5  # every 5th user has no test item (skipped / without test)
+            for i in rng.choice(n_items, size=int(rng.integers(1, 6)), replace=False)
+        ],
+        schema=["user_id", "item_id"],
+        orient="row",
+    )
+    return recs, test
+
+
+def _same(a, b) -> None:
+    assert a.summary == b.summary
+    assert a.skipped == b.skipped
+    assert a.per_user.equals(b.per_user)
+
+
+@pytest.mark.parametrize("uneven", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_path_for_grouped_lists_equals_the_general_path(seed, uneven, monkeypatch):
+    from bench.metrics import api
+
+    taken = []
+
+    def spy(*args):
+        out = grouped(*args)
+        taken.append(out is not None)
+        return out
+
+    grouped = api._grouped_lists
+    monkeypatch.setattr(api, "_grouped_lists", spy)
+    # grouped by user and ranked (fast path) vs the same rows shuffled (sort path)
+    recs, test = _random_frames(seed, uneven=uneven)
+    fast = evaluate(recs, test, ks=(1, 5, 10))
+    shuffled = recs.sample(fraction=1.0, shuffle=True, seed=seed)
+    _same(fast, evaluate(shuffled, test, ks=(1, 5, 10)))
+    assert taken == [True, False]
+    # users in an order other than sorted ids, still one run each: also the fast path
+    by_desc = recs.sort("user_id", "rank", descending=[True, False])
+    _same(fast, evaluate(by_desc, test, ks=(1, 5, 10)))
+    assert taken == [True, False, True]
+    assert fast.summary["n_duplicates_dropped"] == 0
+    assert fast.summary["n_users_without_recommendations"] > 0
+    assert fast.summary["n_users_without_test"] > 0
+
+
+def test_fast_path_falls_back_on_duplicates_split_runs_and_ties():
+    recs, test = _random_frames(3)
+    ref = evaluate(recs, test, ks=(5, 10))
+    # a repeated (user, item) at a worse rank, placed right after the user's run: dropped
+    first = recs.head(1)
+    dup = first.with_columns(pl.col("rank") + 1000)
+    n_first = recs.filter(pl.col("user_id") == first["user_id"][0]).height
+    with_dup = pl.concat([recs.head(n_first), dup, recs.slice(n_first)])
+    ev = evaluate(with_dup, test, ks=(5, 10))
+    assert ev.summary["n_duplicates_dropped"] == 1
+    assert {k: v for k, v in ev.summary.items() if k != "n_duplicates_dropped"} == {
+        k: v for k, v in ref.summary.items() if k != "n_duplicates_dropped"
+    }
+    # a user's rows split into two runs (its last row moved to the end): same result
+    last = recs.slice(n_first - 1, 1)
+    split = pl.concat([recs.head(n_first - 1), recs.slice(n_first), last])
+    _same(ref, evaluate(split, test, ks=(5, 10)))
+    # a tie within a run is an error, as in the general path
+    tie = pl.concat([recs.head(n_first), first.with_columns(pl.lit("zzz").alias("item_id"))])
+    with pytest.raises(DataError, match="more than once"):
+        evaluate(pl.concat([tie, recs.slice(n_first)]), test, ks=(5,))
+
+
+def test_one_very_long_list_is_cut_at_max_k():
+    recs, test = _random_frames(4)
+    user = test["user_id"][0]
+    long = pl.DataFrame(
+        {
+            "user_id": [user] * 5000,
+            "item_id": [f"i{j}" for j in range(5000)],
+            "rank": range(1, 5001),
+        }
+    )
+    recs = pl.concat([recs.filter(pl.col("user_id") != user), long])
+    ev = evaluate(recs, test, ks=(5, 10))
+    _same(ev, evaluate(recs.reverse(), test, ks=(5, 10)))
+
+
+def test_index_of_unknown_recommended_ids_stays_sorted():
+    from bench.metrics.api import _Index
+
+    known = [pl.Series(["b", "d", "b"]), pl.Series(["f"])]
+    extra = pl.Series(["d", "a", "z", "a", "b", "c", "f"])
+    ix = _Index(known, extra)
+    assert ix.ids.to_list() == ["a", "b", "c", "d", "f", "z"]
+    assert ix.extra_codes.tolist() == [3, 0, 5, 0, 1, 2, 4]
+    assert ix.of(pl.Series(["z", "b"])).tolist() == [5, 1]
+    # runs of one id (the user column of ranked lists) are looked up once per run
+    runs = pl.Series(["u2"] * 5 + ["u0"] * 4 + ["u9"] * 6 + ["u2"] * 4)
+    ix = _Index([pl.Series(["u0", "u2"])], runs, runs=True)
+    assert ix.ids.to_list() == ["u0", "u2", "u9"]
+    assert ix.extra_codes.tolist() == [1] * 5 + [0] * 4 + [2] * 6 + [1] * 4
+    # every id unknown, and nothing known at all
+    ix = _Index([], pl.Series(["y", "x", "y"]))
+    assert ix.ids.to_list() == ["x", "y"] and ix.extra_codes.tolist() == [1, 0, 1]
+    # more than 255 known ids (a wider physical enum code) plus unknown ones
+    ids = [f"{j:04d}" for j in range(300)]
+    ix = _Index([pl.Series(ids[::2])], pl.Series(ids[::-1]))
+    assert ix.ids.to_list() == ids and ix.extra_codes.tolist() == list(range(299, -1, -1))
