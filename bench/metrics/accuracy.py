@@ -20,6 +20,8 @@ import scipy.sparse as sp
 #: CPU cache (4x faster than a 48 MB bitmap), large enough to amortise the per-chunk overhead
 _BITMAP_BYTES = 2 * 2**20
 _MIN_CHUNK_ROWS = 64
+#: bytes of rec range-checked at a time (cache-sized, see ``_membership``)
+_CHECK_BYTES = 512 * 2**10
 
 
 #: first-hit position of a list without hit: beyond every cut-off, even k > list width
@@ -54,45 +56,72 @@ def hit_mask(rec: np.ndarray, truth_rows: sp.csr_matrix) -> np.ndarray:
     at the recommended items, then clear only what was set (O(nnz + n*K), no sort). Chunks are
     sized to stay in the CPU cache. Raises ValueError for an item index outside [-1, n_items).
     """
+    out = np.zeros(rec.shape, dtype=bool)
+    for _ in _membership(rec, truth_rows, out):
+        pass
+    return out
+
+
+def _membership(rec: np.ndarray, truth_rows: sp.csr_matrix, out: np.ndarray | None = None):
+    """Yield ``(lo, mask)`` per chunk of rows: ``mask`` is ``hit_mask``'s rows ``lo:lo+len``.
+
+    ``out``: the full ``(n, K)`` mask to fill (the masks are views of it); without it, one
+    chunk-sized buffer is reused (each mask is valid until the next one is yielded).
+    """
     n, width = rec.shape
     n_items = truth_rows.shape[1]
-    out = np.zeros((n, width), dtype=bool)
     if n == 0 or width == 0:
-        return out
-    if rec.min() < -1 or rec.max() >= n_items:
-        raise ValueError(f"item index out of range [-1, {n_items}) in rec (-1 = padding)")
+        return
     row_len = n_items + 1  # one always-False "sink" cell ends every row
     chunk = min(n, max(_MIN_CHUNK_ROWS, _BITMAP_BYTES // row_len))
     # -1 padding lands in the previous row's sink (row 0: the last cell, also a sink)
     bitmap = np.zeros(chunk * row_len, dtype=bool)
     offsets = (np.arange(chunk, dtype=np.intp) * row_len)[:, None]
     pos = np.empty((chunk, width), dtype=np.intp)  # reused: no temporary per chunk
+    buf = np.empty((chunk, width), dtype=bool) if out is None else None
     indptr = truth_rows.indptr
-    entry_row = np.repeat(np.arange(n, dtype=np.intp) % chunk, np.diff(indptr))
-    flat_all = entry_row * row_len + truth_rows.indices
+    # bitmap index of every truth entry: its row's offset within its chunk + its item
+    row_start = (np.arange(n, dtype=np.intp) % chunk) * row_len
+    flat_all = np.repeat(row_start, np.diff(indptr)) + truth_rows.indices
+    # the range check runs block by block, each block just before its chunks, so a large rec
+    # is read from memory once, not three times (min, max, then the gather)
+    step = chunk * max(1, _CHECK_BYTES // max(1, chunk * width * rec.itemsize))
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
         m = hi - lo
+        if lo % step == 0:
+            block = rec[lo : lo + step]
+            if block.min() < -1 or block.max() >= n_items:
+                raise ValueError(f"item index out of range [-1, {n_items}) in rec (-1 = padding)")
         flat = flat_all[indptr[lo] : indptr[hi]]
         bitmap[flat] = True
         np.add(rec[lo:hi], offsets[:m], out=pos[:m], casting="unsafe")
+        mask = out[lo:hi] if buf is None else buf[:m]
         # intp indices: no conversion inside take; mode="wrap": unbuffered, and the -1 of
         # row 0 wraps to the last cell (a sink)
-        np.take(bitmap, pos[:m], out=out[lo:hi], mode="wrap")
+        np.take(bitmap, pos[:m], out=mask, mode="wrap")
         bitmap[flat] = False
-    return out
+        yield lo, mask
 
 
 def hits_from_mask(
     mask: np.ndarray, rec: np.ndarray, n_rel: np.ndarray, n_items: int | None = None
 ) -> Hits:
     """The hit list of a membership mask. A repeated item in one list hits only once (first)."""
-    n, width = mask.shape
     flat = np.flatnonzero(mask)
+    stride = (int(rec.max()) + 1 if len(flat) else 1) if n_items is None else n_items
+    return _hits_from_flat(flat, rec.ravel()[flat], rec.shape, n_rel, stride)
+
+
+def _hits_from_flat(
+    flat: np.ndarray, items: np.ndarray, shape: tuple[int, int], n_rel: np.ndarray, stride: int
+) -> Hits:
+    """``hits_from_mask`` from the mask's ``flatnonzero`` (row-major flat indices) and the
+    items at those positions; ``stride`` > every item index."""
+    n, width = shape
     row, col = np.divmod(flat, width) if width else (flat, flat)
     if len(flat):
-        stride = int(rec.max()) + 1 if n_items is None else n_items
-        keys = row * stride + rec.ravel()[flat]
+        keys = row * stride + items
         srt = np.sort(keys, kind="stable")  # nearly sorted (row-major): timsort is 10x faster
         if (srt[1:] == srt[:-1]).any():  # a repeated item: keep its first position
             _, first = np.unique(keys, return_index=True)
@@ -108,9 +137,21 @@ def hits_from_mask(
 
 
 def compute_hits(rec: np.ndarray, truth_rows: sp.csr_matrix) -> Hits:
-    """Hits of ``rec`` (int64, -1 padded) against the truth rows of the same users."""
+    """Hits of ``rec`` (int64, -1 padded) against the truth rows of the same users.
+
+    The mask is never materialised: each chunk's hits (positions and items) are extracted
+    while the chunk is in cache.
+    """
     n_rel = np.diff(truth_rows.indptr).astype(np.float64)
-    return hits_from_mask(hit_mask(rec, truth_rows), rec, n_rel, truth_rows.shape[1])
+    width = rec.shape[1]
+    flats, items = [], []
+    for lo, mask in _membership(rec, truth_rows):
+        f = np.flatnonzero(mask)
+        items.append(rec[lo : lo + len(mask)].ravel()[f])
+        flats.append(f + lo * width)
+    flat = np.concatenate(flats) if flats else np.zeros(0, dtype=np.intp)
+    item = np.concatenate(items) if items else np.zeros(0, dtype=rec.dtype)
+    return _hits_from_flat(flat, item, rec.shape, n_rel, truth_rows.shape[1])
 
 
 def _count(h: Hits, k: int, weights: np.ndarray | None = None) -> np.ndarray:
@@ -178,6 +219,7 @@ def suite(h: Hits, ks) -> dict[str, np.ndarray]:
     """
     n = len(h.n_rel)
     fc = h.first_col
+    inv_rank = 1.0 / (fc + 1.0)  # elementwise, as in ``mrr``
     ap_w = h.ordinal / (h.col + 1.0)
     out: dict[str, np.ndarray] = {}
     for k in ks:
@@ -189,12 +231,12 @@ def suite(h: Hits, ks) -> dict[str, np.ndarray]:
             row, gain, ap = h.row[m], disc[h.col[m]], ap_w[m]
         count = np.bincount(row, minlength=n).astype(np.float64)
         ideal = np.concatenate([[0.0], np.cumsum(disc[:k])])
+        hit = fc < k
         out[f"precision_at_{k}"] = count / k
         out[f"recall_at_{k}"] = count / h.n_rel
-        out[f"hit_rate_at_{k}"] = (fc < k).astype(np.float64)
-        dcg = np.bincount(row, weights=gain, minlength=n).astype(np.float64)
+        out[f"hit_rate_at_{k}"] = hit.astype(np.float64)
+        dcg = np.bincount(row, weights=gain, minlength=n)  # already float64
         out[f"ndcg_at_{k}"] = dcg / ideal[np.minimum(h.n_rel, k).astype(np.int64)]
-        out[f"mrr_at_{k}"] = np.where(fc < k, 1.0 / (fc + 1.0), 0.0)
-        ap_sum = np.bincount(row, weights=ap, minlength=n).astype(np.float64)
-        out[f"map_at_{k}"] = ap_sum / h.n_rel
+        out[f"mrr_at_{k}"] = np.where(hit, inv_rank, 0.0)
+        out[f"map_at_{k}"] = np.bincount(row, weights=ap, minlength=n) / h.n_rel
     return out

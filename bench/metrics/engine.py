@@ -148,17 +148,20 @@ def _means(per_user: dict[str, np.ndarray], summary: dict, skipped: list) -> Non
     values added one after the other, as a ``cumsum`` would, in a single pass for all m).
     """
     todo = [k for k in per_user if k not in summary]
-    full = [k for k in todo if len(per_user[k]) and not np.isnan(per_user[k]).any()]
-    if full:
-        n = len(per_user[full[0]])
-        full = [k for k in full if len(per_user[k]) == n]
+    n = len(next(iter(per_user.values()))) if per_user else 0
+    full = [k for k in todo if per_user[k].dtype == np.float64 and len(per_user[k]) == n]
+    if full and n:
         table = np.empty((n, len(full)), dtype=np.float64)
         for j, key in enumerate(full):
             table[:, j] = per_user[key]
         column = np.tile(np.arange(len(full), dtype=np.intp), n)
         totals = np.bincount(column, weights=table.ravel(), minlength=len(full))
-        for key, total in zip(full, totals.tolist(), strict=True):
+        # a column with a NaN has a NaN total: it takes the path below
+        full = [k for k, t in zip(full, totals.tolist(), strict=True) if not np.isnan(t)]
+        for key, total in zip(full, totals[~np.isnan(totals)].tolist(), strict=True):
             summary[key] = float(total / n)
+    else:
+        full = []
     done = set(full)
     for key in todo:
         if key in done:

@@ -222,14 +222,22 @@ def test_hit_mask_chunks_and_out_of_range_items(monkeypatch):
     n, n_items = 300, 50
     truth = sp.random(n, n_items, density=0.2, format="csr", random_state=7)
     truth.data[:] = 1.0
-    rec = rng.integers(-1, n_items, size=(n, 12))
+    rec = np.stack([rng.permutation(n_items)[:12] for _ in range(n)])
+    rec[rng.random(n) < 0.2, 8:] = -1  # padding
     dense = truth.toarray() > 0
     want = np.where(rec >= 0, dense[np.arange(n)[:, None], np.maximum(rec, 0)], False)
     monkeypatch.setattr(accuracy, "_BITMAP_BYTES", 64 * 51 + 1)  # many chunks, last one short
     monkeypatch.setattr(accuracy, "_MIN_CHUNK_ROWS", 7)
-    assert (accuracy.hit_mask(rec, truth) == want).all()
-    for bad in (n_items, -2):
-        r = rec.copy()
-        r[17, 3] = bad
-        with pytest.raises(ValueError, match="out of range"):
-            accuracy.hit_mask(r, truth)
+    for check_bytes in (1, 7 * 12 * 8 * 3, 2**20):  # range-checked every 1, 3 or all chunks
+        monkeypatch.setattr(accuracy, "_CHECK_BYTES", check_bytes)
+        assert (accuracy.hit_mask(rec, truth) == want).all()
+        hits = accuracy.compute_hits(rec, truth)
+        assert (hits.row * 12 + hits.col).tolist() == np.flatnonzero(want).tolist()
+        for bad in (n_items, -2):
+            for row in (0, 17, n - 1):
+                r = rec.copy()
+                r[row, 3] = bad
+                with pytest.raises(ValueError, match="out of range"):
+                    accuracy.hit_mask(r, truth)
+                with pytest.raises(ValueError, match="out of range"):
+                    accuracy.compute_hits(r, truth)
