@@ -66,34 +66,30 @@ def _default_model() -> str:
 
 def model_param_overrides(argv: list[str]) -> list[str]:
     """Validate ``model.params.<key>=<value>`` against each chosen model (one-line error with
-    did-you-mean for an unknown key) and let valid keys absent from the model's YAML through
-    (``++``), so every parameter the model accepts can be overridden."""
+    did-you-mean for an unknown key), then pass it as ``++model.params.<key>=<value>``: every
+    parameter the model accepts can be set even when its YAML omits it, and a sweep over models
+    (``-m model=bpr,sasrec model.params.epochs=2``) composes although Hydra first builds the
+    sweep's base config with the default model."""
     import yaml
 
+    pattern = re.compile(r"\+{0,2}model\.params\.(\w+)=(.*)")
     params = {}
     for a in argv:
-        m = re.fullmatch(r"model\.params\.(\w+)=(.*)", a)
+        m = pattern.fullmatch(a)
         if m:
             first = m.group(2).split(",")[0] if "," in m.group(2) else m.group(2)
             params[m.group(1)] = yaml.safe_load(first) if first else None
     if not params:
         return argv
-    chosen = [a.split("=", 1)[1] for a in argv if a.startswith("model=")]
-    models = [v for c in chosen for v in c.split(",")] or [_default_model()]
-    in_yaml: set[str] = set()
-    from bench.models import registry
+    if not any(a.startswith("experiment=") for a in argv):
+        from bench.models import registry
 
-    for name in models:
-        conf = yaml.safe_load((CONF_DIR / "model" / f"{name}.yaml").read_text()) or {}
-        base = dict(conf.get("params") or {})
-        in_yaml |= set(base)
-        if not any(a.startswith("experiment=") for a in argv):
+        chosen = [a.split("=", 1)[1] for a in argv if a.startswith("model=")]
+        for name in [v for c in chosen for v in c.split(",")] or [_default_model()]:
+            conf = yaml.safe_load((CONF_DIR / "model" / f"{name}.yaml").read_text()) or {}
+            base = dict(conf.get("params") or {})
             registry.build(str(conf.get("name", name)), {**base, **params})
-    out = []
-    for a in argv:
-        m = re.fullmatch(r"model\.params\.(\w+)=(.*)", a)
-        out.append(f"++{a}" if m and m.group(1) not in in_yaml else a)
-    return out
+    return [f"++{a.lstrip('+')}" if pattern.fullmatch(a) else a for a in argv]
 
 
 def cmd_run(argv: list[str]) -> int:

@@ -70,3 +70,12 @@ def test_run_with_unknown_model_exits_2_without_traceback():
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and out.stderr.strip().count("\n") == 0
     assert "did you mean 'sasrec'" in out.stderr
+
+
+def test_model_params_become_force_overrides_after_validation():
+    from bench.cli import model_param_overrides
+
+    out = model_param_overrides(["-m", "model=bpr,sasrec", "model.params.epochs=2"])
+    assert out == ["-m", "model=bpr,sasrec", "++model.params.epochs=2"]
+    with pytest.raises(ConfigError, match="unknown parameter 'epoch' for model 'bpr'"):
+        model_param_overrides(["model=bpr,sasrec", "model.params.epoch=2"])
