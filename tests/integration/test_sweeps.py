@@ -128,10 +128,37 @@ def test_sigterm_marks_the_current_run_killed(tmp_path):
 
 def test_submitit_local_launcher_runs_jobs_in_subprocesses(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    bench("run", "-m", "hydra/launcher=submitit_local", "model=pop,random", *FAST,
-          "report.leaderboard_on_end=false", cwd=tmp_path)
+    bench(
+        "run",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "model=pop,random",
+        *FAST,
+        "report.leaderboard_on_end=false",
+        cwd=tmp_path,
+    )
     rs = runs(tmp_path)
     assert sorted(r.data.tags["bench.model"] for r in rs) == ["pop", "random"]
     assert {r.info.status for r in rs} == {"FINISHED"}
     pids = {r.data.tags["bench.pid"] for r in rs}
     assert len(pids) == 2  # each job in its own process
+
+
+def test_fresh_process_option_runs_each_job_in_a_new_interpreter(tmp_path):
+    out = bench(
+        "run",
+        "-m",
+        "model=pop,random",
+        "latency.fresh_process=true",
+        *FAST,
+        "report.leaderboard_on_end=false",
+        cwd=tmp_path,
+    )
+    rs = runs(tmp_path)
+    assert sorted(r.data.tags["bench.model"] for r in rs) == ["pop", "random"]
+    assert {r.info.status for r in rs} == {"FINISHED"}
+    parents = {r.data.tags.get("mlflow.parentRunId") for r in rs}
+    assert len(parents) == 1 and None not in parents  # children still attach to the sweep
+    pids = {r.data.tags["bench.pid"] for r in rs}
+    assert len(pids) == 2  # the basic launcher runs both jobs in one process; each ran fresh
+    assert out.stderr.count("run pop-") == 1
