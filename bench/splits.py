@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from bench.errors import ConfigError, DataError, IntegrityError, unknown
+from bench.hashing import sha256_file
 
 SPLIT_FILES = ("train", "valid", "test", "items", "users")
 INTERACTION_SCHEMA = {
@@ -291,14 +292,6 @@ def leakage_audit(train: pl.DataFrame, valid: pl.DataFrame, test: pl.DataFrame) 
 
 # ---------------------------------------------------------------------------------------------
 # materialization
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def split_sha256(digests: Mapping[str, str]) -> str:

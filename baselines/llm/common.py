@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from bench.errors import ConfigError
+from bench.hashing import sha256_file
 
 #: Version of the built-in prompt and item templates; part of every LLM cache key and logged
 #: as the metric ``llm_prompt_template_version``. Bump it whenever a prompt text changes.
@@ -49,14 +50,6 @@ def sha256_text(*parts: str) -> str:
 
 def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 _DIR_HASHES: dict[tuple, str] = {}

@@ -29,11 +29,11 @@ from baselines.llm.common import (
     count_safetensors_params,
     hash_model_dir,
     render_item_texts,
-    sha256_file,
     sha256_json,
     thaw,
 )
 from bench.errors import ConfigError, IntegrityError
+from bench.hashing import sha256_file
 from bench.models.base import FitContext, History, ModelData, Recommender
 
 CANDIDATES_FORMAT = 1  # bump if the frozen candidate file's meaning changes

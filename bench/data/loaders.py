@@ -11,7 +11,6 @@ Formats: RecBole atomic files, MovieLens raw files (ML-100K ``u.*``, ML-1M ``*.d
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
@@ -24,6 +23,7 @@ from typing import Any
 import polars as pl
 
 from bench.errors import DataError
+from bench.hashing import sha256_file as _sha256_file
 
 INTERACTIONS_SCHEMA: dict[str, pl.DataType] = {
     "user_id": pl.Utf8(),
@@ -179,16 +179,14 @@ _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
 def sha256_file(path: Path | str, chunk: int = 1 << 22) -> str:
-    """sha256 hex digest of a file (memoised on path, size and mtime)."""
+    """sha256 hex digest of a dataset source file, memoised on (path, size, mtime): dataset
+    sources are large and read once per run; split files are always re-hashed
+    (``bench.hashing``)."""
     p = Path(path).resolve()
     st = p.stat()
     key = (str(p), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
-        _SHA_CACHE[key] = h.hexdigest()
+        _SHA_CACHE[key] = _sha256_file(p, chunk)
     return _SHA_CACHE[key]
 
 
