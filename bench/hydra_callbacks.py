@@ -14,16 +14,19 @@ from omegaconf import DictConfig, OmegaConf
 from bench import tracking
 
 
+def _section(config: DictConfig, key: str, resolve: bool = True) -> dict[str, Any]:
+    node = config.get(key)
+    out = OmegaConf.to_container(node, resolve=resolve) if node is not None else {}
+    return {str(k): v for k, v in out.items()} if isinstance(out, dict) else {}
+
+
 def _store(config: DictConfig) -> tracking.Store | None:
-    t = OmegaConf.to_container(config.get("tracking", {}), resolve=True) or {}
-    if not t.get("enabled", True):  # type: ignore[union-attr]
+    t = _section(config, "tracking")
+    if not t.get("enabled", True):
         return None
-    uri = tracking.resolve_uri(t.get("uri"), Path(os.getcwd()))  # type: ignore[union-attr]
-    return tracking.Store(
-        uri,
-        t.get("experiment", tracking.DEFAULT_EXPERIMENT),  # type: ignore[union-attr]
-        bool(t.get("allow_network_fs", False)),
-    )  # type: ignore[union-attr]
+    uri = tracking.resolve_uri(t.get("uri"), Path(os.getcwd()))
+    experiment = str(t.get("experiment", tracking.DEFAULT_EXPERIMENT))
+    return tracking.Store(uri, experiment, bool(t.get("allow_network_fs", False)))
 
 
 class BenchCallback(Callback):
@@ -63,12 +66,13 @@ class BenchCallback(Callback):
         counts = tracking.end_parent(self.store, self.parent_id)
         say(f"sweep {os.environ.get(tracking.SWEEP_ENV)}: {counts or 'no new runs'}")
         os.environ.pop(tracking.PARENT_ENV, None)
-        rep = OmegaConf.to_container(config.get("report", {}), resolve=False) or {}
-        self._leaderboard(config, rep)
+        self._leaderboard(config, _section(config, "report", resolve=False))
 
     def _leaderboard(self, config: DictConfig, rep: dict) -> None:
         from bench.runner import say
 
+        if self.store is None:
+            return
         argv = [
             "--tracking-uri",
             self.store.uri,

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -522,15 +522,15 @@ def tokens_per_s(n_tokens: float | Iterable[float], seconds: float | Iterable[fl
 
     NaN when no time was measured (0 seconds); a negative count or time is a ValueError.
     """
-    tok = float(
-        np.sum(np.asarray(list(n_tokens) if _iterable(n_tokens) else [n_tokens], dtype=np.float64))
-    )
-    sec = float(
-        np.sum(np.asarray(list(seconds) if _iterable(seconds) else [seconds], dtype=np.float64))
-    )
+    tok, sec = _total(n_tokens), _total(seconds)
     if tok < 0 or sec < 0 or math.isnan(tok) or math.isnan(sec):
         raise ValueError(f"token counts and seconds must be >= 0, got {tok} tokens, {sec} s")
     return tok / sec if sec > 0 else float("nan")
+
+
+def _total(x: float | Iterable[float]) -> float:
+    values = list(cast(Iterable[float], x)) if _iterable(x) else [cast(float, x)]
+    return float(np.sum(np.asarray(values, dtype=np.float64)))
 
 
 def _iterable(x: object) -> bool:

@@ -274,7 +274,7 @@ def leakage_audit(train: pl.DataFrame, valid: pl.DataFrame, test: pl.DataFrame) 
     out: dict[str, float] = {}
     max_train = train["timestamp"].max() if train.height else None
     out["audit_leak_ratio"] = (
-        float((test["timestamp"] < max_train).mean())
+        float(np.mean(test["timestamp"].to_numpy() < max_train))
         if test.height and max_train is not None
         else 0.0
     )
@@ -378,7 +378,9 @@ def materialize(
     so concurrent jobs never see a half-written split.
     """
     if loader is None:
-        from bench.data.datasets import load_dataset as loader
+        from bench.data.datasets import load_dataset
+
+        loader = load_dataset
     name = str(dataset_cfg.get("name"))
     raw = loader(dataset_cfg)
     sources = dict(raw.source_files)

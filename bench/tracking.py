@@ -27,6 +27,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -238,13 +239,10 @@ class Store:
             pid = int(tags["bench.pid"])
             if _pid_alive(pid, tags.get("bench.pid_start")):
                 continue
-            retry(
-                lambda r=run: self.client.set_tag(
-                    r.info.run_id, "bench.status_note", "reaped: owner process gone"
-                )
-            )
-            retry(lambda r=run: self.client.set_terminated(r.info.run_id, "KILLED"))
-            reaped.append(run.info.run_id)
+            rid = run.info.run_id
+            retry(partial(self.client.set_tag, rid, "bench.status_note", "reaped: owner gone"))
+            retry(partial(self.client.set_terminated, rid, "KILLED"))
+            reaped.append(rid)
         return reaped
 
 
@@ -405,7 +403,7 @@ class TrackedRun:
 
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), 100):
-            retry(lambda c=items[i : i + 100]: self.store.client.log_batch(self.run_id, params=c))
+            retry(partial(self.store.client.log_batch, self.run_id, params=items[i : i + 100]))
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         from mlflow.entities import Metric
@@ -417,14 +415,15 @@ class TrackedRun:
             if v is not None and v == v  # NaN is not logged
         ]
         for i in range(0, len(items), 1000):
-            retry(lambda c=items[i : i + 1000]: self.store.client.log_batch(self.run_id, metrics=c))
+            chunk = items[i : i + 1000]
+            retry(partial(self.store.client.log_batch, self.run_id, metrics=chunk))
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
         items = [RunTag(k, str(v)) for k, v in tags.items()]
         for i in range(0, len(items), 100):
-            retry(lambda c=items[i : i + 100]: self.store.client.log_batch(self.run_id, tags=c))
+            retry(partial(self.store.client.log_batch, self.run_id, tags=items[i : i + 100]))
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         retry(lambda: self.store.client.log_artifact(self.run_id, str(path), artifact_path))
@@ -466,7 +465,7 @@ def end_parent(store: Store, parent_id: str) -> dict[str, int]:
     tags = {f"bench.n_{k.lower()}": str(v) for k, v in counts.items()}
     tags["bench.n_children"] = str(len(children))
     for k, v in tags.items():
-        retry(lambda k=k, v=v: store.client.set_tag(parent_id, k, v))
+        retry(partial(store.client.set_tag, parent_id, k, v))
     ok = counts.get("FINISHED", 0) == len(children)
     retry(lambda: store.client.set_terminated(parent_id, "FINISHED" if ok else "FAILED"))
     return counts

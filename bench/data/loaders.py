@@ -241,7 +241,7 @@ class TextSpec:
     path: Path
     separator: str
     names: list[str]  # every column of the file, in order
-    dtypes: dict[str, pl.DataType]  # wanted columns -> dtype (others are not returned)
+    dtypes: Mapping[str, pl.DataType]  # wanted columns -> dtype (others are not returned)
     header: bool = True
     encoding: str = "utf-8"
     quote_char: str | None = None
@@ -362,7 +362,7 @@ def warn_unparsed(text: pl.Series, parsed: pl.Series, path: Path, column: str, o
         )
 
 
-_EXPECT = {pl.Float64(): "a float", pl.Int64(): "an integer"}
+_EXPECT: dict[pl.DataType, str] = {pl.Float64(): "a float", pl.Int64(): "an integer"}
 
 
 def dtype_error(
@@ -681,7 +681,7 @@ def _ml100k_items(path: Path) -> pl.DataFrame:
     loader = "movielens_100k_raw"
     names = ["item_id", "title", "release_date", "video_date", "url", *ML100K_GENRES]
     check_separator(path, first_line(path, "latin-1"), "|", loader, n_fields=len(names))
-    dtypes = {n: pl.Utf8() for n in ("item_id", "title", "release_date")}
+    dtypes: dict[str, pl.DataType] = {n: pl.Utf8() for n in ("item_id", "title", "release_date")}
     dtypes.update({g: pl.Int8() for g in ML100K_GENRES})
     raw = read_text(
         TextSpec(path, "|", names, dtypes, header=False, encoding="latin-1", loader=loader)

@@ -165,7 +165,7 @@ def _unique(a: np.ndarray, kind: str = "quicksort") -> np.ndarray:
 
     ``kind="stable"`` (timsort) merges a long sorted prefix with a short tail in linear time.
     """
-    s = np.sort(a, kind=kind)
+    s = np.sort(a, kind=kind)  # type: ignore[call-overload]
     keep = np.empty(len(s), dtype=bool)
     keep[:1] = True
     np.not_equal(s[1:], s[:-1], out=keep[1:])
