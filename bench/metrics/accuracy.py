@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 #: bytes of the dense membership bitmap built per chunk of users: small enough to stay in the
 #: CPU cache (4x faster than a 48 MB bitmap), large enough to amortise the per-chunk overhead
-_BITMAP_BYTES = 2 * 2**20
+_BITMAP_BYTES = 2**20
 _MIN_CHUNK_ROWS = 64
 #: bytes of rec range-checked at a time (cache-sized, see ``_membership``)
 _CHECK_BYTES = 512 * 2**10
@@ -63,10 +63,14 @@ def hit_mask(rec: np.ndarray, truth_rows: sp.csr_matrix) -> np.ndarray:
 
 
 def _membership(rec: np.ndarray, truth_rows: sp.csr_matrix, out: np.ndarray | None = None):
-    """Yield ``(lo, mask)`` per chunk of rows: ``mask`` is ``hit_mask``'s rows ``lo:lo+len``.
+    """Yield ``(lo, mask)`` per block of rows: ``mask`` is ``hit_mask``'s rows ``lo:lo+len``.
 
     ``out``: the full ``(n, K)`` mask to fill (the masks are views of it); without it, one
-    chunk-sized buffer is reused (each mask is valid until the next one is yielded).
+    block-sized buffer is reused (each mask is valid until the next one is yielded).
+
+    Rows go by blocks of about ``_CHECK_BYTES`` of ``rec`` (a whole number of bitmap chunks):
+    each block is range-checked and offset into bitmap indices at once, while it is in cache
+    (a large rec is read from memory once, not three times), then gathered chunk by chunk.
     """
     n, width = rec.shape
     n_items = truth_rows.shape[1]
@@ -74,34 +78,35 @@ def _membership(rec: np.ndarray, truth_rows: sp.csr_matrix, out: np.ndarray | No
         return
     row_len = n_items + 1  # one always-False "sink" cell ends every row
     chunk = min(n, max(_MIN_CHUNK_ROWS, _BITMAP_BYTES // row_len))
+    span = min(n, chunk * max(1, _CHECK_BYTES // max(1, chunk * width * rec.itemsize)))
     # -1 padding lands in the previous row's sink (row 0: the last cell, also a sink)
     bitmap = np.zeros(chunk * row_len, dtype=bool)
-    offsets = (np.arange(chunk, dtype=np.intp) * row_len)[:, None]
-    pos = np.empty((chunk, width), dtype=np.intp)  # reused: no temporary per chunk
-    buf = np.empty((chunk, width), dtype=bool) if out is None else None
-    indptr = truth_rows.indptr
-    # bitmap index of every truth entry: its row's offset within its chunk + its item
-    row_start = (np.arange(n, dtype=np.intp) % chunk) * row_len
-    flat_all = np.repeat(row_start, np.diff(indptr)) + truth_rows.indices
-    # the range check runs block by block, each block just before its chunks, so a large rec
-    # is read from memory once, not three times (min, max, then the gather)
-    step = chunk * max(1, _CHECK_BYTES // max(1, chunk * width * rec.itemsize))
-    for lo in range(0, n, chunk):
-        hi = min(n, lo + chunk)
-        m = hi - lo
-        if lo % step == 0:
-            block = rec[lo : lo + step]
-            if block.min() < -1 or block.max() >= n_items:
-                raise ValueError(f"item index out of range [-1, {n_items}) in rec (-1 = padding)")
-        flat = flat_all[indptr[lo] : indptr[hi]]
-        bitmap[flat] = True
-        np.add(rec[lo:hi], offsets[:m], out=pos[:m], casting="unsafe")
-        mask = out[lo:hi] if buf is None else buf[:m]
-        # intp indices: no conversion inside take; mode="wrap": unbuffered, and the -1 of
-        # row 0 wraps to the last cell (a sink)
-        np.take(bitmap, pos[:m], out=mask, mode="wrap")
-        bitmap[flat] = False
-        yield lo, mask
+    # bitmap offset of each row of a block: blocks and chunks start at multiples of chunk
+    row_start = (np.arange(span, dtype=np.intp) % chunk) * row_len
+    offsets = row_start[:, None]
+    pos = np.empty((span, width), dtype=np.intp)  # reused: no temporary per block
+    buf = np.empty((span, width), dtype=bool) if out is None else None
+    indptr, indices = truth_rows.indptr, truth_rows.indices
+    n_rel = np.diff(indptr)
+    for blo in range(0, n, span):
+        bhi = min(n, blo + span)
+        block = rec[blo:bhi]
+        if block.min() < -1 or block.max() >= n_items:
+            raise ValueError(f"item index out of range [-1, {n_items}) in rec (-1 = padding)")
+        np.add(block, offsets[: bhi - blo], out=pos[: bhi - blo], casting="unsafe")
+        masks = out[blo:bhi] if buf is None else buf[: bhi - blo]
+        # bitmap index of the block's truth entries: row offset within its chunk + item
+        base = indptr[blo]
+        flat_block = np.repeat(row_start[: bhi - blo], n_rel[blo:bhi]) + indices[base : indptr[bhi]]
+        for lo in range(blo, bhi, chunk):
+            hi = min(bhi, lo + chunk)
+            flat = flat_block[indptr[lo] - base : indptr[hi] - base]
+            bitmap[flat] = True
+            # intp indices: no conversion inside take; mode="wrap": unbuffered, and the -1 of
+            # row 0 wraps to the last cell (a sink)
+            np.take(bitmap, pos[lo - blo : hi - blo], out=masks[lo - blo : hi - blo], mode="wrap")
+            bitmap[flat] = False
+        yield blo, masks
 
 
 def hits_from_mask(
@@ -137,21 +142,34 @@ def _hits_from_flat(
 
 
 def compute_hits(rec: np.ndarray, truth_rows: sp.csr_matrix) -> Hits:
-    """Hits of ``rec`` (int64, -1 padded) against the truth rows of the same users.
+    """Hits of ``rec`` (int64, -1 padded) against the truth rows of the same users."""
+    return compute_hits_and_empty(rec, truth_rows)[0]
 
-    The mask is never materialised: each chunk's hits (positions and items) are extracted
-    while the chunk is in cache.
+
+def compute_hits_and_empty(rec: np.ndarray, truth_rows: sp.csr_matrix) -> tuple[Hits, np.ndarray]:
+    """``compute_hits`` and which lists are empty (first slot is padding), in one pass.
+
+    The mask is never materialised: each block's hits (positions and items) and first slots
+    are extracted while the block is in cache.
     """
     n_rel = np.diff(truth_rows.indptr).astype(np.float64)
-    width = rec.shape[1]
-    flats, items = [], []
+    n, width = rec.shape
+    if width == 0:
+        empty = np.ones(n, dtype=bool)
+    elif n == 0:
+        empty = np.zeros(0, dtype=bool)
+    flats, items, firsts = [], [], []
     for lo, mask in _membership(rec, truth_rows):
+        block = rec[lo : lo + len(mask)]
         f = np.flatnonzero(mask)
-        items.append(rec[lo : lo + len(mask)].ravel()[f])
+        items.append(block.ravel()[f])
         flats.append(f + lo * width)
+        firsts.append(block[:, 0] < 0)
+    if firsts:
+        empty = np.concatenate(firsts)
     flat = np.concatenate(flats) if flats else np.zeros(0, dtype=np.intp)
     item = np.concatenate(items) if items else np.zeros(0, dtype=rec.dtype)
-    return _hits_from_flat(flat, item, rec.shape, n_rel, truth_rows.shape[1])
+    return _hits_from_flat(flat, item, rec.shape, n_rel, truth_rows.shape[1]), empty
 
 
 def _count(h: Hits, k: int, weights: np.ndarray | None = None) -> np.ndarray:

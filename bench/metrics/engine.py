@@ -20,6 +20,7 @@ recall stays in [0, 1].
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -89,12 +90,9 @@ def _prepare(users: np.ndarray, rec: np.ndarray, truth: sp.csr_matrix):
     if len(missing):
         users = np.concatenate([users.astype(np.int64), missing])
         rec = np.vstack([rec, np.full((len(missing), rec.shape[1]), -1, dtype=np.int64)])
-    # padding is trailing: a list is empty iff its first slot is padding
-    empty = rec[:, 0] < 0 if rec.shape[1] else np.ones(len(users), dtype=bool)
     counts = {
         "n_users_evaluated": float(len(users)),
         "n_users_skipped": float(np.count_nonzero(n_rel == 0)),
-        "n_users_without_recommendations": float(np.count_nonzero(empty)),
     }
     return users.astype(np.int64), rec, counts
 
@@ -121,7 +119,10 @@ def evaluate_arrays(
     users, rec, counts = _prepare(users, rec, truth)
     identity = len(users) == truth.shape[0] and np.array_equal(users, np.arange(len(users)))
     truth_rows = truth if identity else truth[users]
-    hits = accuracy.compute_hits(rec, truth_rows)
+    # padding is trailing: a list is empty iff its first slot is padding (found in the same
+    # pass over rec as the hits)
+    hits, empty = accuracy.compute_hits_and_empty(rec, truth_rows)
+    counts["n_users_without_recommendations"] = float(np.count_nonzero(empty))
     per_user = accuracy.suite(hits, ks)  # == every KERNELS entry at every k, bit for bit
     summary: dict[str, float] = dict(counts)
     skipped: list[tuple[str, str]] = []
@@ -139,6 +140,10 @@ def evaluate_arrays(
     return EvalResult(ordered, per_user, skipped, users)
 
 
+#: values per block of ``_column_sums`` (a 512 KB table)
+_SUM_BLOCK = 2**16
+
+
 def _means(per_user: dict[str, np.ndarray], summary: dict, skipped: list) -> None:
     """The mean of each per-user column over the users where it is defined (not NaN).
 
@@ -149,20 +154,14 @@ def _means(per_user: dict[str, np.ndarray], summary: dict, skipped: list) -> Non
     """
     todo = [k for k in per_user if k not in summary]
     n = len(next(iter(per_user.values()))) if per_user else 0
-    full = [k for k in todo if per_user[k].dtype == np.float64 and len(per_user[k]) == n]
-    if full and n:
-        table = np.empty((n, len(full)), dtype=np.float64)
-        for j, key in enumerate(full):
-            table[:, j] = per_user[key]
-        column = np.tile(np.arange(len(full), dtype=np.intp), n)
-        totals = np.bincount(column, weights=table.ravel(), minlength=len(full))
-        # a column with a NaN has a NaN total: it takes the path below
-        full = [k for k, t in zip(full, totals.tolist(), strict=True) if not np.isnan(t)]
-        for key, total in zip(full, totals[~np.isnan(totals)].tolist(), strict=True):
-            summary[key] = float(total / n)
-    else:
-        full = []
-    done = set(full)
+    table_keys = [k for k in todo if per_user[k].dtype == np.float64 and len(per_user[k]) == n]
+    done = set()
+    if table_keys and n:
+        totals = _column_sums(per_user, table_keys, n)
+        for key, total in zip(table_keys, totals.tolist(), strict=True):
+            if not math.isnan(total):  # a column with a NaN takes the path below
+                summary[key] = float(total / n)
+                done.add(key)
     for key in todo:
         if key in done:
             continue
@@ -173,6 +172,28 @@ def _means(per_user: dict[str, np.ndarray], summary: dict, skipped: list) -> Non
             summary[key] = float(np.cumsum(v)[-1] / len(v))
         elif len(values):
             skipped.append((key, "undefined for every evaluated user"))
+
+
+def _column_sums(per_user: dict[str, np.ndarray], keys: list[str], n: int) -> np.ndarray:
+    """Sum of each column, each added left to right (bit-identical to ``cumsum(v)[-1]``).
+
+    Blocks of rows are interleaved into a cache-sized ``(1 + rows, m)`` table whose first row
+    is the running totals; a weighted ``bincount`` (which adds in index order) sums each
+    column: the running total, then the block's values one after the other.
+    """
+    m = len(keys)
+    rows = max(1, _SUM_BLOCK // m)
+    table = np.empty((rows + 1, m), dtype=np.float64)
+    column = np.tile(np.arange(m, dtype=np.intp), rows + 1)
+    totals = np.zeros(m, dtype=np.float64)
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        table[0] = totals
+        for j, key in enumerate(keys):
+            table[1 : hi - lo + 1, j] = per_user[key][lo:hi]
+        size = (hi - lo + 1) * m
+        totals = np.bincount(column[:size], weights=table.ravel()[:size], minlength=m)
+    return totals
 
 
 def _order_key(key: str) -> tuple[int, str]:
