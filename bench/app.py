@@ -81,10 +81,13 @@ def _in_fresh_process() -> None:
 
 def main(argv: list[str]) -> int:
     """Run the Hydra app with ``argv`` as its overrides/flags."""
+    from bench.hydra_callbacks import close_interrupted_sweep
+
     old = sys.argv
     sys.argv = ["bench run", *argv]
     try:
         task()
     finally:
         sys.argv = old
+        close_interrupted_sweep()
     return 0

@@ -29,6 +29,22 @@ def _store(config: DictConfig) -> tracking.Store | None:
     return tracking.Store(uri, experiment, bool(t.get("allow_network_fs", False)))
 
 
+_ACTIVE: list[BenchCallback] = []  # the sweep this process launched, until it ends
+
+
+def close_interrupted_sweep() -> None:
+    """Finish the parent run of a sweep whose end callback never ran (Hydra skips
+    ``on_multirun_end`` when a job failed): FAILED unless every child FINISHED."""
+    while _ACTIVE:
+        cb = _ACTIVE.pop()
+        if cb.store is not None and cb.parent_id is not None:
+            import contextlib
+
+            with contextlib.suppress(Exception):
+                tracking.end_parent(cb.store, cb.parent_id)
+        os.environ.pop(tracking.PARENT_ENV, None)
+
+
 class BenchCallback(Callback):
     """Creates the DB, the experiment and the sweep's parent run once, before any job starts
     (jobs in other processes inherit the parent id through the environment)."""
@@ -57,12 +73,15 @@ class BenchCallback(Callback):
         )
         os.environ[tracking.PARENT_ENV] = self.parent_id
         os.environ[tracking.SWEEP_ENV] = sweep_id
+        _ACTIVE.append(self)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from bench.runner import say
 
         if self.store is None or self.parent_id is None:
             return
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
         counts = tracking.end_parent(self.store, self.parent_id)
         say(f"sweep {os.environ.get(tracking.SWEEP_ENV)}: {counts or 'no new runs'}")
         os.environ.pop(tracking.PARENT_ENV, None)

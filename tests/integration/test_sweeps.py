@@ -162,3 +162,25 @@ def test_fresh_process_option_runs_each_job_in_a_new_interpreter(tmp_path):
     pids = {r.data.tags["bench.pid"] for r in rs}
     assert len(pids) == 2  # the basic launcher runs both jobs in one process; each ran fresh
     assert out.stderr.count("run pop-") == 1
+
+
+def test_a_failing_job_is_failed_with_its_error_and_the_sweep_goes_on(tmp_path):
+    out = bench(
+        "run",
+        "-m",
+        "model=ease",
+        "model.params.max_items=10,100000",
+        *FAST,
+        "report.leaderboard_on_end=false",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert out.returncode != 0  # the sweep reports the failure at the end
+    rs = runs(tmp_path)
+    status = {r.data.params["model.params.max_items"]: r.info.status for r in rs}
+    assert status == {"10": "FAILED", "100000": "FINISHED"}
+    failed = next(r for r in rs if r.info.status == "FAILED")
+    names = {a.path for a in store(tmp_path).client.list_artifacts(failed.info.run_id)}
+    assert "error.txt" in names
+    parents = [r for r in store(tmp_path).search("") if r.data.tags.get("bench.sweep") == "parent"]
+    assert [p.info.status for p in parents] == ["FAILED"]
