@@ -198,10 +198,10 @@ class _Index:
         new = extra.filter(unknown)
         self.ids = pl.concat([known, new.unique()]).sort()
         enum = pl.Enum(self.ids)
-        # old code -> new code, plus a last slot that the unknown rows point to until set
-        remap = np.append(_physical(known.cast(enum)), -1)
-        codes = remap[cast.to_physical().cast(pl.Int64).fill_null(len(known)).to_numpy()]
-        codes[unknown.to_numpy()] = _physical(new.cast(enum))
+        # old code -> new code; the unknown rows (null, read as code 0) are then overwritten
+        remap = _physical(known.cast(enum)) if len(known) else np.zeros(1, dtype=np.int64)
+        codes = remap[cast.to_physical().fill_null(0).to_numpy()]
+        codes[unknown.arg_true().to_numpy()] = _physical(new.cast(enum))
         self.extra_codes = codes
 
     def __len__(self) -> int:
@@ -231,7 +231,7 @@ def _csr_codes(rows: np.ndarray, cols: np.ndarray, shape) -> sp.csr_matrix:
     return m
 
 
-def _grouped_lists(u, i, rank, n_users) -> tuple[np.ndarray, np.ndarray] | None:
+def _grouped_lists(u, i, rank, n_users, n_items) -> tuple[np.ndarray, np.ndarray] | None:
     """Fast path of ``_rec_matrix``: the lists as a dense ``(n_lists, max_len)`` matrix.
 
     Applies only when the rows already come one user at a time (each user's rows contiguous,
@@ -259,7 +259,8 @@ def _grouped_lists(u, i, rank, n_users) -> tuple[np.ndarray, np.ndarray] | None:
         lists[np.repeat(np.arange(len(starts)), lengths), pos] = i
     else:
         return None
-    srt = np.sort(lists, axis=1)
+    # item codes fit in int32 (an Enum's physical codes): a 2x cheaper sort
+    srt = np.sort(lists.astype(np.int32) if n_items < 2**31 else lists, axis=1)
     if ((srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)).any():
         return None  # a repeated (user, item): the general path drops and counts it
     return users, lists
@@ -274,7 +275,7 @@ def _rec_matrix(u, i, rank, uix, eval_users, width, n_items) -> tuple[np.ndarray
     row_of = np.full(len(uix), -1, dtype=np.int64)
     row_of[eval_users] = np.arange(len(eval_users))
     rec = np.full((len(eval_users), width), -1, dtype=np.int64)
-    fast = _grouped_lists(u, i, rank, len(uix))
+    fast = _grouped_lists(u, i, rank, len(uix), n_items)
     if fast is not None:
         users, lists = fast
         rows = row_of[users]
@@ -367,4 +368,7 @@ def evaluate(
     summary = {k: summary[k] for k in sorted(summary, key=lambda k: (not k.startswith("n_"), k))}
     ids = uix.ids.gather(res.users)
     per_user = pl.DataFrame({"user_id": ids, **res.per_user})
-    return Evaluation(summary, per_user.sort("user_id"), [*res.skipped, *skipped])
+    # the index is sorted, so increasing user indices are already sorted ids: no string sort
+    if len(res.users) > 1 and not (res.users[1:] > res.users[:-1]).all():
+        per_user = per_user.sort("user_id")
+    return Evaluation(summary, per_user, [*res.skipped, *skipped])
