@@ -94,7 +94,7 @@ def _membership(rec: np.ndarray, truth_rows: sp.csr_matrix, out: np.ndarray | No
         if block.min() < -1 or block.max() >= n_items:
             raise ValueError(f"item index out of range [-1, {n_items}) in rec (-1 = padding)")
         np.add(block, offsets[: bhi - blo], out=pos[: bhi - blo], casting="unsafe")
-        masks = out[blo:bhi] if buf is None else buf[: bhi - blo]
+        masks = buf[: bhi - blo] if buf is not None else out[blo:bhi]  # type: ignore[index]
         # bitmap index of the block's truth entries: row offset within its chunk + item
         base = indptr[blo]
         flat_block = np.repeat(row_start[: bhi - blo], n_rel[blo:bhi]) + indices[base : indptr[bhi]]

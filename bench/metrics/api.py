@@ -156,8 +156,9 @@ def _validate_recs(recs: pl.DataFrame) -> None:
         raise DataError(
             f"recommendations.rank must be integers (1-based), got {recs['rank'].dtype}"
         )
-    if len(recs) and recs["rank"].min() < 1:
-        raise DataError(f"recommendations.rank must be >= 1, found {recs['rank'].min()}")
+    low = int(recs["rank"].min()) if len(recs) else 1  # type: ignore[arg-type]
+    if low < 1:
+        raise DataError(f"recommendations.rank must be >= 1, found {low}")
 
 
 class _Index:

@@ -434,7 +434,7 @@ def resolve_metric(name: str) -> str:
     parts = _sanitize(name).split("/")
     m = _KEY.match(parts[0])
     spec = CATALOG.get(m["name"]) if m else None
-    if spec is None:
+    if spec is None or m is None:
         raise unknown("metric", name, known_metric_names())
     if spec.has_k != (m["k"] is not None):
         want = f"'{spec.name}@<k>', e.g. '{spec.name}@10'" if spec.has_k else f"'{spec.name}'"
@@ -453,7 +453,7 @@ def specs(group: str | None = None) -> list[MetricSpec]:
 
 def keys_for(names: list[str], ks: tuple[int, ...] | list[int]) -> list[str]:
     """Expanded keys (``ndcg`` x ks) for metric names of the catalog."""
-    out = []
+    out: list[str] = []
     for n in names:
         spec = CATALOG[n]
         out.extend(spec.key(k) for k in ks) if spec.has_k else out.append(spec.key())

@@ -185,7 +185,7 @@ def _column_sums(per_user: dict[str, np.ndarray], keys: list[str], n: int) -> np
     rows = max(1, _SUM_BLOCK // m)
     table = np.empty((rows + 1, m), dtype=np.float64)
     column = np.tile(np.arange(m, dtype=np.intp), rows + 1)
-    totals = np.zeros(m, dtype=np.float64)
+    totals: np.ndarray = np.zeros(m, dtype=np.float64)
     for lo in range(0, n, rows):
         hi = min(n, lo + rows)
         table[0] = totals
