@@ -183,3 +183,30 @@ def test_unknown_protocol_and_option():
         SplitConfig.from_mapping({"protocol": "loo-lst"})
     with pytest.raises(ConfigError, match="unknown split option 'k_cor'"):
         SplitConfig.from_mapping({"protocol": "loo-last", "k_cor": 5})
+
+
+def test_reuse_finds_the_split_without_parsing_the_dataset(tmp_path):
+    from bench.hashing import sha256_file
+
+    src = tmp_path / "ratings.csv"
+    src.write_text("stand-in for the dataset file\n")
+    r = raw()
+    r.source_files = {str(src): sha256_file(src)}
+    made = materialize(DS, SplitConfig(), tmp_path / "splits", loader=loader_for(r))
+
+    def must_not_load(cfg):
+        raise AssertionError("the dataset was parsed although its split exists")
+
+    again = materialize(DS, SplitConfig(), tmp_path / "splits", loader=must_not_load)
+    assert again.path == made.path and again.sha256 == made.sha256
+    # a changed source file is not trusted: the dataset is loaded (and re-fingerprinted)
+    src.write_text("the dataset changed\n")
+    calls = []
+
+    def counting(cfg):
+        calls.append(1)
+        r.source_files = {str(src): sha256_file(src)}
+        return r
+
+    other = materialize(DS, SplitConfig(), tmp_path / "splits", loader=counting)
+    assert calls == [1] and other.path != made.path
