@@ -93,14 +93,13 @@ def model_param_overrides(argv: list[str]) -> list[str]:
 
 
 def cmd_run(argv: list[str]) -> int:
-    if any(a in ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in argv):
-        from bench.app import main as app_main
+    from bench.app import main as app_main
 
-        return app_main(argv)
-    if not any(a.startswith("hydra.searchpath") for a in argv):  # extra config dirs
+    info = any(a in ("-h", "--help", "--hydra-help", "--info", "-i", "--cfg", "-c") for a in argv)
+    # with extra config dirs (hydra.searchpath) the options are not all under conf/
+    if not info and not any(a.startswith("hydra.searchpath") for a in argv):
         check_overrides(argv)
         argv = model_param_overrides(argv)
-    from bench.app import main as app_main
 
     return app_main(argv)
 

@@ -36,10 +36,14 @@ class IndexedSplit:
         return self.model_data.item_ids
 
     def matrix(self, part: str) -> sp.csr_matrix:
-        """Binary CSR of one part: ``train``, ``valid``, ``test`` or ``seen`` (train + valid)."""
+        """Binary CSR of one part: ``train``, ``valid``, ``test`` or ``seen`` (the test history:
+        train + valid unless the split config says train only). Train and seen are the histories'
+        matrices, built once."""
         md = self.model_data
         if part == "seen":
             return md.test_history.matrix
+        if part == "train":
+            return md.train_history.matrix
         frame = {"train": md.train, "valid": md.valid, "test": self.test}[part]
         return to_csr(frame, md.n_users, md.n_items)
 
