@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from baselines.llm.common import hash_model_dir, sha256_json
+from baselines.llm.common import hash_model_dir, hf_progress_bars, sha256_json
 from bench.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ class HFBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         check_remote_code(trust_remote_code, revision)
+        hf_progress_bars()
         if not path or not Path(path).exists():
             raise ConfigError(
                 f"llm-rerank: backend=hf needs params.llm=<local model folder>, got {path!r}"

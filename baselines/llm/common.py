@@ -40,6 +40,17 @@ def default_encoder_path() -> str:
     return str(get_model_path())
 
 
+def hf_progress_bars(enabled: bool | None = None) -> None:
+    """transformers' own bars (weight loading) follow the harness's progress setting: shown
+    only when ``enabled`` (``None``: when stderr is a terminal), so logs stay clean."""
+    import sys
+
+    from transformers.utils import logging as hf_logging
+
+    on = sys.stderr.isatty() if enabled is None else enabled
+    (hf_logging.enable_progress_bar if on else hf_logging.disable_progress_bar)()
+
+
 def sha256_text(*parts: str) -> str:
     h = hashlib.sha256()
     for p in parts:

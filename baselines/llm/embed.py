@@ -27,9 +27,16 @@ class EmbedConfig:
     decay: float = 0.9  # weight of the j-th most recent history item is decay**j
     max_history: int = 50  # only the most recent items enter the user profile (0 = all)
     #: weight of a popularity prior log(1+pop)/log(1+max pop) added to the cosine (train
-    #: counts, no learned IDs); 0 = purely content-based. See docs/llm.md for why the default
-    #: is not 0 (pure content scores about random on MovieLens-100k).
+    #: counts, no learned IDs); 0 = no interaction statistic enters the score. ``llm-embed-pop``
+    #: is the registered hybrid with pop_weight 1.
     pop_weight: float = 0.0
+    #: zero-shot text prior: a query (e.g. "a popular movie") encoded by the same encoder and
+    #: added, times ``prior_weight``, to the unit-norm history profile before the cosine. It uses
+    #: the encoder's own knowledge of the items (no interaction data); a user without history is
+    #: ranked by the query alone. '' / 0 = off (see docs/llm.md for how the ml-100k default was
+    #: chosen on the validation split).
+    prior_query: str = ""
+    prior_weight: float = 0.0
     batch_size: int = 64
 
 
@@ -56,8 +63,10 @@ class LLMEmbed(Recommender):
 
     Item text comes from side information through ``template``; the encoder is a local
     sentence encoder (mean pooling + L2 normalisation). Nothing is learned from interactions:
-    the model is zero-shot and ID-free, plus an optional popularity prior (``pop_weight``).
-    Users with an empty history get the prior alone, or NaN (cannot score) if it is 0.
+    the model is zero-shot and ID-free. Optional priors: a text query encoded by the same encoder
+    (``prior_query``/``prior_weight``, still no interaction data) and a popularity prior from
+    train counts (``pop_weight``, the ``llm-embed-pop`` hybrid). Users with an empty history get
+    the priors alone, or NaN (cannot score) if both are off.
     """
 
     Config = EmbedConfig
@@ -71,12 +80,20 @@ class LLMEmbed(Recommender):
             raise ConfigError(f"llm-embed: decay must be in (0, 1], got {cfg.decay}")
         if cfg.pop_weight < 0:
             raise ConfigError(f"llm-embed: pop_weight must be >= 0, got {cfg.pop_weight}")
+        if cfg.prior_weight < 0:
+            raise ConfigError(f"llm-embed: prior_weight must be >= 0, got {cfg.prior_weight}")
+        if cfg.prior_weight > 0 and not cfg.prior_query.strip():
+            raise ConfigError(
+                "llm-embed: prior_weight > 0 needs a prior_query text "
+                "(set model.params.prior_query='...' or prior_weight=0)"
+            )
         if cfg.max_history < 0 or cfg.batch_size < 1:
             raise ConfigError("llm-embed: max_history must be >= 0 and batch_size >= 1")
         self.item_emb: np.ndarray | None = None
         self.encode_stats = None
         self._n_encoder_params = 0
         self.prior = np.zeros(0)
+        self.query_emb: np.ndarray | None = None
 
     def fit(self, data: ModelData, ctx: FitContext) -> None:
         cfg = self.config
@@ -91,6 +108,16 @@ class LLMEmbed(Recommender):
             progress=ctx.progress,
         )
         self._n_encoder_params = count_safetensors_params(path)
+        if cfg.prior_weight > 0:
+            q, _ = embed_items(
+                [cfg.prior_query],
+                path,
+                ctx.cache_dir,
+                template="prior-query",
+                batch_size=1,
+                progress=False,
+            )
+            self.query_emb = q[0].astype(np.float64)
         pop = np.asarray(data.train_history.matrix.sum(axis=0), dtype=np.float64).ravel()
         self.prior = np.log1p(pop) / max(np.log1p(pop.max(initial=0.0)), 1e-12)
 
@@ -101,6 +128,9 @@ class LLMEmbed(Recommender):
         prof = user_profiles(
             self.item_emb, history.sequences, users, self.config.decay, self.config.max_history
         )
+        if self.query_emb is not None:
+            # empty history: a zero profile, so the query alone ranks
+            prof = np.nan_to_num(prof, nan=0.0) + self.config.prior_weight * self.query_emb
         scores = prof @ self.item_emb.T.astype(np.float64)
         if self.config.pop_weight > 0:
             cold = np.isnan(scores[:, 0]) if scores.shape[1] else np.zeros(len(users), bool)

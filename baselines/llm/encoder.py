@@ -13,7 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from baselines.llm.common import EMBED_RECIPE, atomic_write_bytes, hash_model_dir, sha256_json
+from baselines.llm.common import (
+    EMBED_RECIPE,
+    atomic_write_bytes,
+    hash_model_dir,
+    hf_progress_bars,
+    sha256_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +45,12 @@ def _max_length(path: Path, default: int = 256) -> int:
 class TextEncoder:
     """A local encoder (``AutoModel`` + ``AutoTokenizer``), never downloading anything."""
 
-    def __init__(self, path: str | Path, max_length: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, max_length: int | None = None, progress: bool | None = None
+    ) -> None:
         from transformers import AutoModel, AutoTokenizer
+
+        hf_progress_bars(progress)
 
         self.path = Path(path)
         self.max_length = max_length or _max_length(self.path)
@@ -119,7 +129,9 @@ def embed_items(
         except Exception as exc:  # a torn or foreign file: re-encode and overwrite
             log.warning("ignoring unreadable embedding cache %s: %s", path, exc)
     t0 = time.perf_counter()
-    emb = TextEncoder(encoder_path).encode(texts, batch_size=batch_size, progress=progress)
+    emb = TextEncoder(encoder_path, progress=progress).encode(
+        texts, batch_size=batch_size, progress=progress
+    )
     stats.seconds = time.perf_counter() - t0
     stats.n_encoded = len(texts)
     atomic_write_bytes(path, save({"embeddings": emb}, metadata={"key": key}))

@@ -65,6 +65,31 @@ def test_every_experiment_composes_and_opens_with_its_command(experiment):
         registry.build(c["model"]["name"], c["model"].get("params") or {})
 
 
+@pytest.mark.parametrize("pair", options("dataset_model"))
+def test_every_dataset_model_file_applies_to_its_pair(pair):
+    """conf/dataset_model/<dataset>_<model>.yaml is picked up for that pair and only that one."""
+    dataset, model = next(
+        (d, pair[len(d) + 1 :]) for d in options("dataset") if pair.startswith(d + "_")
+    )
+    text = (CONF / "dataset_model" / f"{pair}.yaml").read_text()
+    assert text.startswith("# @package _global_")
+    cfg = compose_cfg([f"dataset={dataset}", f"model={model}"])
+    registry.build(cfg["model"]["name"], cfg["model"].get("params") or {})
+    other = next(d for d in options("dataset") if d != dataset)
+    assert cfg["model"] != compose_cfg([f"dataset={other}", f"model={model}"])["model"]
+
+
+def test_ml100k_llm_embed_uses_the_validation_chosen_prior():
+    p = compose_cfg(["dataset=ml-100k", "model=llm-embed"])["model"]["params"]
+    assert (p["template"], p["prior_query"], p["prior_weight"]) == (
+        "{title}",
+        "a popular movie",
+        2.0,
+    )
+    p = compose_cfg(["dataset=synthetic", "model=llm-embed"])["model"]["params"]
+    assert p["prior_weight"] == 0.0 and p["prior_query"] == ""
+
+
 def test_no_option_is_named_like_a_yaml_boolean():
     bad = {"on", "off", "yes", "no", "On", "Off", "Yes", "No"}
     for path in CONF.rglob("*.yaml"):

@@ -124,6 +124,37 @@ def test_cache_hit_on_second_fit_and_invalidation(split, enc_dir, tmp_path, monk
     assert not list((tmp_path / "cache").rglob("*.pkl"))
 
 
+def test_text_prior_query(split, enc_dir, tmp_path):
+    """prior_query: the encoded query, times prior_weight, joins the unit-norm profile; a user
+    without history is ranked by the query alone (no NaN); no interaction statistic is used."""
+    md = split.model_data
+    users = np.arange(md.n_users)
+    kw = {"prior_query": "a popular movie", "prior_weight": 2.0}
+    m = fit(split, enc_dir, tmp_path, **kw)
+    base = fit(split, enc_dir, tmp_path)
+    emb = m.item_emb.astype(np.float64)
+    q = m.query_emb
+    assert q is not None and abs(np.linalg.norm(q) - 1.0) < 1e-5
+    # the query is encoded by the same encoder and pooling as the items
+    enc = encoder_mod.TextEncoder(enc_dir).encode(["a popular movie"])[0]
+    np.testing.assert_allclose(q, enc, atol=1e-6)
+    empty = History(matrix=md.test_history.matrix, sequences=[np.zeros(0, np.int64)] * md.n_users)
+    np.testing.assert_allclose(m.score(users[:3], empty), np.tile(2.0 * emb @ q, (3, 1)))
+    prof = user_profiles(m.item_emb, md.test_history.sequences, users, 0.9, 50)
+    want = (np.nan_to_num(prof) + 2.0 * q) @ emb.T
+    np.testing.assert_allclose(m.score(users, md.test_history), want, atol=1e-12)
+    has = np.array([len(s) > 0 for s in md.test_history.sequences])
+    got, pure = m.score(users, md.test_history)[has], base.score(users, md.test_history)[has]
+    assert not np.allclose(got, pure)  # the prior changes the scores
+    assert np.isfinite(m.score(users, md.test_history)).all()  # no NaN row, cold users too
+    with pytest.raises(ConfigError, match="prior_query"):
+        LLMEmbed(EmbedConfig(prior_weight=1.0))
+    with pytest.raises(ConfigError, match="prior_weight"):
+        LLMEmbed(EmbedConfig(prior_query="x", prior_weight=-1.0))
+    # off by default: the class and conf/model/llm-embed.yaml add nothing
+    assert LLMEmbed().config.prior_weight == 0.0
+
+
 def test_template_rendering(split):
     items = split.model_data.items
     texts = render_item_texts(items, split.model_data.n_items + 1, "{title} ({year}). {nope}")
