@@ -121,12 +121,19 @@ def per_user_frame(split, users: np.ndarray, per_user: Mapping[str, np.ndarray])
 def reference_metrics(
     model, evaluate, keys_for_permutations=("ndcg_at_10", "recall_at_10")
 ) -> dict[str, float]:
-    """Metrics of a model's ``reference_rankings`` (first stage, permutation probes)."""
+    """Metrics of a model's ``reference_rankings`` (first stage, permutation probes).
+
+    ``evaluate(users, rec, full)``: the whole suite for a first stage, the accuracy metrics only
+    (``full=False``) for a permutation probe, which logs ``keys_for_permutations`` alone.
+    """
     out: dict[str, float] = {}
     perms: dict[str, list[float]] = {}
     for name, (users, rec) in model.reference_rankings().items():
-        summary = evaluate(np.asarray(users, dtype=np.int64), np.asarray(rec, dtype=np.int64))
-        if name.startswith("permutation/"):
+        probe = name.startswith("permutation/")
+        summary = evaluate(
+            np.asarray(users, dtype=np.int64), np.asarray(rec, dtype=np.int64), not probe
+        )
+        if probe:
             for key in keys_for_permutations:
                 if key in summary:
                     out[f"{name}/{key}"] = summary[key]
@@ -299,7 +306,9 @@ def execute(cfg: Mapping[str, Any], model, split_obj, device: str, workdir: Path
     metrics.update({k: float(v) for k, v in model.extra_metrics().items()})
     metrics.update({f"latency_ms/{k}": float(v) for k, v in model.stage_latency_ms().items()})
 
-    def ref_eval(u: np.ndarray, r: np.ndarray) -> dict[str, float]:
+    def ref_eval(u: np.ndarray, r: np.ndarray, full: bool) -> dict[str, float]:
+        if not full:
+            return evaluate_arrays(u, r, truth, ks).summary
         return evaluate_arrays(u, r, truth, ks, train=train_m, seen=hist.matrix).summary
 
     metrics.update(reference_metrics(model, ref_eval))

@@ -65,6 +65,7 @@ def test_hf_rerank_with_a_tiny_local_llama(tmp_path):
         f"model.params.llm={llm}",
         "model.params.mode=pointwise",
         "model.params.n_candidates=5",
+        "model.params.permutations=2",
         *FAST,
         cwd=tmp_path,
     )
@@ -73,6 +74,12 @@ def test_hf_rerank_with_a_tiny_local_llama(tmp_path):
     assert run.info.status == "FINISHED"
     assert m["llm_prompt_tokens"] > 0 and "llm_parse_failure_rate" in m
     assert "first_stage/ndcg_at_10" in m and "latency_ms/llm" in m
+    assert "first_stage/coverage_at_10" in m  # the first stage gets the whole suite
+    # the position-bias probe: accuracy per permutation and its spread, nothing else
+    for key in ("ndcg_at_10", "recall_at_10"):
+        assert {f"permutation/{i}/{key}" for i in (0, 1)} <= set(m)
+        assert m[f"permutation/{key}_std"] >= 0 and m[f"permutation/{key}_range"] >= 0
+    assert not any(k.startswith("permutation/0/coverage") for k in m)
 
 
 def test_llm_embed_and_llm_seq_sweep_logs_the_contract(tmp_path):
@@ -84,3 +91,6 @@ def test_llm_embed_and_llm_seq_sweep_logs_the_contract(tmp_path):
         for key in ("ndcg_at_10", "latency_p50_ms", "peak_memory_mb", "n_parameters"):
             assert key in r.data.metrics
     assert rs["llm-seq"].data.metrics["n_parameters"] > 0
+    # issue 5: llm-embed (ml-100k defaults, zero-shot and ID-free) at least 3x random
+    ndcg = {m: r.data.metrics["ndcg_at_10"] for m, r in rs.items()}
+    assert ndcg["llm-embed"] >= 3 * ndcg["random"], ndcg
