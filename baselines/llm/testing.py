@@ -98,6 +98,7 @@ class StubState:
     replies: list[str] = field(default_factory=list)  # forced chat replies, consumed in order
     obedient: bool = True  # follow an instruction line found *outside* quotes
     sleep_s: float = 1.0
+    delay_s: float = 0.0  # every request waits this long before answering (slow server)
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -141,6 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
             fault = st.faults.pop(0) if st.faults else None
             chat = self.path.endswith("chat/completions")
             forced = st.replies.pop(0) if st.replies and chat else None
+        if st.delay_s:
+            time.sleep(st.delay_s)
         if fault == "timeout":
             time.sleep(st.sleep_s)
             fault = 503

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from baselines.llm.testing import StubLLMServer, tiny_causal_lm
 
-from .conftest import bench, runs, store
+from .conftest import REPO, bench, runs, store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CANARY = "sk-canary-E2E-4242"
@@ -94,3 +100,56 @@ def test_llm_embed_and_llm_seq_sweep_logs_the_contract(tmp_path):
     # issue 5: llm-embed (ml-100k defaults, zero-shot and ID-free) at least 3x random
     ndcg = {m: r.data.metrics["ndcg_at_10"] for m, r in rs.items()}
     assert ndcg["llm-embed"] >= 3 * ndcg["random"], ndcg
+
+
+def test_rerank_killed_mid_evaluation_resumes_with_only_the_missing_calls(tmp_path):
+    """pitfalls B7: SIGKILL after ~40% of the LLM requests, then the same command again: only
+    the requests without a stored reply are sent, and the metrics equal an uninterrupted run."""
+    a, b = tmp_path / "uninterrupted", tmp_path / "killed"
+    a.mkdir(), b.mkdir()
+    with StubLLMServer() as stub:
+        args = [
+            "run",
+            "model=llm-rerank",
+            "model.params.backend=openai",
+            f"model.params.base_url={stub.base_url}",
+            "model.params.llm=stub-model",
+            "model.params.n_candidates=10",
+            *FAST,
+        ]
+        bench(*args, cwd=a)
+        n_full = len(stub.state.requests)
+        assert n_full >= 50  # one listwise call per ml-100k test user with a history
+        stub.state.requests.clear()
+        stub.state.delay_s = 0.05
+        env = {**os.environ, "PYTHONPATH": str(REPO), "BENCH_TRACEBACK": ""}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench", *args],
+            cwd=b,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 600
+        while len(stub.state.requests) < 0.4 * n_full and proc.poll() is None:
+            assert time.monotonic() < deadline, "the run never reached 40% of its requests"
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        replay = next(b.rglob("replay.sqlite"))
+        with sqlite3.connect(replay) as db:
+            (stored,) = db.execute("SELECT COUNT(*) FROM replay").fetchone()
+        assert 0.3 * n_full <= stored < n_full
+        stub.state.delay_s = 0.0
+        stub.state.requests.clear()
+        bench(*args, cwd=b)
+        assert len(stub.state.requests) == n_full - stored  # only the missing ones
+    (ra,) = runs(a)
+    rb = {r.info.status: r for r in runs(b)}
+    assert set(rb) == {"FINISHED", "KILLED"}  # the orphan was reaped, never left RUNNING
+    done = rb["FINISHED"].data.metrics
+    acc = [k for k in ra.data.metrics if k.split("_at_")[0] in ("ndcg", "recall", "map")]
+    assert acc and all(done[k] == ra.data.metrics[k] for k in acc)
