@@ -6,17 +6,23 @@ interactions together first reach 80 % of train interactions; long tail ``T = C 
 
 Per-list metrics return one value per user (NaN where the list is undefined for the metric,
 e.g. an empty list for a mean over the list); catalog metrics accumulate exposures over all
-users and return one number. Recommendation matrices are int64, -1 = padding.
+users and return one number. Recommendation matrices are C-ordered integer arrays (the
+engine passes its int32 copy of the top-k), -1 = padding. The per-user passes are compiled
+kernels (``_kernels``); this module prepares their item tables.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import count, islice
 
 import numpy as np
 import scipy.sparse as sp
+
+from bench.metrics.table import PerUser
 
 SHORT_HEAD_SHARE = 0.8
 RECBOLE_TAIL_RATIO = 0.1
@@ -39,21 +45,29 @@ class Popularity:
         return int(self.in_catalog.sum())
 
 
-def popularity(train: sp.csr_matrix) -> Popularity:
-    """Popularity, catalog, short head/long tail of a train matrix (duplicates count once)."""
+def popularity(train: sp.csr_matrix, binary: bool = False) -> Popularity:
+    """Popularity, catalog, short head/long tail of a train matrix (duplicates count once).
+
+    ``binary``: ``train`` is known to be a canonical CSR matrix of ones (skips the checks).
+    """
+    from bench.metrics import _kernels
+
     t = train.tocsr()
-    t.sum_duplicates()
-    nz = t.data != 0
     n_items = t.shape[1]
-    pop = np.bincount(t.indices[nz], minlength=n_items).astype(np.float64)
-    order = np.lexsort((np.arange(n_items), -pop))
+    if binary:
+        idx = t.indices
+    else:
+        t.sum_duplicates()
+        idx = t.indices if np.count_nonzero(t.data) == len(t.data) else t.indices[t.data != 0]
+    pop = _kernels.item_counts(idx, n_items).astype(np.float64)
+    order = np.argsort(-pop, kind="stable")  # pop desc, ties by index
     total = pop.sum()
     cum = np.cumsum(pop[order])
     n_head = int(np.searchsorted(cum, SHORT_HEAD_SHARE * total - 1e-9 * total)) + 1 if total else 0
     head = np.zeros(n_items + 1, dtype=bool)
     head[order[:n_head]] = True
     cat = np.append(pop > 0, False)
-    ascending = np.lexsort((np.arange(n_items), pop))
+    ascending = np.argsort(pop, kind="stable")  # pop asc, ties by index
     ascending = ascending[pop[ascending] > 0]
     rb_tail = np.zeros(n_items + 1, dtype=bool)
     rb_tail[ascending[: max(int(len(ascending) * RECBOLE_TAIL_RATIO), 1)]] = len(ascending) > 0
@@ -69,41 +83,8 @@ def popularity(train: sp.csr_matrix) -> Popularity:
     )
 
 
-def list_lengths(rec: np.ndarray, k: int) -> np.ndarray:
-    """Number of real (non-padding) items in each top-k list."""
-    return np.count_nonzero(rec[:, :k] >= 0, axis=1)
-
-
-def item_values(p: Popularity) -> dict[str, np.ndarray]:
-    """Per-item values (with the padding cell = 0) whose list sums give the list metrics."""
-    info = -np.log2((p.pop + 1.0) / (p.n_train_users + 1.0))
-    info[-1] = 0.0
-    return {
-        "novelty": info,
-        "arp": p.pop,
-        "tail": p.in_tail.astype(np.int8),
-        "recbole_tail": p.in_recbole_tail.astype(np.int8),
-    }
-
-
-def list_sums(values: np.ndarray, rec: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarray]:
-    """sum over the top-k of values[item] for every k, from one gather at the largest k.
-
-    Summed left to right (``cumsum``): numpy's SIMD pairwise ``sum`` can round differently
-    with the array's memory alignment, which would make per-user values differ between runs.
-    """
-    width = min(max(ks), rec.shape[1])
-    g = np.cumsum(values[rec[:, :width]], axis=1, dtype=np.float64)
-    return {k: g[:, min(k, width) - 1] if width else np.zeros(len(rec)) for k in ks}
-
-
-def _mean(sums: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(lengths > 0, sums / np.maximum(lengths, 1), np.nan)
-
-
-def list_metrics(p: Popularity, rec: np.ndarray, ks: Sequence[int]) -> dict[str, np.ndarray]:
-    """Per-user list metrics of popularity at every k (keys ``<name>_at_<k>``).
+def list_metrics(p: Popularity, rec: np.ndarray, ks: Sequence[int]) -> tuple[PerUser, np.ndarray]:
+    """Per-user list metrics of popularity at every k, and the top-k exposure of every item.
 
     - novelty@k = mean over the top-k of -log2((pop(i)+1)/(n_train_users+1)) (Zhou et al.,
       PNAS 2010);
@@ -113,36 +94,26 @@ def list_metrics(p: Popularity, rec: np.ndarray, ks: Sequence[int]) -> dict[str,
     - tail_percentage@k = share of the top-k in RecBole's tail (bottom 10 % of C by count).
 
     Means are over the real items of the (possibly shorter) list; an empty list gives NaN.
+    Sums run left to right along the list. Returns the table (keys ``<name>_at_<k>``, k-major)
+    and ``(len(ks), n_items)`` exposure counts: how many top-k lists hold each item.
     """
-    full = list_lengths(rec, rec.shape[1])
-    lengths = {k: np.minimum(full, k) for k in ks}  # padding is trailing
-    sums = {name: list_sums(v, rec, ks) for name, v in item_values(p).items()}
-    out: dict[str, np.ndarray] = {}
-    for k in ks:
-        n = lengths[k]
-        out[f"novelty_at_{k}"] = _mean(sums["novelty"][k], n)
-        out[f"arp_at_{k}"] = _mean(sums["arp"][k], n)
-        out[f"aplt_at_{k}"] = _mean(sums["tail"][k], n)
-        out[f"aclt_at_{k}"] = sums["tail"][k]
-        out[f"tail_percentage_at_{k}"] = _mean(sums["recbole_tail"][k], n)
-    return out
+    from bench.metrics import _kernels
 
-
-def exposure(p: Popularity, rec: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarray]:
-    """Top-k exposure count of every item (n_items,), all users together, for every k.
-
-    One pass over the columns: the counts at k add the columns between the previous k and k.
-    """
-    n_items = len(p.pop) - 1
-    total = np.zeros(n_items + 1, dtype=np.float64)
-    out, start = {}, 0
-    for k in sorted(ks):
-        stop = min(k, rec.shape[1])
-        if stop > start:  # shift by one so the -1 padding counts in cell 0, then drop it
-            total += np.bincount((rec[:, start:stop] + 1).ravel(), minlength=n_items + 1)
-        out[k] = total[1:].copy()
-        start = max(start, stop)
-    return out
+    info = -np.log2((p.pop + 1.0) / (p.n_train_users + 1.0))
+    names = ("novelty", "arp", "aplt", "aclt", "tail_percentage")
+    table = PerUser.allocate([f"{m}_at_{k}" for k in ks for m in names], len(rec))
+    exposure = np.zeros((len(ks), len(p.pop) - 1), dtype=np.int32)
+    _kernels.list_metrics(
+        rec,
+        np.asarray(ks, dtype=np.int64),
+        info,
+        p.pop.astype(np.int32),  # distinct users: integers
+        p.in_tail.astype(np.int8),
+        p.in_recbole_tail.astype(np.int8),
+        table.values,
+        exposure,
+    )
+    return table, exposure.astype(np.float64)
 
 
 def coverage(p: Popularity, counts: np.ndarray) -> float:
@@ -170,131 +141,164 @@ def entropy(p: Popularity, counts: np.ndarray) -> float:
     return float(-math.fsum(q * np.log2(q)))
 
 
+# ------------------------------------------------------------------ popularity groups of hits
+
+
+@dataclass(frozen=True)
+class HitGroups:
+    """Counts by popularity group (index 1: short head H, 2: long tail T, 0: neither).
+
+    ``relevant``: test items of the evaluated users (H and T only); ``hits`` (len(ks), 3):
+    hits within the top-k; ``seen``: seen items of the evaluated users (H and T only; None
+    without ``seen``); ``serendipity``: per-user ``serendipity_at_<k>`` (None without
+    ``seen``).
+    """
+
+    relevant: np.ndarray
+    hits: np.ndarray
+    seen: np.ndarray | None
+    serendipity: PerUser | None
+
+
+def hit_groups(
+    p: Popularity,
+    users: np.ndarray,
+    ks: Sequence[int],
+    truth: sp.csr_matrix,
+    hits: np.ndarray,
+    n_hits: np.ndarray,
+    seen: sp.csr_matrix | None,
+) -> HitGroups:
+    """Popularity groups of the test items, hits and seen items; serendipity if ``seen``.
+
+    Hits as returned by ``accuracy.evaluate`` (``truth``: the same binary CSR matrix).
+
+    serendipity@k = |hits in the top-k that are not in the user's popularity baseline top-k|
+    / k. The baseline ranks items by pop desc (ties by index) and drops the user's seen
+    items: an item at baseline position q (0-based, in ``p.order``) is in its top-k iff it is
+    unseen and q - #(seen items before q) < k.
+    """
+    from bench.metrics import _kernels
+
+    n_items = len(p.order)
+    group = np.zeros(n_items + 1, dtype=np.int8)
+    group[p.in_head] = 1
+    group[p.in_tail] = 2
+    rpos = np.empty(n_items, dtype=np.int32)
+    rpos[p.order] = np.arange(n_items, dtype=np.int32)
+    relevant = np.zeros(3, dtype=np.int64)
+    hits_in = np.zeros((len(ks), 3), dtype=np.int64)
+    seen_in = np.zeros(3, dtype=np.int64)
+    ser = PerUser.allocate(
+        [f"serendipity_at_{k}" for k in ks], len(users) if seen is not None else 0
+    )
+    with_seen = seen is not None
+    if seen is None:
+        seen_indptr, seen_indices = np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint32)
+    else:
+        seen_indptr, seen_indices = _kernels.csr_arrays(seen)
+    _kernels.hit_stats(
+        users,
+        np.asarray(ks, dtype=np.int64),
+        *_kernels.csr_arrays(truth),
+        hits,
+        n_hits,
+        group,
+        rpos,
+        seen_indptr,
+        seen_indices,
+        with_seen,
+        ser.values,
+        relevant,
+        hits_in,
+        seen_in,
+    )
+    if not with_seen:
+        return HitGroups(relevant, hits_in, None, None)
+    return HitGroups(relevant, hits_in, seen_in, ser)
+
+
 # ------------------------------------------------------------------ intra-list diversity
 
 
 @dataclass(frozen=True)
-class GenreTable:
-    """Items mapped to their distinct genre set ("combo"); ``dist`` = Jaccard distance of combos.
+class GenreBits:
+    """Genre sets as bitsets: ``words`` (n_items + 1, n_words) uint64, ``sizes`` (n_items + 1,)
+    uint16 genres per item. An item without genres (and the last row, for -1 padding) is empty."""
 
-    ``combo`` has ``n_items + 1`` cells (the last for -1 padding); code ``m`` = "no genres".
-    ``dist`` is (m+1, m+1) with zeros in the last row and column.
+    words: np.ndarray
+    sizes: np.ndarray
+
+
+def genre_bits(item_genres: Sequence[frozenset[str] | set[str] | None], n_items: int) -> GenreBits:
+    """Bitsets of the items' genre sets (genre j = bit j % 64 of word j // 64, genres sorted).
+
+    Items past the end of ``item_genres`` have no genres. Each distinct set is encoded once.
     """
-
-    combo: np.ndarray
-    dist: np.ndarray
-    m: int
-
-
-def genre_table(
-    item_genres: Sequence[frozenset[str] | set[str] | None], n_items: int
-) -> GenreTable:
-    """Index the distinct genre sets of the items (an item without genres gets the code ``m``)."""
-    ids: dict[frozenset[str], int] = {}
-    codes = np.empty(n_items + 1, dtype=np.int64)
-    for i in range(n_items):
-        g = item_genres[i] if i < len(item_genres) else None
-        codes[i] = ids.setdefault(frozenset(g), len(ids)) if g else -1
-    m = len(ids)
-    codes[codes < 0] = m
-    codes[n_items] = m
-    sets = list(ids)
-    genres = sorted(set().union(*sets)) if sets else []
-    onehot = np.zeros((m, len(genres)), dtype=np.float64)
-    gpos = {g: j for j, g in enumerate(genres)}
-    for c, s in enumerate(sets):
-        onehot[c, [gpos[g] for g in s]] = 1.0
-    inter = onehot @ onehot.T
-    size = onehot.sum(axis=1)
-    union = size[:, None] + size[None, :] - inter
-    dist = np.zeros((m + 1, m + 1), dtype=np.float64)
-    dist[:m, :m] = 1.0 - inter / np.maximum(union, 1.0)
-    return GenreTable(codes, dist, m)
+    none: frozenset[str] = frozenset()
+    index: defaultdict[frozenset[str], int] = defaultdict(count(1).__next__)
+    index[none] = 0  # no genres (None, empty)
+    given = [g if g else none for g in islice(item_genres, n_items)]
+    codes = np.zeros(n_items + 1, dtype=np.int64)  # items past the end: no genres
+    codes[: len(given)] = np.fromiter(map(index.__getitem__, map(frozenset, given)), np.int64)
+    sets = list(index)
+    gpos = {g: j for j, g in enumerate(sorted(set().union(*sets)))}
+    n_words = max(1, -(-len(gpos) // 64))
+    masks = [sum(1 << gpos[g] for g in genre_set) for genre_set in sets]
+    word = 2**64 - 1
+    combo = np.array(
+        [[(m >> (64 * w)) & word for w in range(n_words)] for m in masks], dtype=np.uint64
+    )
+    size = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
+    if size.max() >= 2**16:
+        raise ValueError("an item has 65536 genres or more")
+    return GenreBits(combo[codes], size.astype(np.uint16)[codes])
 
 
-def ild(g: GenreTable, rec: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarray]:
+def ild(bits: GenreBits, rec: np.ndarray, ks: Sequence[int]) -> PerUser:
     """ILD@k = mean over pairs i<j of the top-k of 1 - Jaccard(genres_i, genres_j).
 
     Ziegler et al., WWW 2005. Items without genres are left out of the pairs; a list with
-    fewer than 2 items with genres gets NaN (skipped in the mean). One pass over the pairs of
-    the longest cut-off serves every k: pairs are ordered by their larger position, so the
-    pairs of the top-k are a prefix. Cost O(n * k_max^2), in chunks of users.
+    fewer than 2 items with genres gets NaN (skipped in the mean). Keys ``ild_at_<k>``.
+
+    A pair's distance depends only on x = |a & b| and |a| + |b|: 1 - x / (|a| + |b| - x). The
+    kernel adds integer distances (the distance times ``scale``) from a table indexed by both,
+    so a list's sum is exact and independent of the order of its pairs. ``scale`` is the
+    least common multiple of the possible union sizes 1..2G (G: most genres of an item):
+    every distance is then an integer, and while the sums stay below 2**53 (top-100 lists
+    with up to 10 genres per item, as MovieLens) the mean is the correctly rounded exact
+    value. When a sum could overflow int64 (many genres per item and long lists), ``scale`` is
+    the largest power of two (at most 2**52) that cannot, and each distance is rounded to a
+    multiple of 1/scale (an error <= 2**-50 per pair for top-100 lists).
     """
-    width = min(max(ks), rec.shape[1])
-    n = rec.shape[0]
-    jj, ii = np.tril_indices(width, -1)  # jj > ii, ordered by jj
-    ends = sorted({min(k, width) * (min(k, width) - 1) // 2 for k in ks})
-    flat_dist = g.dist.ravel()
-    stride = g.m + 1
-    codes = g.combo[rec[:, :width]].astype(np.intp)
-    has = codes < g.m
-    sums = {e: np.zeros(n, dtype=np.float64) for e in ends}
-    chunk = max(1, 2_000_000 // max(len(ii), 1))
-    for lo in range(0, n, chunk):
-        c = codes[lo : lo + chunk]
-        flat = c[:, jj]
-        flat *= stride
-        flat += c[:, ii]
-        # left-to-right running sums: bit-identical whatever the memory alignment
-        d = np.cumsum(flat_dist.take(flat), axis=1)
-        for e in ends:  # pairs of the top-k are a prefix
-            if e:
-                sums[e][lo : lo + len(c)] = d[:, e - 1]
-    out = {}
-    for k in ks:
-        kk = min(k, width)
-        nv = np.count_nonzero(has[:, :kk], axis=1)
-        pairs = nv * (nv - 1) / 2.0
-        total = sums[kk * (kk - 1) // 2]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[k] = np.where(pairs > 0, total / np.maximum(pairs, 1.0), np.nan)
-    return out
+    from bench.metrics import _kernels
 
-
-# ------------------------------------------------------------------ serendipity
-
-
-def baseline_membership(
-    p: Popularity,
-    seen_rows: sp.csr_matrix,
-    items: np.ndarray,
-    rows: np.ndarray,
-    ks: Sequence[int],
-) -> dict[int, np.ndarray]:
-    """For (row, item) pairs: is the item in the popularity baseline's top-k of that row's user?
-
-    The baseline ranks items by pop desc (ties by index) and drops the user's seen items. An
-    item at baseline position q (0-based, in ``p.order``) is in the top-k iff it is unseen and
-    q - #(seen items before q) < k. Only positions below k + |seen_u| can qualify, so the seen
-    entries with a larger position are never looked at. Chunked by users; no per-user loop.
-    """
-    n_items = len(p.order)
-    rpos = np.empty(n_items + 1, dtype=np.int64)
-    rpos[p.order] = np.arange(n_items)
-    rpos[n_items] = n_items  # padding: never in the baseline
-    qpos = rpos[items]
-    out = {k: np.zeros(len(items), dtype=bool) for k in ks}
-    if len(items) == 0:
-        return out
-    seen = seen_rows.tocsr()
-    seen.sum_duplicates()
-    n_seen = np.diff(seen.indptr)
-    # only queries with min(ks) <= q < max(ks) + |seen_u| need the count of seen items before
-    # q; every query needs to know whether its item is seen: keep entries up to each query
-    amb = (qpos >= min(ks)) & (qpos < max(ks) + n_seen[rows]) & (qpos < n_items)
-    rowmax = np.full(seen.shape[0], -1, dtype=np.int64)
-    np.maximum.at(rowmax, rows, np.where(amb, qpos, np.minimum(qpos, n_items - 1)))
-    sp_row = np.repeat(np.arange(seen.shape[0]), n_seen)
-    sp_pos = rpos[seen.indices]
-    stride = n_items + 1
-    key_seen = sp_row * stride + sp_pos
-    key_seen = np.sort(key_seen[sp_pos <= rowmax[sp_row]])
-    key_q = rows * stride + qpos
-    at = np.searchsorted(key_seen, key_q, side="left")
-    before = at - np.searchsorted(key_seen, rows * stride, side="left")
-    found = np.zeros(len(items), dtype=bool)
-    if len(key_seen):
-        found = key_seen[np.minimum(at, len(key_seen) - 1)] == key_q
-    for k in ks:
-        out[k] = (~found) & (qpos < n_items) & (qpos - before < k)
+    g = int(bits.sizes.max()) if len(bits.sizes) else 0
+    span = min(max(ks), rec.shape[1])
+    max_pairs = max(1, span * (span - 1) // 2)
+    shift = (2 * g).bit_length()
+    lcm = math.lcm(*range(1, 2 * g + 1))
+    x = np.arange(g + 1)[:, None]
+    union = np.arange(2 * g + 1)[None, :] - x  # |a| + |b| - x
+    ok = union >= 1
+    u = np.maximum(union, 1)
+    table = np.zeros((g + 1, 1 << shift), dtype=np.int64)
+    if max_pairs * lcm < 2**62:
+        scale = lcm
+        table[:, : 2 * g + 1] = np.where(ok, (u - x) * (lcm // u), 0)
+    else:
+        scale = 2 ** min(52, 62 - max_pairs.bit_length())
+        dist = 1.0 - x / u
+        table[:, : 2 * g + 1] = np.where(ok, np.rint(dist * scale).astype(np.int64), 0)
+    out = PerUser.allocate([f"ild_at_{k}" for k in ks], len(rec))
+    _kernels.ild(
+        rec,
+        np.asarray(ks, dtype=np.int64),
+        bits.words,
+        bits.sizes,
+        table.ravel(),
+        shift,
+        scale,
+        out.values,
+    )
     return out

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections import defaultdict
 from collections.abc import Mapping
+from itertools import count
 
 import numpy as np
 
@@ -42,21 +44,27 @@ def sanitize_label(value: object) -> str | None:
 def group_codes(labels: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Integer group code per entry (-1 = unknown) and the sorted group names.
 
-    Labels are sanitized once per distinct value, then mapped with a dict (no regex per user).
+    One dict pass numbers the distinct values (NaN objects are looked up by identity); each
+    distinct value is sanitized once (no regex per user), then the numbers are remapped.
     """
     values = labels.tolist()
     try:
-        distinct = dict.fromkeys(values)  # NaN objects are looked up by identity below
+        distinct, raw = _number(values)
     except TypeError:  # unhashable labels (lists, ...): group by their text
         values = [v if _is_hashable(v) else str(v) for v in values]
-        distinct = dict.fromkeys(values)
-    for v in distinct:
-        distinct[v] = sanitize_label(v)
-    names = sorted({c for c in distinct.values() if c is not None})
+        distinct, raw = _number(values)
+    clean = [sanitize_label(v) for v in distinct]
+    names = sorted({c for c in clean if c is not None})
     pos = {n: i for i, n in enumerate(names)}
-    code_of = {v: (pos[c] if c is not None else -1) for v, c in distinct.items()}
-    codes = np.fromiter(map(code_of.__getitem__, values), dtype=np.int64, count=len(values))
-    return codes, names
+    remap = np.array([pos[c] if c is not None else -1 for c in clean], dtype=np.int64)
+    return remap[raw] if len(raw) else raw, names
+
+
+def _number(values: list) -> tuple[list, np.ndarray]:
+    """The distinct values in order of appearance, and each value's index among them."""
+    index: defaultdict[object, int] = defaultdict(count().__next__)
+    raw = np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=len(values))
+    return list(index), raw
 
 
 def _is_hashable(v: object) -> bool:
@@ -78,17 +86,6 @@ def activity_codes(counts: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return idx, list(ACTIVITY_GROUPS)
 
 
-def group_means(values: np.ndarray, codes: np.ndarray, names: list[str]) -> dict[str, float]:
-    """Mean of ``values`` per group (NaN values ignored) and ``gap`` = max - min over groups."""
-    ok = (codes >= 0) & ~np.isnan(values)
-    sums = np.bincount(codes[ok], weights=values[ok], minlength=len(names))
-    cnts = np.bincount(codes[ok], minlength=len(names))
-    out = {names[g]: float(sums[g] / cnts[g]) for g in range(len(names)) if cnts[g] > 0}
-    if out:
-        out["gap"] = max(out.values()) - min(out.values())
-    return out
-
-
 def breakdown(
     per_user: Mapping[str, np.ndarray],
     attrs: Mapping[str, np.ndarray | tuple[np.ndarray, list[str]]],
@@ -96,15 +93,31 @@ def breakdown(
     """``<key>/<attr>/<group>`` and ``<key>/<attr>/gap`` for every metric and attribute.
 
     ``attrs`` maps an attribute to labels per user, or to ready ``(codes, names)``. A group
-    named ``gap`` would shadow the gap key; it is renamed ``gap_``.
+    named ``gap`` would shadow the gap key; it is renamed ``gap_``. A group's value is the
+    mean of the metric over its users (NaN values ignored; summed in user order); ``gap`` =
+    max - min over the groups with a value.
     """
     out: dict[str, float] = {}
+    if not attrs or not per_user:
+        return out
+    from bench.metrics import _kernels
+
+    keys = list(per_user)
+    table = np.stack([np.asarray(per_user[k], dtype=np.float64) for k in keys])
     for attr, labels in attrs.items():
         codes, names = labels if isinstance(labels, tuple) else group_codes(labels)
         names = [n if n != "gap" else "gap_" for n in names]
         safe_attr = sanitize_label(attr) or "attr"
-        for key, values in per_user.items():
-            for g, v in group_means(values, codes, names).items():
+        sums, counts = _kernels.group_sums(table, codes.astype(np.int64, copy=False), len(names))
+        for j, key in enumerate(keys):
+            means = {
+                names[g]: float(sums[j, g] / counts[j, g])
+                for g in range(len(names))
+                if counts[j, g] > 0
+            }
+            if means:
+                means["gap"] = max(means.values()) - min(means.values())
+            for g, v in means.items():
                 out[f"{key}/{safe_attr}/{g}"] = v
     return out
 

@@ -179,10 +179,39 @@ def test_items_beyond_k_do_not_matter(inst):
         np.testing.assert_array_equal(a.per_user[f"{m}_at_{k}"], b.per_user[f"{m}_at_{k}"])
 
 
+def _reference(rec: np.ndarray, truth: sp.csr_matrix, ks) -> dict[str, np.ndarray]:
+    """Every accuracy metric by a plain per-user loop (same float operations, same order)."""
+    k_max = max(ks)
+    disc = 1.0 / np.log2(np.arange(2, k_max + 2, dtype=np.float64))
+    idcg = np.concatenate([[0.0], np.cumsum(disc)])
+    out = {f"{m}_at_{k}": np.zeros(len(rec)) for k in ks for m in BOUNDED}
+    for u, row in enumerate(rec):
+        rel = set(truth.indices[truth.indptr[u] : truth.indptr[u + 1]].tolist())
+        n_rel = len(rel)
+        hit_pos, seen = [], set()
+        for pos, item in enumerate(row[:k_max].tolist()):
+            if item >= 0 and item in rel and item not in seen:
+                hit_pos.append(pos)
+            seen.add(item)
+        for k in ks:
+            within = [pos for pos in hit_pos if pos < k]
+            dcg, ap = 0.0, 0.0
+            for ordinal, pos in enumerate(within, start=1):
+                dcg += disc[pos]
+                ap += ordinal / (pos + 1.0)
+            out[f"precision_at_{k}"][u] = len(within) / k
+            out[f"recall_at_{k}"][u] = len(within) / float(n_rel)
+            out[f"hit_rate_at_{k}"][u] = 1.0 if within else 0.0
+            out[f"ndcg_at_{k}"][u] = dcg / idcg[min(n_rel, k)]
+            out[f"mrr_at_{k}"][u] = 1.0 / (within[0] + 1.0) if within else 0.0
+            out[f"map_at_{k}"][u] = ap / float(n_rel)
+    return out
+
+
 @pytest.mark.parametrize("seed", [0, 1])
-def test_suite_and_means_are_bit_identical_to_the_kernels_and_cumsum(seed):
-    from bench.metrics import accuracy
+def test_kernel_is_bit_identical_to_a_per_user_reference_and_means_to_cumsum(seed):
     from bench.metrics.engine import _means
+    from bench.metrics.table import PerUser
 
     rng = np.random.default_rng(seed)
     n, n_items, width = 500, 80, 30
@@ -191,21 +220,20 @@ def test_suite_and_means_are_bit_identical_to_the_kernels_and_cumsum(seed):
     truth = sp.csr_matrix(dense.astype(np.float64))
     rec = np.stack([rng.permutation(n_items)[:width] for _ in range(n)]).astype(np.int64)
     rec[rng.random(n) < 0.1, 20:] = -1  # short lists
+    rec[rng.random(n) < 0.02, :] = -1  # empty lists
     rec[5, 3] = rec[5, 1]  # a repeated item
-    hits = accuracy.compute_hits(rec, truth)
+    rec[7, 2:9] = rec[7, 1]
     ks = (1, 5, 30, 50)
-    got = accuracy.suite(hits, ks)
-    want = {
-        f"{name}_at_{k}": kernel(hits, k) for k in ks for name, kernel in accuracy.KERNELS.items()
-    }
-    assert list(got) == list(want)
+    got = evaluate_arrays(np.arange(n), rec, truth, ks).per_user
+    want = _reference(rec, truth, ks)
+    assert list(got) == list(want)  # k-major, metrics in catalog order
     for key in want:
         assert got[key].tobytes() == want[key].tobytes(), key
     per_user = dict(got)
     per_user["partly_nan"] = np.where(rng.random(n) < 0.3, np.nan, rng.random(n))
     per_user["all_nan"] = np.full(n, np.nan)
     summary, skipped = {}, []
-    _means(per_user, summary, skipped)
+    _means([PerUser(list(per_user), np.stack(list(per_user.values())))], summary, skipped)
     for key, values in per_user.items():
         v = values[~np.isnan(values)]
         if len(v):
@@ -215,29 +243,37 @@ def test_suite_and_means_are_bit_identical_to_the_kernels_and_cumsum(seed):
     ]
 
 
-def test_hit_mask_chunks_and_out_of_range_items(monkeypatch):
+def test_hits_and_top_copy_match_a_dense_membership_mask():
     from bench.metrics import accuracy
 
     rng = np.random.default_rng(7)
-    n, n_items = 300, 50
+    n, n_items, width = 300, 50, 12
     truth = sp.random(n, n_items, density=0.2, format="csr", random_state=7)
     truth.data[:] = 1.0
-    rec = np.stack([rng.permutation(n_items)[:12] for _ in range(n)])
+    rec = np.stack([rng.permutation(n_items)[:width] for _ in range(n)]).astype(np.int64)
     rec[rng.random(n) < 0.2, 8:] = -1  # padding
     dense = truth.toarray() > 0
     want = np.where(rec >= 0, dense[np.arange(n)[:, None], np.maximum(rec, 0)], False)
-    monkeypatch.setattr(accuracy, "_BITMAP_BYTES", 64 * 51 + 1)  # many chunks, last one short
-    monkeypatch.setattr(accuracy, "_MIN_CHUNK_ROWS", 7)
-    for check_bytes in (1, 7 * 12 * 8 * 3, 2**20):  # range-checked every 1, 3 or all chunks
-        monkeypatch.setattr(accuracy, "_CHECK_BYTES", check_bytes)
-        assert (accuracy.hit_mask(rec, truth) == want).all()
-        hits = accuracy.compute_hits(rec, truth)
-        assert (hits.row * 12 + hits.col).tolist() == np.flatnonzero(want).tolist()
-        for bad in (n_items, -2):
-            for row in (0, 17, n - 1):
+    for ks, span in (((3, 10), 10), ((5, 40), width)):
+        acc = accuracy.evaluate(np.arange(n), rec, truth, ks, keep_top=True)
+        assert acc.top is not None and acc.top.dtype == np.int32
+        assert (acc.top == rec[:, :span]).all()
+        for u in range(n):
+            start = truth.indptr[u]
+            pos, item = acc.hits[:, start : start + acc.n_hits[u]]
+            assert pos.tolist() == np.flatnonzero(want[u, :span]).tolist()
+            assert item.tolist() == rec[u, pos].tolist()
+
+
+def test_out_of_range_items_raise_wherever_they_are():
+    rng = np.random.default_rng(3)
+    n, n_items, width = 40, 30, 12
+    truth = sp.random(n, n_items, density=0.3, format="csr", random_state=3)
+    rec = np.stack([rng.permutation(n_items)[:width] for _ in range(n)]).astype(np.int64)
+    for bad in (n_items, -2, 2**40):
+        for row in (0, 17, n - 1):
+            for col in (0, 3, width - 1):  # width - 1: past max(ks), still checked
                 r = rec.copy()
-                r[row, 3] = bad
+                r[row, col] = bad
                 with pytest.raises(ValueError, match="out of range"):
-                    accuracy.hit_mask(r, truth)
-                with pytest.raises(ValueError, match="out of range"):
-                    accuracy.compute_hits(r, truth)
+                    evaluate_arrays(np.arange(n), r, truth, (2, 5))

@@ -9,6 +9,7 @@ The scenario (5 items, 4 users):
 """
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -163,16 +164,129 @@ def test_missing_inputs_are_skipped_not_guessed():
     assert dict(r.skipped)["pop_rsp_at_2"] == "needs seen"
 
 
-def test_baseline_membership_matches_brute_force():
-    rng = np.random.default_rng(0)
-    n_users, n_items = 40, 30
-    train = sp.random(n_users, n_items, density=0.3, random_state=1, format="csr")
-    seen = sp.random(n_users, n_items, density=0.3, random_state=2, format="csr")
+def _random_case(seed, n_users=40, n_items=30, width=15):
+    rng = np.random.default_rng(seed)
+    train = sp.random(n_users, n_items, density=0.3, random_state=seed + 1, format="csr")
+    seen = sp.random(n_users, n_items, density=0.3, random_state=seed + 2, format="csr")
+    truth = sp.random(n_users, n_items, density=0.25, random_state=seed + 3, format="csr")
+    rec = np.full((n_users, width), -1, dtype=np.int64)
+    for u in range(n_users):
+        length = int(rng.integers(0, width + 1))
+        rec[u, :length] = rng.permutation(n_items)[:length]
+    rec[3, 1:4] = rec[3, 0]  # a repeated item
+    return rng, train, seen, truth, rec
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_serendipity_matches_brute_force(seed):
+    _, train, seen, truth, rec = _random_case(seed)
+    ks = (1, 5, 12)
+    users = np.flatnonzero(np.diff(truth.indptr) > 0)
+    res = evaluate_arrays(users, rec[users], truth, ks, train=train, seen=seen)
     p = beyond.popularity(train)
-    rows = rng.integers(0, n_users, 200)
-    items = rng.integers(0, n_items, 200)
-    got = beyond.baseline_membership(p, seen, items, rows, (1, 5, 12))
-    for k in (1, 5, 12):
-        for j, (u, i) in enumerate(zip(rows, items, strict=True)):
-            base = [x for x in p.order if x not in set(seen[u].indices)][:k]
-            assert got[k][j] == (i in base)
+    for k in ks:
+        want = []
+        for u in res.users:
+            rel = set(truth[u].indices.tolist())
+            base = [x for x in p.order if x not in set(seen[u].indices.tolist())][:k]
+            hits, done = [], set()
+            for i in rec[u, :k].tolist():
+                if i >= 0 and i in rel and i not in done:
+                    hits.append(i)
+                done.add(i)
+            want.append(sum(i not in base for i in hits) / k)
+        np.testing.assert_array_equal(res.per_user[f"serendipity_at_{k}"], want)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_list_metrics_and_exposure_match_brute_force(seed):
+    _, train, _, truth, rec = _random_case(seed)
+    rec[5, 2] = -1  # padding in the middle: only real items count
+    ks = (1, 4, 15, 20)
+    users = np.arange(truth.shape[0])
+    keep = np.diff(truth.indptr)[users] > 0
+    res = evaluate_arrays(users, rec, truth, ks, train=train)
+    p = beyond.popularity(train)
+    info = -np.log2((p.pop + 1) / (p.n_train_users + 1))
+    for k in ks:
+        for r, u in enumerate(res.users):
+            items = [i for i in rec[u, :k].tolist() if i >= 0]
+            got = {m: res.per_user[f"{m}_at_{k}"][r] for m in ("novelty", "arp", "aplt")}
+            if not items:
+                assert all(math.isnan(v) for v in got.values())
+                continue
+            assert got["novelty"] == pytest.approx(np.mean(info[items]), abs=1e-13)
+            assert got["arp"] == pytest.approx(np.mean(p.pop[items]), abs=1e-13)
+            assert got["aplt"] == pytest.approx(np.mean(p.in_tail[items]), abs=1e-15)
+            assert res.per_user[f"aclt_at_{k}"][r] == p.in_tail[items].sum()
+        exposed = {i for u in users[keep] for i in rec[u, :k].tolist() if i >= 0}
+        catalog = set(np.flatnonzero(p.in_catalog).tolist())
+        want = len(exposed & catalog) / len(catalog)
+        assert res.summary[f"coverage_at_{k}"] == pytest.approx(want, abs=1e-15)
+
+
+def _exact_ild(lists, genre_sets):
+    """ILD of each list: exact mean of 1 - Jaccard over pairs of items with genres."""
+    out = []
+    for items in lists:
+        sets = [genre_sets[i] for i in items if i >= 0 and genre_sets[i]]
+        pairs = [(a, b) for j, b in enumerate(sets) for a in sets[:j]]
+        if not pairs:
+            out.append(float("nan"))
+            continue
+        total = sum(1 - Fraction(len(a & b), len(a | b)) for a, b in pairs)
+        out.append(float(total / len(pairs)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("n_genres, max_size", [(5, 3), (70, 4), (150, 3), (90, 60)])
+def test_ild_matches_exact_jaccard_including_multi_word_bitsets(n_genres, max_size):
+    """Genre sets beyond 64 genres span several uint64 words; with up to 60 genres per item the
+    least common multiple of the union sizes overflows and distances are rounded to 2**-b."""
+    rng = np.random.default_rng(n_genres)
+    n_users, n_items, width = 25, 40, 12
+    names = [f"genre {j:03d}" for j in range(n_genres)]
+    genres = [
+        frozenset(rng.choice(names, int(rng.integers(1, max_size + 1)), replace=False))
+        if i % 7
+        else None  # an item without genres
+        for i in range(n_items)
+    ]
+    genres[5] = frozenset()  # empty set: no genres either
+    rec = np.stack([rng.permutation(n_items)[:width] for _ in range(n_users)]).astype(np.int64)
+    rec[0, 4:] = -1
+    rec[1, 1:3] = rec[1, 0]  # a repeated item: a pair at distance 0
+    rec[2, :] = [0, 7, 14, 21, 28, 35, 5, -1, -1, -1, -1, -1]  # no item with genres
+    truth = sp.csr_matrix(np.ones((n_users, n_items)))
+    ks = (1, 2, 5, 12)
+    res = evaluate_arrays(np.arange(n_users), rec, truth, ks, item_genres=genres)
+    exact = max_size * 2 <= 20  # lcm of the union sizes fits: exact sums
+    for k in ks:
+        want = _exact_ild(rec[:, :k].tolist(), genres)
+        got = res.per_user[f"ild_at_{k}"]
+        assert np.array_equal(np.isnan(got), np.isnan(want)), k
+        if exact:
+            np.testing.assert_array_equal(got, want)  # the correctly rounded exact mean
+        else:
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
+    assert np.isnan(res.per_user["ild_at_12"][2]) and np.isnan(res.per_user["ild_at_1"]).all()
+
+
+def test_beyond_metrics_ignore_items_past_the_largest_k_and_are_deterministic():
+    _, train, seen, truth, rec = _random_case(4, width=10)
+    genres = [frozenset({"a", "b"} if i % 2 else {"c"}) for i in range(30)]
+    ks = (2, 6)
+    users = np.arange(truth.shape[0])
+    wide = np.concatenate([rec, np.random.default_rng(0).integers(0, 30, (len(rec), 7))], 1)
+    kw = dict(train=train, seen=seen, item_genres=genres)
+    a = evaluate_arrays(users, rec, truth, ks, **kw)
+    b = evaluate_arrays(users, wide, truth, ks, **kw)
+    # a copy at another memory offset: sums must not depend on alignment
+    buf = np.empty(wide.size + 1, dtype=np.int64)[1:].reshape(wide.shape)
+    buf[:] = wide
+    c = evaluate_arrays(users, buf, truth, ks, **kw)
+    assert list(a.summary) == list(b.summary) == list(c.summary)
+    for key, v in a.summary.items():
+        assert v == b.summary[key] == c.summary[key] or math.isnan(v), key
+    for key, v in a.per_user.items():
+        assert v.tobytes() == b.per_user[key].tobytes() == c.per_user[key].tobytes(), key
