@@ -179,12 +179,11 @@ def row_sums(table):
 
 
 @_jit
-def group_sums(table, codes, n_groups):
-    """Per group (codes >= 0): sum and count of the non-NaN values of each row of ``table``.
-
-    Users are added in order, so each group's sum runs left to right.
+def group_sums(table, rows, codes, n_groups):
+    """Per group (codes >= 0): sum and count of the non-NaN values of the rows ``rows`` of
+    ``table`` (one result row each). Users are added in order: each sum runs left to right.
     """
-    m, n = table.shape
+    m, n = len(rows), table.shape[1]
     sums = np.zeros((m, n_groups), dtype=np.float64)
     counts = np.zeros((m, n_groups), dtype=np.int64)
     for i in range(n):
@@ -192,7 +191,7 @@ def group_sums(table, codes, n_groups):
         if g < 0:
             continue
         for j in range(m):
-            v = table[j, i]
+            v = table[rows[j], i]
             if v == v:
                 sums[j, g] += v
                 counts[j, g] += 1

@@ -266,6 +266,5 @@ def _user_fairness(ctx: _Context, train, user_attrs, n_users: int) -> None:
         attrs[name] = (codes[ctx.users], names)
     if train is not None:
         attrs["activity"] = fairness.activity_codes(np.diff(train.indptr)[ctx.users])
-    rows = ctx.acc.table.rows()
     keys = [f"{m}_at_{k}" for k in ctx.ks for m in ("ndcg", "recall")]
-    ctx.summary.update(fairness.breakdown({k: rows[k] for k in keys}, attrs))
+    ctx.summary.update(fairness.breakdown(ctx.acc.table, keys, attrs))

@@ -13,10 +13,12 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import count
 
 import numpy as np
+
+from bench.metrics.table import PerUser
 
 _UNSAFE = re.compile(r"[^\w.\- ]")
 ACTIVITY_GROUPS = ("cold", "warm", "hot")
@@ -87,10 +89,12 @@ def activity_codes(counts: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 
 def breakdown(
-    per_user: Mapping[str, np.ndarray],
+    table: PerUser,
+    keys: Sequence[str],
     attrs: Mapping[str, np.ndarray | tuple[np.ndarray, list[str]]],
 ) -> dict[str, float]:
-    """``<key>/<attr>/<group>`` and ``<key>/<attr>/gap`` for every metric and attribute.
+    """``<key>/<attr>/<group>`` and ``<key>/<attr>/gap`` for the rows ``keys`` of ``table``
+    and every attribute.
 
     ``attrs`` maps an attribute to labels per user, or to ready ``(codes, names)``. A group
     named ``gap`` would shadow the gap key; it is renamed ``gap_``. A group's value is the
@@ -98,17 +102,17 @@ def breakdown(
     max - min over the groups with a value.
     """
     out: dict[str, float] = {}
-    if not attrs or not per_user:
+    if not attrs or not keys:
         return out
     from bench.metrics import _kernels
 
-    keys = list(per_user)
-    table = np.stack([np.asarray(per_user[k], dtype=np.float64) for k in keys])
+    rows = np.array([table.keys.index(k) for k in keys], dtype=np.int64)
     for attr, labels in attrs.items():
         codes, names = labels if isinstance(labels, tuple) else group_codes(labels)
         names = [n if n != "gap" else "gap_" for n in names]
         safe_attr = sanitize_label(attr) or "attr"
-        sums, counts = _kernels.group_sums(table, codes.astype(np.int64, copy=False), len(names))
+        codes = codes.astype(np.int64, copy=False)
+        sums, counts = _kernels.group_sums(table.values, rows, codes, len(names))
         for j, key in enumerate(keys):
             means = {
                 names[g]: float(sums[j, g] / counts[j, g])
