@@ -48,7 +48,8 @@ class Popularity:
 def popularity(train: sp.csr_matrix, binary: bool = False) -> Popularity:
     """Popularity, catalog, short head/long tail of a train matrix (duplicates count once).
 
-    ``binary``: ``train`` is known to be a canonical CSR matrix of ones (skips the checks).
+    ``binary``: ``train`` is known to be a canonical CSR matrix without explicit zeros (skips
+    the checks).
     """
     from bench.metrics import _kernels
 

@@ -57,12 +57,18 @@ def _sorted_ks(ks: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _binary_csr(m: sp.spmatrix, name: str, shape: tuple[int, int] | None) -> sp.csr_matrix:
-    if isinstance(m, sp.csr_matrix) and (shape is None or m.shape == shape):
-        d = m.data
-        if m.has_canonical_format and (
-            d.size == 0 or (np.minimum.reduce(d) == 1 and np.maximum.reduce(d) == 1)
-        ):
-            return m  # already binary, sorted and duplicate-free: no copy
+    """``m`` as a canonical CSR matrix whose stored entries are the positives (any nonzero).
+
+    Only the structure (``indptr``, ``indices``) is read downstream, so a canonical CSR matrix
+    without explicit zeros is returned as is (no copy); otherwise a binary copy.
+    """
+    if (
+        isinstance(m, sp.csr_matrix)
+        and (shape is None or m.shape == shape)
+        and m.has_canonical_format
+        and np.count_nonzero(m.data) == m.data.size
+    ):
+        return m  # sorted, duplicate-free, no explicit zero: no copy
     if not sp.issparse(m):
         raise TypeError(f"{name} must be a scipy sparse matrix, got {type(m).__name__}")
     if shape is not None and m.shape != shape:
