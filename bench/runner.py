@@ -64,6 +64,47 @@ def item_genres(items: pl.DataFrame) -> list[frozenset[str]] | None:
     return [frozenset(g or ()) for g in items["genres"].to_list()]
 
 
+def item_embeddings(
+    cfg: Mapping[str, Any], items: pl.DataFrame, n_items: int, cache_dir: Path, progress: bool
+) -> np.ndarray | None:
+    """Unit-norm item text embeddings for ``ild_emb`` (``metrics.item_embeddings``), or None.
+
+    Texts come from the template, the encoder is a local folder (default: the bundled
+    all-MiniLM-L6-v2); embeddings are cached on disk like llm-embed's, so only the first run on
+    a dataset encodes. Items whose text is empty (no side information) get a NaN row: they are
+    left out of the pairs, as items without genres are for ``ild``. None when the option is
+    null or no item has text.
+    """
+    spec = (cfg.get("metrics") or {}).get("item_embeddings")
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping) or set(spec) - {"encoder", "template"}:
+        raise ConfigError(
+            f"metrics.item_embeddings must be null or {{encoder: <folder or ''>, template: "
+            f"'<text with {{column}} fields>'}}, got {spec!r}"
+        )
+    from baselines.llm.common import check_template, default_encoder_path, render_item_texts
+    from baselines.llm.encoder import embed_items
+
+    template = str(spec.get("template") or "")
+    fields = check_template(template, "metrics.item_embeddings.template")
+    if not fields:
+        raise ConfigError(
+            "metrics.item_embeddings.template has no {column} field: every item would get the "
+            "same text (e.g. template='{title} ({year}). Genres: {genres}.')"
+        )
+    texts = render_item_texts(items, n_items, template)
+    blank = " ".join(template.format(**{f: "" for f in fields}).split())
+    has_text = np.array([t != blank for t in texts], dtype=bool)
+    if not has_text.any():
+        return None
+    encoder = str(spec.get("encoder") or "") or default_encoder_path()
+    emb, _ = embed_items(texts, encoder, cache_dir, template=template, progress=progress)
+    out = emb.astype(np.float64)
+    out[~has_text] = np.nan
+    return out
+
+
 def make_validator(split, cfg: Mapping[str, Any], tie_rank: np.ndarray):
     """``ctx.validate``: rank valid users on the train history with the harness's own topk and
     score them with the harness's own accuracy metrics on ``valid``."""
@@ -296,8 +337,17 @@ def execute(cfg: Mapping[str, Any], model, split_obj, device: str, workdir: Path
     train_m = split.matrix("train")
     attrs = attribute_labels(md.users, list(cfg.get("metrics", {}).get("user_attributes") or []))
     genres = item_genres(md.items)
+    emb = item_embeddings(cfg, md.items, md.n_items, cache_dir, progress_enabled(cfg))
     res = evaluate_arrays(
-        users, rec, truth, ks, train=train_m, seen=hist.matrix, item_genres=genres, user_attrs=attrs
+        users,
+        rec,
+        truth,
+        ks,
+        train=train_m,
+        seen=hist.matrix,
+        item_genres=genres,
+        user_attrs=attrs,
+        item_embeddings=emb,
     )
     metrics.update(res.summary)
     metrics["n_users_skipped"] = float(md.n_users - len(users))

@@ -215,24 +215,33 @@ def _item_counts(indices, n_items):
 
 
 @_jit
-def list_metrics(rec, ks, info, pop, tail, recbole_tail, out, exposure):
+def list_metrics(
+    rec, ks, info, pop, tail, recbole_tail, users, indptr, hits, n_hits, epc_gain, disc, out,
+    exposure,
+):  # fmt: skip
     """Popularity metrics of each top-k list and the top-k exposure of every item.
 
     Item tables have n_items + 1 cells (the last, for -1 padding, is never read). out
-    (5*len(ks), n): row 5*j + (novelty, arp, aplt, aclt, tail_percentage) for ks[j]; means
-    are over the real items of the top-k (NaN for none). exposure (len(ks), n_items): how
-    many lists have the item in their top ks[j] (int32).
+    (6*len(ks), n): row 6*j + (novelty, arp, aplt, aclt, tail_percentage, epc) for ks[j];
+    means are over the real items of the top-k (NaN for none). epc: sum of disc[pos] *
+    epc_gain[item] over the hits in the top-k (hits as stored by ``accuracy`` for ``users``
+    and ``indptr``) / sum of disc[pos] over the slots of the top-k holding an item (0 for an
+    empty list). exposure (len(ks), n_items): how many lists have the item in their top
+    ks[j] (int32).
     """
     n, width = rec.shape
     nk = len(ks)
     span = min(width, ks[nk - 1])
     for r in range(n):
-        s_info = 0.0
+        s_info, s_gain, s_disc = 0.0, 0.0, 0.0
         s_pop, n_tail, n_rb, length = 0, 0, 0, 0  # pop: integer counts (exact sums)
+        a = indptr[users[r]]
+        nh = n_hits[r]
+        h = 0  # next hit (hits are in list order)
         kk = 0
         for pos in range(span):
             while kk < nk and ks[kk] <= pos:
-                _list_at(out, kk, r, s_info, s_pop, n_tail, n_rb, length)
+                _list_at(out, kk, r, s_info, s_pop, n_tail, n_rb, length, s_gain, s_disc)
                 kk += 1
             item = rec[r, pos]
             if item < 0:
@@ -242,23 +251,28 @@ def list_metrics(rec, ks, info, pop, tail, recbole_tail, out, exposure):
             n_tail += tail[item]
             n_rb += recbole_tail[item]
             length += 1
+            s_disc += disc[pos]
+            if h < nh and hits[0, a + h] == pos:
+                s_gain += disc[pos] * epc_gain[item]
+                h += 1
             exposure[kk, item] += 1
         while kk < nk:
-            _list_at(out, kk, r, s_info, s_pop, n_tail, n_rb, length)
+            _list_at(out, kk, r, s_info, s_pop, n_tail, n_rb, length, s_gain, s_disc)
             kk += 1
     for kk in range(1, nk):  # counts per band of positions -> counts within the top-k
         exposure[kk] += exposure[kk - 1]
 
 
 @numba.njit(inline="always")
-def _list_at(out, kk, r, s_info, s_pop, n_tail, n_rb, length):
-    row = 5 * kk
+def _list_at(out, kk, r, s_info, s_pop, n_tail, n_rb, length, s_gain, s_disc):
+    row = 6 * kk
     m = float(length) if length > 0 else np.nan  # an empty list: NaN means
     out[row, r] = s_info / m
     out[row + 1, r] = s_pop / m
     out[row + 2, r] = n_tail / m
     out[row + 3, r] = float(n_tail)
     out[row + 4, r] = n_rb / m
+    out[row + 5, r] = s_gain / s_disc if length > 0 else 0.0
 
 
 @_jit
@@ -412,3 +426,50 @@ def ild(rec, ks, words, sizes, table, shift, scale, out):
 def _ild_at(out, kk, r, total, cnt, scale):
     pairs = cnt * (cnt - 1) // 2
     out[kk, r] = total / (pairs * scale) if pairs > 0 else np.nan
+
+
+@_jit
+def ild_embedding(rec, ks, emb, sq, out):
+    """Intra-list diversity from item embeddings: 1 - mean pairwise cosine, at every k.
+
+    emb (n_items + 1, d) float64: unit rows (the last, for padding, and items without an
+    embedding are zero, with sq = 0); sq (n_items + 1,): squared norm of each row (1 or 0).
+    The sum of the pairwise dot products of a list is (|s|^2 - sum_i |e_i|^2) / 2 with s the
+    sum of its vectors, so a list costs O(k d) instead of O(k^2 d). out (len(ks), n): NaN
+    where fewer than 2 items have an embedding.
+    """
+    n, width = rec.shape
+    nk = len(ks)
+    span = min(width, ks[nk - 1])
+    d = emb.shape[1]
+    s = np.empty(d, dtype=np.float64)
+    for r in range(n):
+        for j in range(d):
+            s[j] = 0.0
+        s_sq = 0.0
+        cnt = 0
+        kk = 0
+        for pos in range(span):
+            while kk < nk and ks[kk] <= pos:
+                out[kk, r] = _ild_emb_at(s, s_sq, cnt)
+                kk += 1
+            item = rec[r, pos]
+            if item < 0 or sq[item] == 0.0:
+                continue
+            for j in range(d):
+                s[j] += emb[item, j]
+            s_sq += sq[item]
+            cnt += 1
+        while kk < nk:
+            out[kk, r] = _ild_emb_at(s, s_sq, cnt)
+            kk += 1
+
+
+@numba.njit(inline="always")
+def _ild_emb_at(s, s_sq, cnt):
+    if cnt < 2:
+        return np.nan
+    total = 0.0
+    for j in range(len(s)):
+        total += s[j] * s[j]
+    return 1.0 - (total - s_sq) / (cnt * (cnt - 1.0))

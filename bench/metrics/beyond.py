@@ -26,6 +26,8 @@ from bench.metrics.table import PerUser
 
 SHORT_HEAD_SHARE = 0.8
 RECBOLE_TAIL_RATIO = 0.1
+#: the per-list popularity metrics of ``list_metrics``, in the order of its table rows
+LIST_METRICS = ("novelty", "arp", "aplt", "aclt", "tail_percentage", "epc")
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,15 @@ def popularity(train: sp.csr_matrix, binary: bool = False) -> Popularity:
     )
 
 
-def list_metrics(p: Popularity, rec: np.ndarray, ks: Sequence[int]) -> tuple[PerUser, np.ndarray]:
+def list_metrics(
+    p: Popularity,
+    rec: np.ndarray,
+    ks: Sequence[int],
+    users: np.ndarray,
+    truth: sp.csr_matrix,
+    hits: np.ndarray,
+    n_hits: np.ndarray,
+) -> tuple[PerUser, np.ndarray]:
     """Per-user list metrics of popularity at every k, and the top-k exposure of every item.
 
     - novelty@k = mean over the top-k of -log2((pop(i)+1)/(n_train_users+1)) (Zhou et al.,
@@ -92,17 +102,22 @@ def list_metrics(p: Popularity, rec: np.ndarray, ks: Sequence[int]) -> tuple[Per
     - arp@k = mean over the top-k of pop(i) (Abdollahpouri et al., FLAIRS 2019);
     - aplt@k = |top-k in T| / |top-k|; aclt@k = |top-k in T| (Abdollahpouri, Burke &
       Mobasher, FLAIRS 2019; Elliot);
-    - tail_percentage@k = share of the top-k in RecBole's tail (bottom 10 % of C by count).
+    - tail_percentage@k = share of the top-k in RecBole's tail (bottom 10 % of C by count);
+    - epc@k = sum_{i<=k} h_i disc(i) (1 - pop(L_i)/n_train_users) / sum_{i<=k, L_i an item}
+      disc(i), disc(i) = 1/log2(i+1) (expected popularity complement, Vargas & Castells,
+      RecSys 2011, as in Elliot's EPC with binary relevance); 0 for an empty list.
 
     Means are over the real items of the (possibly shorter) list; an empty list gives NaN.
-    Sums run left to right along the list. Returns the table (keys ``<name>_at_<k>``, k-major)
-    and ``(len(ks), n_items)`` exposure counts: how many top-k lists hold each item.
+    Sums run left to right along the list. Hits as returned by ``accuracy.evaluate`` for
+    ``users`` and ``truth``. Returns the table (keys ``<name>_at_<k>``, k-major) and
+    ``(len(ks), n_items)`` exposure counts: how many top-k lists hold each item.
     """
     from bench.metrics import _kernels
+    from bench.metrics.accuracy import _discounts
 
     info = -np.log2((p.pop + 1.0) / (p.n_train_users + 1.0))
-    names = ("novelty", "arp", "aplt", "aclt", "tail_percentage")
-    table = PerUser.allocate([f"{m}_at_{k}" for k in ks for m in names], len(rec))
+    gain = 1.0 - p.pop / max(p.n_train_users, 1)
+    table = PerUser.allocate([f"{m}_at_{k}" for k in ks for m in LIST_METRICS], len(rec))
     exposure = np.zeros((len(ks), len(p.pop) - 1), dtype=np.int32)
     _kernels.list_metrics(
         rec,
@@ -111,6 +126,12 @@ def list_metrics(p: Popularity, rec: np.ndarray, ks: Sequence[int]) -> tuple[Per
         p.pop.astype(np.int32),  # distinct users: integers
         p.in_tail.astype(np.int8),
         p.in_recbole_tail.astype(np.int8),
+        users,
+        _kernels.csr_arrays(truth)[0],
+        hits,
+        n_hits,
+        gain,
+        _discounts(max(ks))[0],
         table.values,
         exposure,
     )
@@ -302,4 +323,30 @@ def ild(bits: GenreBits, rec: np.ndarray, ks: Sequence[int]) -> PerUser:
         scale,
         out.values,
     )
+    return out
+
+
+def ild_embedding(emb: np.ndarray, rec: np.ndarray, ks: Sequence[int]) -> PerUser:
+    """ild_emb@k = 1 - mean over pairs i<j of the top-k of cos(e_i, e_j).
+
+    Embedding-based intra-list diversity (Ziegler et al., WWW 2005, with cosine similarity
+    of item vectors as in LensKit and MS recommenders). ``emb`` (n_items, d): one vector per
+    item, a row of NaN (or zeros) = no embedding: such items are left out of the pairs; a
+    list with fewer than 2 items with an embedding gets NaN. Rows are normalised here, so
+    the value is in [0, 2]. Keys ``ild_emb_at_<k>``.
+    """
+    from bench.metrics import _kernels
+
+    e = np.asarray(emb, dtype=np.float64)
+    if e.ndim != 2:
+        raise ValueError(f"item embeddings must be a 2-d array (n_items, d), got shape {e.shape}")
+    e = np.where(np.isfinite(e).all(axis=1, keepdims=True), e, 0.0)
+    norm = np.sqrt(np.einsum("ij,ij->i", e, e))
+    unit = np.zeros((len(e) + 1, e.shape[1]), dtype=np.float64)  # last row: padding
+    ok = norm > 0
+    unit[:-1][ok] = e[ok] / norm[ok, None]
+    sq = np.zeros(len(unit), dtype=np.float64)
+    sq[:-1][ok] = np.einsum("ij,ij->i", unit[:-1][ok], unit[:-1][ok])
+    out = PerUser.allocate([f"ild_emb_at_{k}" for k in ks], len(rec))
+    _kernels.ild_embedding(rec, np.asarray(ks, dtype=np.int64), unit, sq, out.values)
     return out

@@ -158,6 +158,23 @@ _SPECS: list[MetricSpec] = [
         bounded=True,
     ),
     MetricSpec(
+        "ild_emb_at_{k}",
+        "ild_emb@{k}",
+        "beyond-accuracy",
+        True,
+        True,
+        ("item embeddings",),
+        "1 - mean over pairs i<j of the top-k of cos(e_i, e_j), e = item text embeddings "
+        "(metrics.item_embeddings: the bundled all-MiniLM-L6-v2 by default); items without "
+        "text are left out of the pairs, lists with fewer than 2 such items are skipped; in "
+        "[0, 2]",
+        "Ziegler et al., WWW 2005; cosine distance of item vectors as in LensKit and MS "
+        "recommenders",
+        "LensKit and MS recommenders use cosine over feature/embedding vectors (the same form); "
+        "RecBole and Elliot have no embedding ILD. Values depend on the encoder and the text "
+        "template, which are logged as params.",
+    ),
+    MetricSpec(
         "gini_at_{k}",
         "gini@{k}",
         "beyond-accuracy",
@@ -233,6 +250,21 @@ _SPECS: list[MetricSpec] = [
         "Shannon 1948; MS recommenders `distributional_coverage`",
         "RecBole `ShannonEntropy` uses the natural log and divides by the number of distinct "
         "recommended items; Elliot's uses natural log without division.",
+    ),
+    MetricSpec(
+        "epc_at_{k}",
+        "epc@{k}",
+        "beyond-accuracy",
+        True,
+        True,
+        ("test", "train"),
+        "sum_{i<=k} h_i disc(i) (1 - pop(L_i)/n_train_users) / sum_{i<=k, L_i an item} disc(i), "
+        "disc(i) = 1/log2(i+1), binary relevance; 0 for an empty list",
+        "Vargas & Castells, RecSys 2011 (expected popularity complement); as implemented in "
+        "Elliot `EPC`",
+        "Elliot EPC identical with binary relevance (Elliot can also use graded relevance); "
+        "novelty is the relevance-free self-information variant; RecBole has none.",
+        bounded=True,
     ),
     MetricSpec(
         "serendipity_at_{k}",

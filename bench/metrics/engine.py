@@ -124,19 +124,21 @@ def evaluate_arrays(
     seen: sp.spmatrix | None = None,
     item_genres: Sequence[frozenset[str] | None] | None = None,
     user_attrs: Mapping[str, np.ndarray] | None = None,
+    item_embeddings: np.ndarray | None = None,
 ) -> EvalResult:
     """Every metric of the catalog that the inputs allow, at every k in ``ks``.
 
     users: int (n,) user indices; rec: int (n, K) ranked item indices, -1 = padding;
     truth: (n_users, n_items) test positives; train: train interactions (popularity, catalog,
     activity); seen: items excluded from each user's ranking (serendipity baseline, PopRSP);
-    item_genres: genre set per item index (ILD); user_attrs: attribute -> labels (n_users,).
+    item_genres: genre set per item index (ILD); user_attrs: attribute -> labels (n_users,);
+    item_embeddings: (n_items, d) vector per item index, NaN rows = none (ild_emb).
     """
     ks = _check_ks(ks)
     truth = _binary_csr(truth, "truth", None)
     users, rec, counts = _prepare(users, rec, truth)
     # one pass per list: every accuracy metric at every k, the hits, the empty lists
-    beyond_needed = train is not None or item_genres is not None
+    beyond_needed = train is not None or item_genres is not None or item_embeddings is not None
     acc = accuracy.evaluate(users, rec, truth, ks, keep_top=beyond_needed)
     counts["n_users_without_recommendations"] = float(acc.n_empty)
     summary: dict[str, float] = dict(counts)
@@ -151,6 +153,7 @@ def evaluate_arrays(
         seen_m = _binary_csr(seen, "seen", shape) if seen is not None else None
     _beyond(ctx, train_m, seen_m)
     _ild(ctx, item_genres, shape[1])
+    _ild_emb(ctx, item_embeddings, shape[1])
     _user_fairness(ctx, train_m, user_attrs, shape[0])
     _means(ctx.tables, summary, skipped)
     if not len(users):
@@ -211,7 +214,7 @@ def _skips(names: tuple[str, ...], ks: tuple[int, ...], reason: str) -> tuple[tu
 
 
 _NO_PARITY = "undefined: fewer than 2 groups with items, or a zero mean rate"
-_POP_LIST = ("novelty", "arp", "aplt", "aclt", "tail_percentage")
+_POP_LIST = beyond.LIST_METRICS
 _POP_CATALOG = ("coverage", "gini", "entropy", "pop_reo", "long_tail_hit_share")
 
 
@@ -220,13 +223,15 @@ def _beyond(ctx: _Context, train: sp.csr_matrix | None, seen: sp.csr_matrix | No
         ctx.skip(_POP_LIST + _POP_CATALOG + ("serendipity", "pop_rsp"), "needs train")
         return
     p = beyond.popularity(train, binary=True)  # _binary_csr's output
-    table, exposure = beyond.list_metrics(p, ctx.top, ctx.ks)
+    acc = ctx.acc
+    table, exposure = beyond.list_metrics(
+        p, ctx.top, ctx.ks, ctx.users, ctx.truth, acc.hits, acc.n_hits
+    )
     ctx.tables.append(table)
     for counts, k in zip(exposure, ctx.ks, strict=True):
         ctx.put(f"coverage_at_{k}", beyond.coverage(p, counts), "empty catalog")
         ctx.put(f"gini_at_{k}", beyond.gini(p, counts), "no exposure within the catalog")
         ctx.put(f"entropy_at_{k}", beyond.entropy(p, counts), "no exposure within the catalog")
-    acc = ctx.acc
     hg = beyond.hit_groups(p, ctx.users, ctx.ks, ctx.truth, acc.hits, acc.n_hits, seen)
     relevant = {"H": float(hg.relevant[1]), "T": float(hg.relevant[2])}
     for hits, k in zip(hg.hits, ctx.ks, strict=True):
@@ -252,6 +257,17 @@ def _ild(ctx: _Context, item_genres, n_items: int) -> None:
         ctx.skip(("ild",), "needs item genres")
         return
     ctx.tables.append(beyond.ild(beyond.genre_bits(item_genres, n_items), ctx.top, ctx.ks))
+
+
+def _ild_emb(ctx: _Context, emb: np.ndarray | None, n_items: int) -> None:
+    if emb is None:
+        ctx.skip(("ild_emb",), "needs item embeddings")
+        return
+    if np.ndim(emb) != 2 or len(emb) != n_items:
+        raise ValueError(
+            f"item_embeddings must have one row per item ({n_items}), got shape {np.shape(emb)}"
+        )
+    ctx.tables.append(beyond.ild_embedding(emb, ctx.top, ctx.ks))
 
 
 def _user_fairness(ctx: _Context, train, user_attrs, n_users: int) -> None:

@@ -6,6 +6,7 @@ The scenario (5 items, 4 users):
   test: u0 {2}, u1 {4}, u2 {1}, u3 {} (skipped)
   rec:  u0 [2, 3, -1], u1 [4, 3, 2], u2 [3, 1, 4]
   genres: 0 {A}, 1 {A,B}, 2 {B}, 3 none, 4 {A,C}
+  embeddings: 0 (1,0), 1 (0,1), 2 (3,3) (normalised: (1,1)/sqrt 2), 3 none (NaN), 4 (-1,0)
 """
 
 import math
@@ -22,6 +23,7 @@ TRAIN = [[0, 1], [0, 1], [0, 2], [0]]
 TEST = [[2], [4], [1], []]
 REC = [[2, 3, -1], [4, 3, 2], [3, 1, 4]]
 GENRES = [frozenset("A"), frozenset("AB"), frozenset("B"), frozenset(), frozenset("AC")]
+EMB = np.array([[1.0, 0.0], [0.0, 1.0], [3.0, 3.0], [np.nan, np.nan], [-1.0, 0.0]])
 L3 = 1 / math.log2(3)
 
 
@@ -50,6 +52,7 @@ def res():
         seen=csr(TRAIN),
         item_genres=GENRES,
         user_attrs=attrs,
+        item_embeddings=EMB,
     )
 
 
@@ -103,6 +106,75 @@ def test_ild_items_without_genres_and_short_lists(res):
     assert np.isnan(pu["ild_at_2"]).all()
     assert "ild_at_2" not in res.summary
     assert ("ild_at_2", "undefined for every evaluated user") in res.skipped
+
+
+def test_epc_hand_computed(res):
+    # gain 1 - pop/4 = [0, .5, .75, 1, 1]; disc 1, 1/log2(3), 1/2
+    pu = res.per_user
+    np.testing.assert_allclose(pu["epc_at_1"], [0.75, 1.0, 0.0], atol=1e-15)
+    np.testing.assert_allclose(pu["epc_at_2"], [0.75 / (1 + L3), 1 / (1 + L3), 0.5 * L3 / (1 + L3)])
+    # u0's list has 2 items: its norm stops at 2 slots (Elliot: sum over the list's positions)
+    want3 = [0.75 / (1 + L3), 1 / (1 + L3 + 0.5), 0.5 * L3 / (1 + L3 + 0.5)]
+    np.testing.assert_allclose(pu["epc_at_3"], want3, atol=1e-15)
+    assert res.summary["epc_at_3"] == pytest.approx(np.mean(want3), abs=1e-15)
+
+
+def test_epc_empty_list_scores_zero_and_only_novel_hits_count():
+    # u0: empty list; u1: a hit on item 0, which every train user has (gain 0); u2: a miss
+    # then a hit on item 3 (never in train, gain 1) at slot 2 of 2
+    rec = np.array([[-1, -1], [0, 4], [2, 3]])
+    r = evaluate_arrays(np.arange(3), rec, csr([[2], [0], [3], []]), (2,), train=csr(TRAIN))
+    np.testing.assert_allclose(r.per_user["epc_at_2"], [0.0, 0.0, L3 / (1 + L3)], atol=1e-15)
+    assert math.isnan(r.per_user["novelty_at_2"][0])  # a mean over no item
+
+
+def test_ild_embedding_hand_computed(res):
+    pu = res.per_user
+    # u0 [2, 3]: one item with an embedding -> NaN; u1 @3: 4 (-1,0) vs 2 (1,1)/sqrt2 -> cos
+    # -1/sqrt2; u2 @3: 1 (0,1) vs 4 (-1,0) -> cos 0
+    want = [np.nan, 1 + 1 / math.sqrt(2), 1.0]
+    np.testing.assert_allclose(pu["ild_emb_at_3"], want, atol=1e-15)
+    assert np.isnan(pu["ild_emb_at_1"]).all() and np.isnan(pu["ild_emb_at_2"][:2]).all()
+    assert pu["ild_emb_at_2"][2] != pu["ild_emb_at_2"][2]  # [3, 1]: one vector
+    assert res.summary["ild_emb_at_3"] == pytest.approx((2 + 1 / math.sqrt(2)) / 2, abs=1e-15)
+    assert ("ild_emb_at_1", "undefined for every evaluated user") in res.skipped
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ild_embedding_matches_pairwise_cosine_and_ignores_list_order(seed):
+    rng = np.random.default_rng(seed)
+    n_users, n_items, width, d = 30, 25, 10, 7
+    emb = rng.normal(size=(n_items, d)) * rng.uniform(0.1, 5, size=(n_items, 1))
+    emb[3] = np.nan  # no embedding
+    emb[4] = 0.0  # no embedding either
+    rec = np.stack([rng.permutation(n_items)[:width] for _ in range(n_users)]).astype(np.int64)
+    rec[0, 5:] = -1
+    rec[1, 1:3] = rec[1, 0]  # a repeated item: cosine 1 with itself
+    truth = sp.csr_matrix(np.ones((n_users, n_items)))
+    ks = (2, 5, 10)
+    res = evaluate_arrays(np.arange(n_users), rec, truth, ks, item_embeddings=emb)
+    with np.errstate(invalid="ignore"):  # rows 3 and 4 have no direction
+        unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    for k in ks:
+        got = res.per_user[f"ild_emb_at_{k}"]
+        for u in range(n_users):
+            vs = [unit[i] for i in rec[u, :k] if i >= 0 and i not in (3, 4)]
+            cos = [vs[a] @ vs[b] for b in range(len(vs)) for a in range(b)]
+            if not cos:
+                assert math.isnan(got[u])
+                continue
+            assert got[u] == pytest.approx(1 - np.mean(cos), abs=1e-12)
+            assert 0 <= got[u] <= 2
+    # a set metric: reversing each top-10 list changes nothing
+    rev = rec[:, ::-1].copy()
+    rev[0] = np.r_[rec[0, :5][::-1], [-1] * 5]
+    back = evaluate_arrays(np.arange(n_users), rev, truth, (10,), item_embeddings=emb)
+    np.testing.assert_allclose(back.per_user["ild_emb_at_10"], res.per_user["ild_emb_at_10"])
+
+
+def test_item_embeddings_must_have_one_row_per_item():
+    with pytest.raises(ValueError, match="one row per item"):
+        evaluate_arrays(np.arange(3), np.array(REC), csr(TEST), (2,), item_embeddings=EMB[:4])
 
 
 def test_serendipity_and_item_fairness(res):
@@ -159,6 +231,8 @@ def test_missing_inputs_are_skipped_not_guessed():
     reasons = dict(r.skipped)
     assert reasons["novelty_at_2"] == "needs train"
     assert reasons["ild_at_2"] == "needs item genres"
+    assert reasons["ild_emb_at_2"] == "needs item embeddings"
+    assert reasons["epc_at_2"] == "needs train"
     r = evaluate_arrays(np.arange(3), np.array(REC), csr(TEST), (2,), train=csr(TRAIN))
     assert "novelty_at_2" in r.summary and "serendipity_at_2" not in r.summary
     assert dict(r.skipped)["pop_rsp_at_2"] == "needs seen"
@@ -219,6 +293,16 @@ def test_list_metrics_and_exposure_match_brute_force(seed):
             assert got["arp"] == pytest.approx(np.mean(p.pop[items]), abs=1e-13)
             assert got["aplt"] == pytest.approx(np.mean(p.in_tail[items]), abs=1e-15)
             assert res.per_user[f"aclt_at_{k}"][r] == p.in_tail[items].sum()
+            # EPC: hits (first occurrence of a test item), discounted by their slot
+            rel, done, num, norm = set(truth[u].indices.tolist()), set(), 0.0, 0.0
+            for pos, i in enumerate(rec[u, :k].tolist()):
+                if i < 0:
+                    continue
+                norm += 1 / math.log2(pos + 2)
+                if i in rel and i not in done:
+                    num += (1 - p.pop[i] / p.n_train_users) / math.log2(pos + 2)
+                done.add(i)
+            assert res.per_user[f"epc_at_{k}"][r] == pytest.approx(num / norm, abs=1e-14)
         exposed = {i for u in users[keep] for i in rec[u, :k].tolist() if i >= 0}
         catalog = set(np.flatnonzero(p.in_catalog).tolist())
         want = len(exposed & catalog) / len(catalog)

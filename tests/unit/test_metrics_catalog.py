@@ -124,8 +124,22 @@ def test_every_engine_key_parses_and_is_mlflow_safe():
         seen=train,
         item_genres=genres,
         user_attrs=attrs,
+        item_embeddings=rng.normal(size=(30, 8)),
     )
     import re
+
+    # every cut-off metric of the list-based groups is computed from these inputs, and the
+    # bounded ones stay in [0, 1] for every user (ild_emb, a cosine distance, in [0, 2])
+    for spec in catalog.specs():
+        if spec.group not in ("accuracy", "beyond-accuracy", "fairness") or not spec.has_k:
+            continue
+        for k in (5, 10):
+            assert spec.key(k) in res.summary, spec.key(k)
+            values = res.per_user.get(spec.key(k), np.array([res.summary[spec.key(k)]]))
+            values = values[~np.isnan(values)]
+            hi = 2.0 if spec.name == "ild_emb" else 1.0
+            if spec.bounded or spec.name == "ild_emb":
+                assert ((values >= 0) & (values <= hi + 1e-12)).all(), spec.key(k)
 
     for key in [*res.summary, *res.per_user]:
         parse_key(key)
