@@ -10,6 +10,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ class TextEncoder:
 
         self.path = Path(path)
         self.max_length = max_length or _max_length(self.path)
-        kw = {"local_files_only": True, "trust_remote_code": False}
+        kw: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), **kw)
         self.model = AutoModel.from_pretrained(str(self.path), use_safetensors=True, **kw)
         self.model.eval()
