@@ -215,47 +215,49 @@ def _item_counts(indices, n_items):
 
 
 @_jit
-def list_metrics(
-    rec, ks, info, pop, tail, recbole_tail, users, indptr, hits, n_hits, epc_gain, disc, out,
-    exposure,
-):  # fmt: skip
+def list_metrics(rec, ks, item, users, indptr, hits, n_hits, disc, out, exposure):
     """Popularity metrics of each top-k list and the top-k exposure of every item.
 
-    Item tables have n_items + 1 cells (the last, for -1 padding, is never read). out
-    (6*len(ks), n): row 6*j + (novelty, arp, aplt, aclt, tail_percentage, epc) for ks[j];
-    means are over the real items of the top-k (NaN for none). epc: sum of disc[pos] *
-    epc_gain[item] over the hits in the top-k (hits as stored by ``accuracy`` for ``users``
-    and ``indptr``) / sum of disc[pos] over the slots of the top-k holding an item (0 for an
-    empty list). exposure (len(ks), n_items): how many lists have the item in their top
-    ks[j] (int32).
+    item (n_items + 1, 4) float64: per item (info, epc gain, pop, flags), flags = 1 if in the
+    long tail T + 2 if in RecBole's tail; one row per item, so a list item costs one random
+    read (the last row, for -1 padding, is never read). pop and flags are integers (exact
+    sums). out (6*len(ks), n): row 6*j + (novelty, arp, aplt, aclt, tail_percentage, epc)
+    for ks[j]; means are over the real items of the top-k (NaN for none). epc: sum of
+    disc[pos] * gain over the hits in the top-k (hits as stored by ``accuracy`` for
+    ``users`` and ``indptr``) / sum of disc[pos] over the slots of the top-k holding an item
+    (0 for an empty list). exposure (len(ks), n_items): how many lists have the item in
+    their top ks[j] (int32).
     """
     n, width = rec.shape
     nk = len(ks)
     span = min(width, ks[nk - 1])
     for r in range(n):
-        s_info, s_gain, s_disc = 0.0, 0.0, 0.0
-        s_pop, n_tail, n_rb, length = 0, 0, 0, 0  # pop: integer counts (exact sums)
+        s_info, s_gain, s_disc, s_pop = 0.0, 0.0, 0.0, 0.0
+        n_tail, n_rb, length = 0, 0, 0
         a = indptr[users[r]]
         nh = n_hits[r]
-        h = 0  # next hit (hits are in list order)
+        next_hit = hits[0, a] if nh > 0 else -1  # hits are in list order
+        h = 0
         kk = 0
         for pos in range(span):
             while kk < nk and ks[kk] <= pos:
                 _list_at(out, kk, r, s_info, s_pop, n_tail, n_rb, length, s_gain, s_disc)
                 kk += 1
-            item = rec[r, pos]
-            if item < 0:
+            i = rec[r, pos]
+            if i < 0:
                 continue
-            s_info += info[item]
-            s_pop += pop[item]
-            n_tail += tail[item]
-            n_rb += recbole_tail[item]
+            s_info += item[i, 0]
+            s_pop += item[i, 2]
+            flags = int(item[i, 3])
+            n_tail += flags & 1
+            n_rb += flags >> 1
             length += 1
             s_disc += disc[pos]
-            if h < nh and hits[0, a + h] == pos:
-                s_gain += disc[pos] * epc_gain[item]
+            if pos == next_hit:
+                s_gain += disc[pos] * item[i, 1]
                 h += 1
-            exposure[kk, item] += 1
+                next_hit = hits[0, a + h] if h < nh else -1
+            exposure[kk, i] += 1
         while kk < nk:
             _list_at(out, kk, r, s_info, s_pop, n_tail, n_rb, length, s_gain, s_disc)
             kk += 1

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from itertools import count
 
 import numpy as np
 
@@ -46,27 +44,24 @@ def sanitize_label(value: object) -> str | None:
 def group_codes(labels: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Integer group code per entry (-1 = unknown) and the sorted group names.
 
-    One dict pass numbers the distinct values (NaN objects are looked up by identity); each
-    distinct value is sanitized once (no regex per user), then the numbers are remapped.
+    The distinct values are numbered by one hash pass (``pandas.factorize``: None and NaN are
+    unknown); each distinct value is sanitized once (no regex per user), then the numbers
+    are remapped. Unhashable labels (lists, ...) are grouped by their text.
     """
-    values = labels.tolist()
+    import pandas as pd
+
+    values = np.asarray(labels, dtype=object)
     try:
-        distinct, raw = _number(values)
-    except TypeError:  # unhashable labels (lists, ...): group by their text
-        values = [v if _is_hashable(v) else str(v) for v in values]
-        distinct, raw = _number(values)
-    clean = [sanitize_label(v) for v in distinct]
+        raw, distinct = pd.factorize(values, use_na_sentinel=True)
+    except TypeError:  # unhashable labels
+        values = np.array([v if _is_hashable(v) else str(v) for v in values], dtype=object)
+        raw, distinct = pd.factorize(values, use_na_sentinel=True)
+    clean = [sanitize_label(v) for v in distinct.tolist()]
     names = sorted({c for c in clean if c is not None})
     pos = {n: i for i, n in enumerate(names)}
-    remap = np.array([pos[c] if c is not None else -1 for c in clean], dtype=np.int64)
-    return remap[raw] if len(raw) else raw, names
-
-
-def _number(values: list) -> tuple[list, np.ndarray]:
-    """The distinct values in order of appearance, and each value's index among them."""
-    index: defaultdict[object, int] = defaultdict(count().__next__)
-    raw = np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=len(values))
-    return list(index), raw
+    # one extra cell for pandas' -1 (None/NaN): unknown
+    remap = np.array([pos[c] if c is not None else -1 for c in clean] + [-1], dtype=np.int64)
+    return remap[raw], names
 
 
 def _is_hashable(v: object) -> bool:
