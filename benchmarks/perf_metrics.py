@@ -343,6 +343,7 @@ def engine_warmup() -> float:
         seen=train,
         item_genres=genres,
         user_attrs=attrs,
+        item_embeddings=np.ones((40, 3)),
     )
     return time.perf_counter() - t
 
@@ -394,6 +395,14 @@ def bench_scale(name: str, peers: set[str], repeat: int, peer_repeat: int) -> di
         lambda: evaluate_arrays(users, rec, truth, KS_DEFAULT), repeat
     )
     sec["full_suite_without_ild"], _ = timed(lambda: full(KS, None), max(1, repeat - 1))
+    sec["full_suite_without_ild_ks_5_10_20"], _ = timed(
+        lambda: full(KS_DEFAULT, None), max(1, repeat - 1)
+    )
+    # ild_emb (opt-in: metrics.item_embeddings) with all-MiniLM-L6-v2's width, d = 384
+    emb = np.random.default_rng(2).normal(size=(n_items, 384))
+    sec["accuracy_and_ild_emb_d384"], _ = timed(
+        lambda: evaluate_arrays(users, rec, truth, KS, item_embeddings=emb), max(1, repeat - 1)
+    )
     res["n_summary_keys_full_suite"] = len(full_res.summary)
     if "api" in peers:
         from bench.metrics.api import evaluate
@@ -435,6 +444,14 @@ def bench_scale(name: str, peers: set[str], repeat: int, peer_repeat: int) -> di
         "full_suite / accuracy (ks 5,10,20)": sec["full_suite_ks_5_10_20"]
         / sec["accuracy_ks_5_10_20"],
         "full_suite_without_ild / accuracy (ks 5,10,100)": sec["full_suite_without_ild"] / a,
+        "full_suite_without_ild / accuracy (ks 5,10,20)": sec["full_suite_without_ild_ks_5_10_20"]
+        / sec["accuracy_ks_5_10_20"],
+        "ild (genre Jaccard, O(k^2) pairs) / accuracy (ks 5,10,100)": (
+            sec["full_suite"] - sec["full_suite_without_ild"]
+        )
+        / a,
+        "ild_emb d=384 (opt-in) / accuracy (ks 5,10,100)": (sec["accuracy_and_ild_emb_d384"] - a)
+        / a,
     }
     res["ratios"] = {k: float(v) for k, v in ratios.items()}
     for k, v in sec.items():
@@ -566,6 +583,7 @@ def verdicts(results: list[dict]) -> list[str]:
             "full_suite / accuracy (ks 10,20)",
             "full_suite / accuracy (ks 5,10,20)",
             "full_suite_without_ild / accuracy (ks 5,10,100)",
+            "full_suite_without_ild / accuracy (ks 5,10,20)",
         ):
             if key not in rr:  # a report written before this ratio was measured
                 continue

@@ -179,3 +179,39 @@ def test_bench_evaluate_on_the_logged_lists_reproduces_the_logged_metrics(pop_ru
         "pop_reo_at_10",
     } <= common
     assert [k for k in common if ev[k] != logged[k]] == []
+
+
+def test_quickstart_metric_settings_log_every_list_metric_of_the_catalog(tmp_path):
+    """With the quickstart's metrics config (item embeddings from the bundled encoder: a real
+    transformers forward pass), one run logs every accuracy, beyond-accuracy and fairness
+    metric of the catalog at every k, user-group breakdowns included, and per_user.parquet
+    carries every per-user one."""
+    import yaml
+
+    from bench.metrics import catalog
+
+    root = Path(__file__).parents[2]
+    quick = yaml.safe_load((root / "conf" / "experiment" / "quickstart.yaml").read_text())
+    spec = quick["metrics"]["item_embeddings"]
+    value = f"{{encoder: '{spec['encoder']}', template: '{spec['template']}'}}"
+    override = f"metrics.item_embeddings={value}"
+    bench("run", "model=itemknn", "dataset=ml-100k", override, cwd=tmp_path)
+    (run,) = runs(tmp_path)
+    logged = run.data.metrics
+    per_user = pl.read_parquet(artifact(tmp_path, run, "per_user.parquet"))
+    missing, not_per_user = [], []
+    for s in catalog.specs():
+        if s.group not in ("accuracy", "beyond-accuracy", "fairness"):
+            continue
+        for k in (5, 10, 20):
+            if s.key(k) not in logged:
+                missing.append(s.key(k))
+            if s.per_user and s.key(k) not in per_user.columns:
+                not_per_user.append(s.key(k))
+            if s.breakdown:
+                for attr in ("gender", "age", "occupation", "activity"):
+                    if f"{s.key(k)}/{attr}/gap" not in logged:
+                        missing.append(f"{s.key(k)}/{attr}/gap")
+    assert missing == [] and not_per_user == []
+    assert 0.0 < logged["ild_emb_at_10"] < 2.0 and 0.0 < logged["epc_at_10"] < 1.0
+    assert per_user["ild_emb_at_10"].null_count() == 0
