@@ -16,7 +16,8 @@ Policies (rendered into docs/metrics.md, and tested):
   outside the catalog C.
 - ``seen`` (items excluded from each user's ranking: the serendipity baseline and PopRSP)
   defaults to ``train``; pass train + valid for the contract's protocol.
-- ``items``: ``genres`` as a list of strings or one ``|``-separated string (MovieLens raw).
+- ``items``: ``genres`` as a list of strings or one ``|``-separated string (MovieLens raw);
+  ``embedding`` (optional) a list of floats per item, all of one length (``ild_emb``).
 - ``users``: every column except ``user_id`` is an attribute. A column named ``age`` holding
   raw integer ages (any value outside the MovieLens-1M codes 1, 18, 25, 35, 45, 50, 56) is
   bucketed into those codes: <18 -> 1, 18-24 -> 18, 25-34 -> 25, 35-44 -> 35, 45-49 -> 45,
@@ -80,6 +81,34 @@ def _genres(items: pl.DataFrame | None, iix: _Index) -> list[frozenset[str]] | N
     out = []
     for v in g.sort("idx")["genres"].to_list():
         out.append(frozenset(s.strip() for s in v if s and s.strip()) if v else frozenset())
+    return out
+
+
+def _embeddings(items: pl.DataFrame | None, iix: _Index) -> np.ndarray | None:
+    """``items.embedding`` (one list of floats per item, all of one length) as an
+    (n_items, d) array aligned with the item index; items without one get a NaN row."""
+    if items is None or "embedding" not in items.columns:
+        return None
+    _require(items, "items", ("item_id",))
+    e = items.select(pl.col("item_id").cast(pl.Utf8), "embedding").unique("item_id", keep="first")
+    e = e.filter(pl.col("embedding").is_not_null())
+    dtype = e["embedding"].dtype
+    inner = getattr(dtype, "inner", None)
+    if not isinstance(dtype, pl.List | pl.Array) or inner is None or not inner.is_numeric():
+        raise DataError(f"items.embedding must be a list of numbers per item, got {dtype}")
+    lengths = e["embedding"].list.len() if isinstance(dtype, pl.List) else None
+    if lengths is not None and lengths.n_unique() > 1:
+        raise DataError(
+            f"items.embedding must have one length for every item, got lengths "
+            f"{sorted(lengths.unique().to_list())[:5]}"
+        )
+    imap = pl.DataFrame({"id": iix.ids, "idx": np.arange(len(iix), dtype=np.int64)})
+    e = e.join(imap, left_on="item_id", right_on="id", how="inner")
+    d = int(lengths[0]) if lengths is not None and len(lengths) else int(getattr(dtype, "size", 0))
+    out = np.full((len(iix), d), np.nan)
+    if len(e):
+        vals = np.asarray(e["embedding"].to_list(), dtype=np.float64).reshape(len(e), d)
+        out[e["idx"].to_numpy()] = vals
     return out
 
 
@@ -325,8 +354,9 @@ def evaluate(
     """Score ranked lists against a test set: the same keys and values a run logs to MLflow.
 
     ``recommendations``: user_id, item_id, rank (1-based); ``test``/``train``/``seen``: user_id,
-    item_id; ``items``: item_id + genres; ``users``: user_id + attributes. Metrics whose inputs
-    are missing are left out (listed in ``.skipped``). See the module docstring for policies.
+    item_id; ``items``: item_id + genres and/or embedding (a list of floats per item, for
+    ``ild_emb``); ``users``: user_id + attributes. Metrics whose inputs are missing are left
+    out (listed in ``.skipped``). See the module docstring for policies.
     """
     if isinstance(ks, int) or not len(ks) or any(int(k) < 1 for k in ks):
         raise DataError(f"ks must be a non-empty sequence of positive integers, got {ks!r}")
@@ -361,6 +391,7 @@ def evaluate(
         seen=_csr_codes(*_codes(se, uix, iix), shape) if se is not None else None,
         item_genres=_genres(items, iix),
         user_attrs=_attrs(users, uix, skipped) or None,
+        item_embeddings=_embeddings(items, iix),
     )
     rec_users = np.flatnonzero(np.bincount(ru, minlength=len(uix)))
     summary = dict(res.summary)

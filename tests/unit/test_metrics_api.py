@@ -122,6 +122,26 @@ def test_genres_as_pipe_string_and_age_bucketing():
     ]
 
 
+def test_item_embeddings_column_gives_ild_emb_and_is_skipped_without_it():
+    items = pl.DataFrame(
+        {
+            "item_id": ["x", "y", "z", "q", "unused"],
+            "embedding": [[1.0, 0.0], [0.0, 2.0], None, [-1.0, 0.0], [5.0, 5.0]],
+        }
+    )
+    recs = recs_frame({"a": ["x", "y"], "b": ["x", "q", "z"], "c": ["z", "q"]})
+    ev = evaluate(recs, TEST, items=items, ks=(3,))
+    # a: x vs y orthogonal -> 1; b: x vs q opposite -> 2 (z has none); c: one vector -> skipped
+    assert ev.summary["ild_emb_at_3"] == pytest.approx(1.5, abs=1e-15)
+    assert ev.per_user["ild_emb_at_3"].to_list()[:2] == pytest.approx([1.0, 2.0])
+    assert "ild_emb_at_3" in dict(evaluate(recs, TEST, ks=(3,)).skipped)
+    bad = items.with_columns(pl.Series("embedding", [[1.0], [0.0, 2.0], None, [1.0], [1.0]]))
+    with pytest.raises(DataError, match="one length"):
+        evaluate(recs, TEST, items=bad, ks=(3,))
+    with pytest.raises(DataError, match="list of numbers"):
+        evaluate(recs, TEST, items=items.with_columns(pl.lit("v").alias("embedding")), ks=(3,))
+
+
 def test_ml1m_age_codes_are_kept():
     users = pl.DataFrame({"user_id": ["a", "b", "c"], "age": [1, 25, 56]})
     ev = evaluate(recs_frame({"a": ["x"]}), TEST, users=users, ks=(1,))
