@@ -64,6 +64,35 @@ def item_genres(items: pl.DataFrame) -> list[frozenset[str]] | None:
     return [frozenset(g or ()) for g in items["genres"].to_list()]
 
 
+def embedding_spec(cfg: Mapping[str, Any]) -> tuple[str, str, list[str]] | None:
+    """``metrics.item_embeddings`` checked: (encoder folder, template, template fields), or
+    None when it is null. Called before any data work, so a bad value fails the job at once."""
+    spec = (cfg.get("metrics") or {}).get("item_embeddings")
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping) or set(spec) - {"encoder", "template"}:
+        raise ConfigError(
+            f"metrics.item_embeddings must be null or {{encoder: <folder or ''>, template: "
+            f"'<text with {{column}} fields>'}}, got {spec!r}"
+        )
+    from baselines.llm.common import check_template, default_encoder_path
+
+    template = str(spec.get("template") or "")
+    fields = check_template(template, "metrics.item_embeddings.template")
+    if not fields:
+        raise ConfigError(
+            "metrics.item_embeddings.template has no {column} field: every item would get the "
+            "same text (e.g. template='{title} ({year}). Genres: {genres}.')"
+        )
+    encoder = str(spec.get("encoder") or "") or default_encoder_path()
+    if not Path(encoder).is_dir():
+        raise ConfigError(
+            f"metrics.item_embeddings.encoder: '{encoder}' is not a folder (a local Hugging Face "
+            f"encoder; '' = the bundled all-MiniLM-L6-v2)"
+        )
+    return encoder, template, fields
+
+
 def item_embeddings(
     cfg: Mapping[str, Any], items: pl.DataFrame, n_items: int, cache_dir: Path, progress: bool
 ) -> np.ndarray | None:
@@ -75,30 +104,18 @@ def item_embeddings(
     left out of the pairs, as items without genres are for ``ild``. None when the option is
     null or no item has text.
     """
-    spec = (cfg.get("metrics") or {}).get("item_embeddings")
+    spec = embedding_spec(cfg)
     if spec is None:
         return None
-    if not isinstance(spec, Mapping) or set(spec) - {"encoder", "template"}:
-        raise ConfigError(
-            f"metrics.item_embeddings must be null or {{encoder: <folder or ''>, template: "
-            f"'<text with {{column}} fields>'}}, got {spec!r}"
-        )
-    from baselines.llm.common import check_template, default_encoder_path, render_item_texts
+    from baselines.llm.common import render_item_texts
     from baselines.llm.encoder import embed_items
 
-    template = str(spec.get("template") or "")
-    fields = check_template(template, "metrics.item_embeddings.template")
-    if not fields:
-        raise ConfigError(
-            "metrics.item_embeddings.template has no {column} field: every item would get the "
-            "same text (e.g. template='{title} ({year}). Genres: {genres}.')"
-        )
+    encoder, template, fields = spec
     texts = render_item_texts(items, n_items, template)
     blank = " ".join(template.format(**{f: "" for f in fields}).split())
     has_text = np.array([t != blank for t in texts], dtype=bool)
     if not has_text.any():
         return None
-    encoder = str(spec.get("encoder") or "") or default_encoder_path()
     emb, _ = embed_items(texts, encoder, cache_dir, template=template, progress=progress)
     out = emb.astype(np.float64)
     out[~has_text] = np.nan
@@ -233,6 +250,7 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
     model_cfg = cfg["model"]
     # validate the model before any data work: unknown names/params fail fast
     model = registry.build(str(model_cfg["name"]), dict(model_cfg.get("params") or {}))
+    embedding_spec(cfg)
     split = load_split(cfg)
     key = tracking.run_key(cfg, split.sha256)
     tcfg = cfg.get("tracking", {}) or {}
