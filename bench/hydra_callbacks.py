@@ -20,6 +20,21 @@ def _section(config: DictConfig, key: str, resolve: bool = True) -> dict[str, An
     return {str(k): v for k, v in out.items()} if isinstance(out, dict) else {}
 
 
+def _report_section(config: DictConfig) -> dict[str, Any]:
+    """``report`` with its interpolations resolved (``out``/``spec`` are usually written as
+    ``${paths.root}/...``); a value that cannot be resolved here is an error naming it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from bench.errors import ConfigError
+
+    try:
+        if not HydraConfig.initialized() and "hydra" in config:
+            HydraConfig.instance().set_config(config)  # ${hydra:...} after the last job
+        return _section(config, "report")
+    except Exception as exc:  # noqa: BLE001 - omegaconf raises several interpolation errors
+        raise ConfigError(f"report: cannot resolve {exc.__class__.__name__}: {exc}") from None
+
+
 def _store(config: DictConfig) -> tracking.Store | None:
     t = _section(config, "tracking")
     if not t.get("enabled", True):
@@ -85,7 +100,7 @@ class BenchCallback(Callback):
         counts = tracking.end_parent(self.store, self.parent_id)
         say(f"sweep {os.environ.get(tracking.SWEEP_ENV)}: {counts or 'no new runs'}")
         os.environ.pop(tracking.PARENT_ENV, None)
-        self._leaderboard(config, _section(config, "report", resolve=False))
+        self._leaderboard(config, _report_section(config))
 
     def _leaderboard(self, config: DictConfig, rep: dict) -> None:
         from bench.runner import say

@@ -82,6 +82,27 @@ def test_joblib_sweep_ends_with_eight_finished_runs(tmp_path):
     assert "ndcg_at_10" in out.stdout + out.stderr  # the leaderboard closes the sweep
 
 
+def test_sweep_report_paths_may_use_interpolations_as_the_quickstart_does(tmp_path):
+    """The quickstart writes its report to ${paths.root}/reports/out/quickstart: the report
+    settings are resolved after the last job (when Hydra's runtime config is gone)."""
+    import shutil
+
+    shutil.copy(REPO / "reports" / "specs" / "quickstart.yaml", tmp_path / "spec.yaml")
+    out = bench(
+        "run",
+        "-m",
+        "model=pop,random",
+        *FAST,
+        "report.out=${paths.root}/out/quick",
+        "report.spec=${paths.root}/spec.yaml",
+        cwd=tmp_path,
+    )
+    assert "wrote " in out.stderr + out.stdout
+    for name in ("table.tex", "table.md", "table.csv", "provenance.json"):
+        assert (tmp_path / "out" / "quick" / name).is_file(), name
+    assert not any("${" in p.name for p in tmp_path.rglob("*"))
+
+
 def test_sigkill_mid_sweep_then_resume_gives_one_finished_run_per_config(tmp_path):
     args = ["run", "-m", "model=pop,random,ease,itemknn", "seed=0,1", *FAST]
     db = tmp_path / "mlflow.db"
