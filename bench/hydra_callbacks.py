@@ -20,21 +20,6 @@ def _section(config: DictConfig, key: str, resolve: bool = True) -> dict[str, An
     return {str(k): v for k, v in out.items()} if isinstance(out, dict) else {}
 
 
-def _report_section(config: DictConfig) -> dict[str, Any]:
-    """``report`` with its interpolations resolved (``out``/``spec`` are usually written as
-    ``${paths.root}/...``); a value that cannot be resolved here is an error naming it."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from bench.errors import ConfigError
-
-    try:
-        if not HydraConfig.initialized() and "hydra" in config:
-            HydraConfig.instance().set_config(config)  # ${hydra:...} after the last job
-        return _section(config, "report")
-    except Exception as exc:  # noqa: BLE001 - omegaconf raises several interpolation errors
-        raise ConfigError(f"report: cannot resolve {exc.__class__.__name__}: {exc}") from None
-
-
 def _store(config: DictConfig) -> tracking.Store | None:
     t = _section(config, "tracking")
     if not t.get("enabled", True):
@@ -100,26 +85,32 @@ class BenchCallback(Callback):
         counts = tracking.end_parent(self.store, self.parent_id)
         say(f"sweep {os.environ.get(tracking.SWEEP_ENV)}: {counts or 'no new runs'}")
         os.environ.pop(tracking.PARENT_ENV, None)
-        self._leaderboard(config, _report_section(config))
+        self._leaderboard(config)
 
-    def _leaderboard(self, config: DictConfig, rep: dict) -> None:
+    def _leaderboard(self, config: DictConfig) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
         from bench.runner import say
 
         if self.store is None:
             return
-        argv = [
-            "--tracking-uri",
-            self.store.uri,
-            "--experiment",
-            self.store.experiment_name,
-            "--dataset",
-            str(config.dataset.name),
-            "--split",
-            str(config.split.name),
-            "--metric",
-            str(rep.get("leaderboard_metric", "ndcg_at_10")),
-        ]
         try:
+            if not HydraConfig.initialized() and "hydra" in config:
+                # after the last job: ${hydra:...} (as in ${paths.root}) resolves again
+                HydraConfig.instance().set_config(config)
+            rep = _section(config, "report")
+            argv = [
+                "--tracking-uri",
+                self.store.uri,
+                "--experiment",
+                self.store.experiment_name,
+                "--dataset",
+                str(config.dataset.name),
+                "--split",
+                str(config.split.name),
+                "--metric",
+                str(rep.get("leaderboard_metric", "ndcg_at_10")),
+            ]
             if rep.get("leaderboard_on_end", True):
                 from bench.report.leaderboard import leaderboard_main
 

@@ -64,9 +64,9 @@ def item_genres(items: pl.DataFrame) -> list[frozenset[str]] | None:
     return [frozenset(g or ()) for g in items["genres"].to_list()]
 
 
-def embedding_spec(cfg: Mapping[str, Any]) -> tuple[str, str, list[str]] | None:
-    """``metrics.item_embeddings`` checked: (encoder folder, template, template fields), or
-    None when it is null. Called before any data work, so a bad value fails the job at once."""
+def embedding_spec(cfg: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``metrics.item_embeddings`` checked: (encoder folder, template), or None when it is
+    null. Called before any data work, so a bad value fails the job at once."""
     spec = (cfg.get("metrics") or {}).get("item_embeddings")
     if spec is None:
         return None
@@ -90,11 +90,15 @@ def embedding_spec(cfg: Mapping[str, Any]) -> tuple[str, str, list[str]] | None:
             f"metrics.item_embeddings.encoder: '{encoder}' is not a folder (a local Hugging Face "
             f"encoder; '' = the bundled all-MiniLM-L6-v2)"
         )
-    return encoder, template, fields
+    return encoder, template
 
 
 def item_embeddings(
-    cfg: Mapping[str, Any], items: pl.DataFrame, n_items: int, cache_dir: Path, progress: bool
+    spec: tuple[str, str] | None,
+    items: pl.DataFrame,
+    n_items: int,
+    cache_dir: Path,
+    progress: bool,
 ) -> np.ndarray | None:
     """Unit-norm item text embeddings for ``ild_emb`` (``metrics.item_embeddings``), or None.
 
@@ -102,17 +106,16 @@ def item_embeddings(
     all-MiniLM-L6-v2); embeddings are cached on disk like llm-embed's, so only the first run on
     a dataset encodes. Items whose text is empty (no side information) get a NaN row: they are
     left out of the pairs, as items without genres are for ``ild``. None when the option is
-    null or no item has text.
+    null or no item has text. ``spec``: ``embedding_spec``'s (encoder, template).
     """
-    spec = embedding_spec(cfg)
     if spec is None:
         return None
-    from baselines.llm.common import render_item_texts
+    from baselines.llm.common import blank_item_text, render_item_texts
     from baselines.llm.encoder import embed_items
 
-    encoder, template, fields = spec
+    encoder, template = spec
     texts = render_item_texts(items, n_items, template)
-    blank = " ".join(template.format(**{f: "" for f in fields}).split())
+    blank = blank_item_text(template)
     has_text = np.array([t != blank for t in texts], dtype=bool)
     if not has_text.any():
         return None
@@ -250,7 +253,7 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
     model_cfg = cfg["model"]
     # validate the model before any data work: unknown names/params fail fast
     model = registry.build(str(model_cfg["name"]), dict(model_cfg.get("params") or {}))
-    embedding_spec(cfg)
+    emb_spec = embedding_spec(cfg)
     split = load_split(cfg)
     key = tracking.run_key(cfg, split.sha256)
     tcfg = cfg.get("tracking", {}) or {}
@@ -271,7 +274,9 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
             )
             return RunOutcome("SKIPPED", done.info.run_id, key, {})
     if store is None:
-        metrics, _ = execute(cfg, model, split, device, workdir=Path(tempfile.mkdtemp()))
+        metrics, _ = execute(
+            cfg, model, split, device, workdir=Path(tempfile.mkdtemp()), emb_spec=emb_spec
+        )
         return RunOutcome("DRY", None, key, metrics)
     parent = os.environ.get(tracking.PARENT_ENV) or None
     tags = base_tags(cfg, split, key, device)
@@ -280,7 +285,7 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
         run.log_params(tracking.params_of(cfg))
         with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
             workdir = Path(tmp)
-            metrics, files = execute(cfg, model, split, device, workdir)
+            metrics, files = execute(cfg, model, split, device, workdir, emb_spec)
             run.log_metrics(metrics)
             for path in files.values():
                 run.log_artifact(path)
@@ -289,8 +294,16 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
         return RunOutcome("FINISHED", run.run_id, key, metrics)
 
 
-def execute(cfg: Mapping[str, Any], model, split_obj, device: str, workdir: Path):
-    """Fit, rank, evaluate, measure. Returns (metrics, artifact files)."""
+def execute(
+    cfg: Mapping[str, Any],
+    model,
+    split_obj,
+    device: str,
+    workdir: Path,
+    emb_spec: tuple[str, str] | None,
+):
+    """Fit, rank, evaluate, measure. Returns (metrics, artifact files). ``emb_spec``:
+    ``embedding_spec(cfg)``, checked by the caller before any data work."""
     from bench.latency import LatencyConfig, PeakMemory, Timer, measure
     from bench.metrics.api import attribute_labels
     from bench.metrics.engine import evaluate_arrays
@@ -355,7 +368,7 @@ def execute(cfg: Mapping[str, Any], model, split_obj, device: str, workdir: Path
     train_m = split.matrix("train")
     attrs = attribute_labels(md.users, list(cfg.get("metrics", {}).get("user_attributes") or []))
     genres = item_genres(md.items)
-    emb = item_embeddings(cfg, md.items, md.n_items, cache_dir, progress_enabled(cfg))
+    emb = item_embeddings(emb_spec, md.items, md.n_items, cache_dir, progress_enabled(cfg))
     res = evaluate_arrays(
         users,
         rec,

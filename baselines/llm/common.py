@@ -119,10 +119,16 @@ def _render_value(value: Any) -> str:
     return str(value)
 
 
+def blank_item_text(template: str) -> str:
+    """The text of an item without side information (every field renders as '')."""
+    fields = check_template(template, "item template")
+    return " ".join(template.format(**{f: "" for f in fields}).split())
+
+
 def render_item_texts(items: pl.DataFrame, n_items: int, template: str) -> list[str]:
     """One text per item index; fields absent from ``items`` or null render as ''."""
     fields = check_template(template, "item template")
-    texts = [" ".join(template.format(**{f: "" for f in fields}).split())] * n_items
+    texts = [blank_item_text(template)] * n_items
     if "item_idx" not in items.columns:
         return texts
     cols = {f: items[f].to_list() if f in items.columns else None for f in set(fields)}

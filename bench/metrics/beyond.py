@@ -336,9 +336,7 @@ def ild_embedding(emb: np.ndarray, rec: np.ndarray, ks: Sequence[int]) -> PerUse
     """
     from bench.metrics import _kernels
 
-    e = np.asarray(emb, dtype=np.float64)
-    if e.ndim != 2:
-        raise ValueError(f"item embeddings must be a 2-d array (n_items, d), got shape {e.shape}")
+    e = np.asarray(emb, dtype=np.float64)  # (n_items, d): checked by the engine
     e = np.where(np.isfinite(e).all(axis=1, keepdims=True), e, 0.0)
     norm = np.sqrt(np.einsum("ij,ij->i", e, e))
     unit = np.zeros((len(e) + 1, e.shape[1]), dtype=np.float64)  # last row: padding

@@ -32,8 +32,8 @@ def test_bad_settings_are_one_line_config_errors(value, match):
 
 def test_null_is_off_and_empty_encoder_is_the_bundled_one():
     assert embedding_spec(cfg(None)) is None and embedding_spec({}) is None
-    encoder, template, fields = embedding_spec(cfg({"encoder": "", "template": "{title} {year}"}))
-    assert "minilm" in encoder.lower() and fields == ["title", "year"]
+    encoder, template = embedding_spec(cfg({"encoder": "", "template": "{title} {year}"}))
+    assert "minilm" in encoder.lower() and template == "{title} {year}"
 
 
 def test_items_without_text_get_nan_rows_and_embeddings_are_cached(tmp_path):
@@ -41,7 +41,7 @@ def test_items_without_text_get_nan_rows_and_embeddings_are_cached(tmp_path):
     items = pl.DataFrame(
         {"item_idx": [0, 1, 3], "title": ["Toy Story", "Heat", None], "year": [1995, 1995, None]}
     )
-    c = cfg({"encoder": "", "template": "{title} ({year})"})
+    c = embedding_spec(cfg({"encoder": "", "template": "{title} ({year})"}))
     emb = item_embeddings(c, items, 4, tmp_path, progress=False)
     assert emb.shape == (4, 384)
     assert np.isnan(emb[2]).all() and np.isnan(emb[3]).all()  # no row / null fields: no text
