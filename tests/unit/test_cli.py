@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -30,6 +31,17 @@ def test_console_script_help_under_1_5_s():
         pytest.skip("console script not installed (pip install -e .)")
     best = min(_timed([exe, "--help"]) for _ in range(3))
     assert best < 1.5, f"bench --help took {best:.2f} s"
+
+
+def test_output_into_a_closed_pipe_gives_no_traceback():
+    """`bench --help | head -1`: the reader closes the pipe before the help is written."""
+    code = "from bench.cli import main; import sys; sys.exit(main(['--help']))"
+    r, w = os.pipe()
+    os.close(r)  # nobody reads: the first write raises BrokenPipeError
+    proc = subprocess.run([sys.executable, "-c", code], stdout=w, stderr=subprocess.PIPE)
+    os.close(w)
+    assert b"Traceback" not in proc.stderr and b"BrokenPipe" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1
 
 
 def _timed(cmd: list[str]) -> float:
