@@ -439,13 +439,6 @@ def bench_scale(name: str, peers: set[str], repeat: int, peer_repeat: int) -> di
         "pytrec_eval_total / evaluate_arrays": sec.get("pytrec_eval_total", np.nan) / a,
         "recbole / evaluate_arrays": sec.get("recbole", np.nan) / a,
         "evaluate_arrays / fused_numba": a / sec["fused_numba"],
-        "full_suite / accuracy (ks 5,10,100)": sec["full_suite"] / a,
-        "full_suite / accuracy (ks 10,20)": sec["full_suite_ks_10_20"] / sec["accuracy_ks_10_20"],
-        "full_suite / accuracy (ks 5,10,20)": sec["full_suite_ks_5_10_20"]
-        / sec["accuracy_ks_5_10_20"],
-        "full_suite_without_ild / accuracy (ks 5,10,100)": sec["full_suite_without_ild"] / a,
-        "full_suite_without_ild / accuracy (ks 5,10,20)": sec["full_suite_without_ild_ks_5_10_20"]
-        / sec["accuracy_ks_5_10_20"],
         "ild (genre Jaccard, O(k^2) pairs) / accuracy (ks 5,10,100)": (
             sec["full_suite"] - sec["full_suite_without_ild"]
         )
@@ -453,7 +446,30 @@ def bench_scale(name: str, peers: set[str], repeat: int, peer_repeat: int) -> di
         "ild_emb d=384 (opt-in) / accuracy (ks 5,10,100)": (sec["accuracy_and_ild_emb_d384"] - a)
         / a,
     }
+    # the cost target, under two readings: the suite (which starts with the accuracy pass)
+    # against the accuracy suite, and the beyond-accuracy and fairness passes alone (the
+    # suite minus its accuracy pass, as the issue words it)
+    accuracy_s = {
+        "5,10,100": a,
+        "10,20": sec["accuracy_ks_10_20"],
+        "5,10,20": sec["accuracy_ks_5_10_20"],
+    }
+    suites = {
+        ("full_suite", "5,10,100"): sec["full_suite"],
+        ("full_suite", "10,20"): sec["full_suite_ks_10_20"],
+        ("full_suite", "5,10,20"): sec["full_suite_ks_5_10_20"],
+        ("full_suite_without_ild", "5,10,100"): sec["full_suite_without_ild"],
+        ("full_suite_without_ild", "5,10,20"): sec["full_suite_without_ild_ks_5_10_20"],
+    }
+    for (suite, ks), t in suites.items():
+        ratios[f"{suite} / accuracy (ks {ks})"] = t / accuracy_s[ks]
+    for (suite, ks), t in suites.items():
+        ratios[f"({suite} - accuracy) / accuracy (ks {ks})"] = t / accuracy_s[ks] - 1
     res["ratios"] = {k: float(v) for k, v in ratios.items()}
+    # ILD's cost per pair: the suite with ILD minus without, over the pairs of the top-max(ks)
+    # of every list (the pairs of a smaller k are among them: one pass serves every k)
+    pairs = len(rec) * (max(KS) * (max(KS) - 1) // 2)
+    res["ild_ns_per_pair"] = (sec["full_suite"] - sec["full_suite_without_ild"]) / pairs * 1e9
     for k, v in sec.items():
         print(f"    {k}: {v:.3f} s")
     for k, v in res["ratios"].items():
@@ -534,6 +550,17 @@ def write_report(results: list[dict], out: Path, meta: dict | None = None, repea
         )
     lines += ["", "## Targets (from the issue)", ""]
     lines += [f"- {t}" for t in verdicts(results)]
+    per_pair = [
+        f"{r['scale']}: {r['ild_ns_per_pair']:.2f} ns" for r in results if "ild_ns_per_pair" in r
+    ]
+    lines += [
+        "",
+        "The cost target is shown under two readings: `full_suite / accuracy` counts the "
+        "accuracy pass that the suite starts with; `(full_suite - accuracy) / accuracy` is the "
+        "beyond-accuracy and fairness passes alone, as the issue words it. ILD@k averages "
+        "k(k-1)/2 pairs per list (4,950 at k = 100): it grows with k^2, every other pass with "
+        "k. Measured ILD cost per pair (ks 5,10,100): " + ", ".join(per_pair) + ".",
+    ]
     lines += [
         "",
         "JIT warm-up (excluded from the timings; numba caches on disk, so later runs are "
@@ -578,16 +605,9 @@ def verdicts(results: list[dict]) -> list[str]:
         )
     if "ml-20m" in by:
         rr = by["ml-20m"]["ratios"]
-        for key in (
-            "full_suite / accuracy (ks 5,10,100)",
-            "full_suite / accuracy (ks 10,20)",
-            "full_suite / accuracy (ks 5,10,20)",
-            "full_suite_without_ild / accuracy (ks 5,10,100)",
-            "full_suite_without_ild / accuracy (ks 5,10,20)",
-        ):
-            if key not in rr:  # a report written before this ratio was measured
+        for key, v in rr.items():
+            if "suite" not in key:
                 continue
-            v = rr[key]
             out.append(
                 f"beyond-accuracy + fairness suite <= 3x accuracy at ML-20M, {key}: "
                 f"{v:.2f}x -> " + ("MET" if v <= 3 else "MISSED")
