@@ -26,6 +26,43 @@ def _is_multirun() -> bool:
         return False
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_values(cfg: dict[str, Any]) -> None:
+    """Check the top-level values the runner converts with int()/float() (``seed``,
+    ``eval.ks``, ``eval.batch_budget_mb``), ``eval.exclude_seen`` and the ``latency`` group
+    before any run is created: a bad value is a one-line ConfigError, never a traceback inside
+    a FAILED run."""
+    from bench.errors import ConfigError
+    from bench.latency import LatencyConfig
+
+    seed = cfg.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {seed!r} (e.g. seed=0)")
+    ev = cfg.get("eval") or {}
+    ks = ev.get("ks")
+    if not isinstance(ks, list | tuple) or not ks or not all(_is_int(k) and k >= 1 for k in ks):
+        raise ConfigError(
+            f"eval.ks must be a non-empty list of positive integers, got {ks!r} "
+            f"(e.g. eval.ks=[10,20])"
+        )
+    budget = ev.get("batch_budget_mb", 256)
+    if not isinstance(budget, int | float) or isinstance(budget, bool) or not budget > 0:
+        raise ConfigError(
+            f"eval.batch_budget_mb must be a number > 0 (MB), got {budget!r} "
+            f"(e.g. eval.batch_budget_mb=256)"
+        )
+    exclude_seen = ev.get("exclude_seen")
+    if not isinstance(exclude_seen, bool):
+        raise ConfigError(
+            f"eval.exclude_seen must be true or false (it is logged, never defaulted), "
+            f"got {exclude_seen!r}"
+        )
+    LatencyConfig.from_mapping(cfg.get("latency") or {})
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def task(cfg: DictConfig) -> Any:
     """One job. In a single run, bad input exits 2 with one line; in a sweep the job fails
@@ -40,9 +77,11 @@ def task(cfg: DictConfig) -> Any:
             raise err from e
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    if (container.get("latency") or {}).get("fresh_process") and not os.environ.get(FRESH_ENV):  # type: ignore[union-attr]
-        return _in_fresh_process()
     try:
+        check_values(container)  # type: ignore[arg-type]
+        fresh = (container.get("latency") or {}).get("fresh_process")  # type: ignore[union-attr]
+        if fresh and not os.environ.get(FRESH_ENV):
+            return _in_fresh_process()
         outcome = run_experiment(container)  # type: ignore[arg-type]
     except BenchError as e:
         if _is_multirun():

@@ -37,11 +37,60 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
+# flags after which the primary config is not conf/config.yaml: its keys are not known here
+OTHER_PRIMARY = ("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir")
+
+
+def top_level_keys() -> set[str]:
+    """The first key segments an override may set: the keys of conf/config.yaml, its config
+    groups (defaults list), ``hydra``, and the keys that ``# @package _global_`` options of a
+    group (experiments, dataset_model) set."""
+    import yaml
+
+    conf = yaml.safe_load((CONF_DIR / "config.yaml").read_text()) or {}
+    keys = {str(k) for k in conf if k != "defaults"} | {"hydra", *GROUPS}
+    for entry in conf.get("defaults") or []:
+        if isinstance(entry, dict):
+            for k in entry:
+                keys.add(str(k).split(" ")[-1].split("@")[0])  # "optional x", "override x"
+    for path in CONF_DIR.glob("*/*.yaml"):
+        text = path.read_text()
+        if re.search(r"^#\s*@package\s+_global_", text, re.M):
+            keys |= {str(k) for k in (yaml.safe_load(text) or {}) if k != "defaults"}
+    return keys
+
+
+def check_keys(argv: list[str]) -> None:
+    """Fail fast, with did-you-mean, on an override of a key the config does not have
+    (``modle=ease``); Hydra's own message is a multi-line block with exit code 1.
+    ``+key=``/``++key=`` (explicit additions), ``~key`` (deletions) and flags are left alone."""
+    from bench.errors import ConfigError, did_you_mean
+
+    if any(a.split("=", 1)[0] in OTHER_PRIMARY for a in argv):
+        return
+    keys: set[str] | None = None
+    for arg in argv:
+        m = re.fullmatch(r"([A-Za-z_][\w\-]*)([./@][^=]*)?=(.*)", arg, re.S)
+        if not m:
+            continue
+        keys = top_level_keys() if keys is None else keys
+        first = m.group(1)
+        if first in keys:
+            continue
+        opts = sorted(keys)
+        hint = did_you_mean(first, opts) or f" (to add a new key, write +{arg})"
+        raise ConfigError(
+            f"unknown config key '{first}' in override '{arg}'{hint}; "
+            f"top-level keys: {', '.join(opts)}"
+        )
+
+
 def check_overrides(argv: list[str]) -> None:
-    """Fail fast, with did-you-mean, on an unknown option of a config group (Hydra's own
-    message lists options but exits 1 with a traceback-like block)."""
+    """Fail fast, with did-you-mean, on an unknown top-level key or an unknown option of a
+    config group (Hydra's own messages are multi-line blocks with exit code 1)."""
     from bench.errors import unknown
 
+    check_keys(argv)
     for arg in argv:
         m = re.fullmatch(r"\+{0,2}([\w/]+)=(.*)", arg)
         if not m or m.group(1) not in GROUPS:
@@ -119,10 +168,10 @@ def cmd_report(argv: list[str]) -> int:
 def cmd_evaluate(argv: list[str]) -> int:
     p = argparse.ArgumentParser(
         prog="bench evaluate",
-        description="Score an external recommendation file (parquet or csv with user_id, "
+        description="Score an external recommendation file (parquet, csv or tsv with user_id, "
         "item_id, rank[, score]) against a materialized split folder, with the same metrics a "
         "run logs. Items in the user's train or valid set are counted as misses; the file is "
-        "checked for them and a warning lists how many.",
+        "checked for them and a warning on stderr says how many.",
     )
     p.add_argument("--split", required=True, help="split folder (holds manifest.json)")
     p.add_argument("--recommendations", "-r", required=True, help="recommendations file")
@@ -146,13 +195,33 @@ def cmd_evaluate(argv: list[str]) -> int:
         ks = tuple(int(k) for k in a.ks.split(","))
     except ValueError as e:
         raise DataError(f"--ks {a.ks!r}: expected comma-separated integers, e.g. 5,10,20") from e
-    recs = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+    recs = read_recommendations(path)
     seen = pl.concat(
         [split.train.select("user_id", "item_id"), split.valid.select("user_id", "item_id")]
     )
-    ev = evaluate(
-        recs, split.test, train=split.train, items=split.items, users=split.users, ks=ks, seen=seen
-    )
+    try:
+        ev = evaluate(
+            recs,
+            split.test,
+            train=split.train,
+            items=split.items,
+            users=split.users,
+            ks=ks,
+            seen=seen,
+        )
+    except DataError as e:
+        if str(e).startswith("recommendations"):  # name the file: ties, ranks < 1, nulls
+            raise DataError(f"{path}: {e}") from e
+        raise
+    n_seen = count_seen(recs, seen)
+    if n_seen:
+        print(
+            f"warning: {path}: {n_seen} of {recs.height} recommendations "
+            f"({100 * n_seen / recs.height:.1f}%) are items the user already has in train or "
+            f"valid; they are kept and count as misses (a split holds each user-item pair once), "
+            f"whereas bench run leaves them out of its lists (eval.exclude_seen=true, the default)",
+            file=sys.stderr,
+        )
     if a.per_user:
         ev.per_user.write_parquet(a.per_user)
     if a.format == "json":
@@ -165,9 +234,62 @@ def cmd_evaluate(argv: list[str]) -> int:
         width = max(len(k) for k in ev.summary)
         for k in sorted(ev.summary):
             print(f"{k:<{width}}  {ev.summary[k]:.6f}")
-        for metric, reason in getattr(ev, "skipped", []) or []:
-            print(f"skipped {metric}: {reason}", file=sys.stderr)
+    # on stderr in every format: stdout stays machine-readable for json/csv
+    for metric, reason in getattr(ev, "skipped", []) or []:
+        print(f"skipped {metric}: {reason}", file=sys.stderr)
     return 0
+
+
+REC_COLUMNS = ("user_id", "item_id", "rank")
+REC_FORMATS = (
+    "a parquet, csv or tsv (.tsv: tab-separated) file with columns user_id, item_id, rank[, score]"
+)
+
+
+def read_recommendations(path: Path):
+    """The recommendations file as a polars frame: parquet by its suffix (``.parquet``/``.pq``),
+    tab-separated for ``.tsv``, else csv. Unreadable files and missing columns are DataErrors
+    naming the file and what is expected."""
+    import polars as pl
+
+    from bench.errors import DataError
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            recs = pl.read_parquet(path)
+        else:
+            recs = pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",")
+    except Exception as e:  # polars ComputeError/NoDataError, OSError, decoding errors
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(
+            f"{path}: not a readable recommendations table ({reason}); expected {REC_FORMATS}"
+        ) from e
+    missing = [c for c in REC_COLUMNS if c not in recs.columns]
+    if missing:
+        # escaped and cut: a binary file's "column names" hold control characters
+        cols = [c.encode("unicode_escape").decode()[:40] for c in recs.columns[:8]]
+        shown = ", ".join(cols) + (", ..." if recs.width > 8 else "")
+        raise DataError(
+            f"{path}: no column {', '.join(repr(c) for c in missing)} (columns: {shown or 'none'}"
+            f"); expected {REC_FORMATS}"
+        )
+    if not recs["rank"].dtype.is_integer():
+        raise DataError(
+            f"{path}: column 'rank' must hold integers (1-based), got {recs['rank'].dtype}; "
+            f"expected {REC_FORMATS}"
+        )
+    return recs
+
+
+def count_seen(recs, seen) -> int:
+    """Rows of ``recs`` whose (user_id, item_id) is in ``seen`` (ids compared as strings)."""
+    import polars as pl
+
+    def pairs(f):
+        return f.select(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
+
+    return pairs(recs).join(pairs(seen).unique(), on=["user_id", "item_id"], how="semi").height
 
 
 COMMANDS = {

@@ -12,7 +12,7 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from bench.errors import ConfigError, unknown
+from bench.errors import ConfigError, did_you_mean, unknown
 
 MODEL_PACKAGES = ("baselines.classical", "baselines.recbole", "baselines.llm")
 _EXTRA: dict[str, str] = {}
@@ -56,9 +56,31 @@ def get(name: str) -> Any:
     table = {**_builtin(), **_EXTRA}
     if name not in table:
         raise unknown("model", name, table)
-    module, _, attr = table[name].partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in attr.split("."):
+    entry = table[name]
+    module, _, attr = entry.partition(":")
+    where = f"model '{name}' (registry entry '{entry}')"
+    try:
+        obj: Any = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        missing = e.name or module
+        if module == missing or module.startswith(f"{missing}."):
+            raise ConfigError(
+                f"{where}: module '{module}' cannot be imported (no module named '{missing}'); "
+                f"put it under baselines/ or make it importable (pip install -e its package, "
+                f"or add its folder to PYTHONPATH)"
+            ) from e
+        raise ConfigError(
+            f"{where}: importing '{module}' needs the module '{missing}', which is not "
+            f"installed; install the package that provides it (e.g. pip install {missing})"
+        ) from e
+    for i, part in enumerate(attr.split(".")):
+        if not hasattr(obj, part):
+            owner = ".".join([module, *attr.split(".")[:i]])
+            public = [n for n in dir(obj) if not n.startswith("_")]
+            raise ConfigError(
+                f"{where}: '{owner}' has no attribute '{part}'{did_you_mean(part, public)}; "
+                f"fix the class name after ':' in the entry"
+            )
         obj = getattr(obj, part)
     return obj
 

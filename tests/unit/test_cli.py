@@ -91,3 +91,87 @@ def test_model_params_become_force_overrides_after_validation():
     assert out == ["-m", "model=bpr,sasrec", "++model.params.epochs=2"]
     with pytest.raises(ConfigError, match="unknown parameter 'epoch' for model 'bpr'"):
         model_param_overrides(["model=bpr,sasrec", "model.params.epoch=2"])
+
+
+def test_misspelled_top_level_key_has_did_you_mean():
+    with pytest.raises(ConfigError) as e:
+        check_overrides(["modle=ease"])
+    msg = str(e.value)
+    assert "unknown config key 'modle' in override 'modle=ease' (did you mean 'model'?)" in msg
+    assert "\n" not in msg
+    with pytest.raises(ConfigError, match=r"to add a new key, write \+zzz=1"):
+        check_overrides(["zzz=1"])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["seed=1"],
+        ["eval.ks=[10,50]"],
+        ["model=itemknn", "model.params.k=100"],
+        ["device=auto"],
+        ["latency=sweep", "latency.fresh_process=true"],
+        ["tracking.force=true"],
+        ["metrics.item_embeddings.encoder=/some/folder"],
+        ["split.valid_fraction=0.2"],
+        ["paths.root=/tmp/x"],
+        ["experiment=quickstart"],
+        ["report.out=/tmp/r", "progress=false", "dataset=synthetic", "split=loo-last"],
+        ["-m", "hydra/launcher=basic", "hydra.launcher.n_jobs=4", "model=pop,ease", "seed=0,1"],
+        ["+newkey=1", "++model.params.k=3", "~report.spec"],
+        ["--config-name", "other", "whatever=1"],
+    ],
+)
+def test_documented_overrides_pass_the_key_check(args):
+    check_overrides(args)
+
+
+def test_documented_overrides_compose():
+    """The keys the check lets through really compose in Hydra (``--cfg job``: no run)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--cfg", "job", "model=itemknn",
+         "model.params.k=100", "eval.ks=[10,50]", "seed=1", "device=auto",
+         "split.valid_fraction=0.2", "tracking.force=true", "latency=sweep",
+         "latency.fresh_process=true",
+         "metrics.item_embeddings={encoder: '', template: '{title} ({year})'}"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "k: 100" in out.stdout and "- 50" in out.stdout and "valid_fraction: 0.2" in out.stdout
+
+
+def test_unimportable_registry_entry_is_one_line(monkeypatch, capsys):
+    from bench.models import registry
+
+    table = {**registry._builtin(), "pop": "mypkg_not_here.module:MyModel"}
+    monkeypatch.setattr(registry, "_builtin", lambda: table)
+    with pytest.raises(ConfigError) as e:
+        registry.get("pop")
+    msg = str(e.value)
+    assert "model 'pop'" in msg and "'mypkg_not_here.module:MyModel'" in msg
+    assert "no module named 'mypkg_not_here'" in msg and "PYTHONPATH" in msg and "\n" not in msg
+    # through the CLI (model.params are validated before Hydra runs): exit 2, one line
+    assert main(["run", "model=pop", "model.params.k=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model 'pop'") and err.count("\n") == 1
+
+
+def test_registry_entry_with_a_missing_class_is_one_line(monkeypatch):
+    from bench.models import registry
+
+    monkeypatch.setitem(registry._EXTRA, "mymodel", "bench.errors:ConfigErorr")
+    with pytest.raises(ConfigError) as e:
+        registry.build("mymodel", {})
+    msg = str(e.value)
+    assert "model 'mymodel'" in msg and "'bench.errors' has no attribute 'ConfigErorr'" in msg
+    assert "did you mean 'ConfigError'" in msg and "\n" not in msg
+
+
+def test_registry_entry_with_a_missing_dependency_names_it(monkeypatch, tmp_path):
+    from bench.models import registry
+
+    (tmp_path / "needs_dep_mod.py").write_text("import some_missing_dep_xyz\nclass M: ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry._EXTRA, "depmodel", "needs_dep_mod:M")
+    with pytest.raises(ConfigError, match="needs the module 'some_missing_dep_xyz'"):
+        registry.get("depmodel")
