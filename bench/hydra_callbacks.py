@@ -1,5 +1,6 @@
 """Hydra callbacks: launcher-side set-up of a sweep (store, experiment, parent run, reaper)
-and its summary (parent status, leaderboard, report) at the end."""
+and its summary (parent status, leaderboard, report) at the end. The summary covers this
+sweep's runs only (``--sweep <parent run id>``: its children and the runs its jobs reused)."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ class BenchCallback(Callback):
 
         from bench.runner import say
 
-        if self.store is None:
+        if self.store is None or self.parent_id is None:
             return
         try:
             if not HydraConfig.initialized() and "hydra" in config:
@@ -104,6 +105,8 @@ class BenchCallback(Callback):
                 self.store.uri,
                 "--experiment",
                 self.store.experiment_name,
+                "--sweep",
+                self.parent_id,
                 "--dataset",
                 str(config.dataset.name),
                 "--split",
@@ -121,7 +124,7 @@ class BenchCallback(Callback):
                 out = ["--out", str(Path(str(rep["out"])).resolve()), "--force"]
                 spec = ["--spec", str(rep["spec"])] if rep.get("spec") else []
                 report_main(
-                    argv[:4]
+                    argv[:6]
                     + ["--dataset", str(config.dataset.name), "--split", str(config.split.name)]
                     + spec
                     + out

@@ -216,6 +216,7 @@ def run_name(cfg: Mapping[str, Any]) -> str:
 
 
 def base_tags(cfg: Mapping[str, Any], split, key: str, device: str) -> dict[str, str]:
+    from bench import tracking
     from bench.environment import device_tags, git_info
     from bench.metrics.catalog import METRIC_DEFINITIONS_VERSION
 
@@ -229,6 +230,7 @@ def base_tags(cfg: Mapping[str, Any], split, key: str, device: str) -> dict[str,
         "bench.model": str(cfg["model"]["name"]),
         "bench.seed": str(cfg["seed"]),
         "bench.run_key": key,
+        "bench.config_key": tracking.config_key(cfg, split.sha256),
         "bench.version": __version__,
         "bench.git_sha": git.get("sha", "unknown"),
         "bench.git_dirty": str(git.get("dirty", "unknown")).lower(),
@@ -272,6 +274,9 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
                 f"skip {run_name(cfg)}: FINISHED run {done.info.run_id} has the same run_key "
                 f"(tracking.force=true runs it again)"
             )
+            parent = os.environ.get(tracking.PARENT_ENV)
+            if parent:  # the sweep's summary includes the reused run
+                tracking.record_reuse(store, parent, done.info.run_id)
             return RunOutcome("SKIPPED", done.info.run_id, key, {})
     if store is None:
         metrics, _ = execute(

@@ -7,7 +7,9 @@
 - Status discipline: a run ends FINISHED, FAILED (with ``error.txt``) or KILLED (SIGTERM); runs left
   RUNNING by a dead process on this host are reaped to KILLED on the next start.
 - Dedupe: ``bench.run_key`` = hash of the resolved config (minus volatile keys) + split sha256; a
-  FINISHED run with the same key is skipped unless ``tracking.force=true``.
+  FINISHED run with the same key is skipped unless ``tracking.force=true`` (inside a sweep, the
+  reused run is recorded on the parent as ``bench.reused.<run_id>``). ``bench.config_key`` is the
+  same hash without the seed: reports compare one row per model configuration.
 - No secret reaches params, tags or artifacts: params are the allowlisted config groups with
   secret-looking keys and URL credentials redacted.
 """
@@ -36,6 +38,8 @@ from bench.errors import TrackingError
 DEFAULT_EXPERIMENT = "bench"
 PARENT_ENV = "BENCH_PARENT_RUN_ID"
 SWEEP_ENV = "BENCH_SWEEP_ID"
+#: tag prefix on a sweep's parent run: one tag per FINISHED run a job of the sweep reused
+REUSED_TAG = "bench.reused."
 #: config keys that do not change results (excluded from run_key)
 VOLATILE_KEYS = ("tracking", "progress", "paths", "hydra", "report")
 #: config groups logged as params (allowlist)
@@ -332,11 +336,27 @@ def params_of(cfg: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def run_key(cfg: Mapping[str, Any], split_sha: str) -> str:
-    """sha256 of the resolved config minus volatile keys, plus the split's sha256."""
-    stable = {k: v for k, v in cfg.items() if k not in VOLATILE_KEYS}
+def _config_hash(cfg: Mapping[str, Any], split_sha: str, drop: tuple[str, ...]) -> str:
+    stable = {k: v for k, v in cfg.items() if k not in drop}
     payload = json.dumps({"config": stable, "split_sha256": split_sha}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def run_key(cfg: Mapping[str, Any], split_sha: str) -> str:
+    """sha256 of the resolved config minus volatile keys, plus the split's sha256."""
+    return _config_hash(cfg, split_sha, VOLATILE_KEYS)
+
+
+def config_key(cfg: Mapping[str, Any], split_sha: str) -> str:
+    """``run_key`` without the seed: the runs of one configuration share it (tag
+    ``bench.config_key``), so reports average seeds of one configuration only."""
+    return _config_hash(cfg, split_sha, (*VOLATILE_KEYS, "seed"))
+
+
+def record_reuse(store: Store, parent_id: str, run_id: str) -> None:
+    """Note on a sweep's parent that one of its jobs reused the FINISHED run ``run_id``
+    (tag ``bench.reused.<run_id>``), so the sweep's summary includes it."""
+    retry(partial(store.client.set_tag, parent_id, f"{REUSED_TAG}{run_id}", run_id))
 
 
 def safe_metric_key(key: str) -> str:

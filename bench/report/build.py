@@ -46,6 +46,7 @@ class ReportConfig:
     split_sha256: str | None = None
     experiment: str = "bench"
     device: str | None = None
+    sweep: str | None = None  # a sweep's parent run id (command line only)
     metrics: list[str] | None = None
     baseline: str | None = None
     test: str = "ttest"
@@ -74,7 +75,7 @@ class Report:
     selection: Selection
     config: ReportConfig
     keys: list[str]
-    table: dict[str, dict[str, Comparison]]  # model -> key -> numbers
+    table: dict[str, dict[str, Comparison]]  # row label -> key -> numbers
     notes: list[str] = field(default_factory=list)
 
 
@@ -167,7 +168,7 @@ def choose_keys(selection: Selection, cfg: ReportConfig) -> list[str]:
 
 
 def model_cells(selection: Selection, keys: list[str]) -> dict[str, dict[str, Cell]]:
-    """``{model: {key: Cell}}`` over the model's seeds, for every key asked."""
+    """``{row label: {key: Cell}}`` over the row's seeds, for every key asked."""
     return {m: {k: summarize([r.metrics[k] for r in runs if k in r.metrics]) for k in keys}
             for m, runs in selection.by_model().items()}
 
@@ -188,7 +189,7 @@ def user_means(frames: list[Any], model: str) -> Any:
 
 
 def load_user_tables(selection: Selection, client: Any, notes: list[str]) -> dict[str, Any]:
-    """``{model: per-user frame averaged over seeds}``; models lacking the artifact are noted."""
+    """``{row label: per-user frame averaged over seeds}``; rows lacking it are noted."""
     from bench.report.runs import per_user_frame
 
     out = {}
@@ -223,6 +224,11 @@ def compute(selection: Selection, cfg: ReportConfig, keys: list[str],
 def _significance(table: dict[str, dict[str, Comparison]], cfg: ReportConfig, keys: list[str],
                   users: dict[str, Any], notes: list[str]) -> None:
     if cfg.baseline not in table:
+        rows = [m for m in table if m.startswith(f"{cfg.baseline} (")]
+        if rows:
+            raise ReportError(f"--baseline {cfg.baseline}: the model has {len(rows)} "
+                              f"configurations here ({', '.join(repr(r) for r in rows)}); "
+                              "give one of these row labels")
         raise unknown("baseline model", str(cfg.baseline), table)
     base = users.get(cfg.baseline)
     if base is None:
@@ -296,10 +302,11 @@ def _legend(report: Report, latex: bool) -> str:
     esc = latex_escape if latex else str
     seeds = sorted({len(rs) for rs in sel.by_model().values()})
     n = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    n += " seed" if n == "1" else " seeds"
     pm = r"$\pm$" if latex else "±"
     text = (f"{esc(sel.dataset)}, split {esc(sel.split)} (protocol {esc(sel.split_protocol)}, "
             f"sha256 {esc(sel.split_sha256[:12])}), metric definitions "
-            f"v{esc(sel.metric_definitions)}. Mean {pm} std over {n} seeds; best in bold, "
+            f"v{esc(sel.metric_definitions)}. Mean {pm} std over {n}; best in bold, "
             "second underlined.")
     if not cfg.baseline:
         return text
@@ -504,8 +511,8 @@ def build(cfg: ReportConfig, out: Path, uri: str, argv: list[str], force: bool =
     out = out.resolve()
     check_out(out, force)
     mlflow_client = rr.client(uri)
-    found = rr.search_runs(mlflow_client, cfg.experiment, dataset=cfg.dataset, split=cfg.split,
-                           split_sha256=cfg.split_sha256, device=cfg.device)
+    found = rr.find_runs(mlflow_client, cfg.experiment, dataset=cfg.dataset, split=cfg.split,
+                         split_sha256=cfg.split_sha256, device=cfg.device, sweep=cfg.sweep)
     selection = rr.select(found, cfg.dataset, cfg.split)
     keys = choose_keys(selection, cfg)
     notes: list[str] = []
@@ -551,9 +558,10 @@ def parser() -> argparse.ArgumentParser:
         description="Build paper tables (table.tex, table.md, table.csv), figures (PNG+PDF), "
                     "README.md and provenance.json for one dataset+split from the MLflow runs "
                     "alone. Options override the --spec file.",
-        epilog="example:\n  bench report --out reports/quickstart --spec "
+        epilog="example:\n  bench report --out reports/out/quickstart-copy --spec "
                "reports/specs/quickstart.yaml\n  bench report --out out/ml1m --dataset ml-1m "
-               "--metrics ndcg@10,recall@10 --baseline pop --test randomization",
+               "--metrics ndcg@10,recall@10 --baseline pop --test randomization\n"
+               "  bench report --out out/sweep --sweep PARENT_RUN_ID   (only one sweep's runs)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, type=Path,
@@ -564,7 +572,9 @@ def parser() -> argparse.ArgumentParser:
                    help="comma-separated table metrics, ndcg@10 or ndcg_at_10 (default: nDCG, "
                         "recall, hit rate, MRR, coverage and novelty @10, where logged)")
     p.add_argument("--baseline", default=None,
-                   help="model the others are tested against (default: no tests)")
+                   help="model the others are tested against (default: no tests); when "
+                        "the model has several configurations, its row label, e.g. "
+                        "'itemknn (k=100)'")
     p.add_argument("--test", choices=stats.TESTS, default=None,
                    help="paired test over users (default: ttest)")
     p.add_argument("--correction", choices=stats.CORRECTIONS, default=None,

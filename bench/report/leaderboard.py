@@ -1,8 +1,10 @@
 """``bench leaderboard``: rank the MLflow runs of one dataset+split by a metric.
 
-One row per model: mean +/- sample std over its seeds (the most recent run of each model+seed),
-sorted in the metric's direction (from the metric catalog), ties by model name; models without
-the metric come last. Notes and warnings go to stderr so ``--format md|csv`` output stays clean.
+One row per model configuration: mean +/- sample std over its seeds (the most recent run of each
+model+config+seed; a model with several configurations gets one labelled row each, see
+``bench.report.runs``), sorted in the metric's direction (from the metric catalog), ties by
+label; rows without the metric come last. Notes and warnings go to stderr so
+``--format md|csv`` output stays clean.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Cell:
 
 @dataclass(frozen=True)
 class Row:
-    model: str
+    model: str  # the row label: model name [+ the params of its configuration]
     n_seeds: int
     cells: dict[str, Cell]
     run_ids: tuple[str, ...]
@@ -90,7 +92,8 @@ def resolve_columns(selection: Selection, metric: str, columns: str | None) -> l
 
 
 def rank_rows(selection: Selection, keys: Sequence[str]) -> list[Row]:
-    """One row per model, sorted by ``keys[0]`` in the catalog's direction (ties: model name)."""
+    """One row per model configuration, sorted by ``keys[0]`` in the catalog's direction
+    (ties: label)."""
     rows = []
     for model, runs in selection.by_model().items():
         cells = {k: summarize([r.metrics[k] for r in runs if k in r.metrics]) for k in keys}
@@ -179,11 +182,14 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bench leaderboard",
         description="Rank the FINISHED MLflow runs of one dataset+split by a metric: one row per "
-                    "model, mean ± std over seeds. With several dataset/split combos in the store "
-                    "and none chosen, the most recent combo is shown (a note names the others).",
+                    "model configuration, mean ± std over seeds (a model run with several "
+                    "configurations gets one row each, labelled with the params that differ, "
+                    "e.g. 'itemknn (k=100)'). With several dataset/split combos in the store and "
+                    "none chosen, the most recent combo is shown (a note names the others).",
         epilog="examples:\n  bench leaderboard\n  bench leaderboard --metric recall@20 "
-               "--format md\n  bench leaderboard --dataset ml-1m --split temporal "
-               "--columns recall_at_10,latency_p50_ms --device cpu",
+               "--format md\n  bench leaderboard --dataset ml-1m --split temporal-global "
+               "--columns recall_at_10,latency_p50_ms --device cpu\n"
+               "  bench leaderboard --sweep PARENT_RUN_ID   (only one sweep's runs)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_store_args(p)
@@ -211,6 +217,10 @@ def add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None,
                    help="only runs of this bench.device (needed to compare latency across runs "
                         "made on several devices)")
+    p.add_argument("--sweep", default=None, metavar="PARENT_RUN_ID",
+                   help="only the runs of one sweep: the children of this sweep parent run "
+                        "(named sweep-<id> in the MLflow UI) and the FINISHED runs its jobs "
+                        "reused instead of re-running them")
 
 
 def load_selection(args: argparse.Namespace) -> tuple[Selection, str]:
@@ -219,8 +229,9 @@ def load_selection(args: argparse.Namespace) -> tuple[Selection, str]:
 
     uri = args.tracking_uri or rr.default_tracking_uri()
     client = rr.client(uri)
-    found = rr.search_runs(client, args.experiment or "bench", dataset=args.dataset,
-                           split=args.split, split_sha256=args.split_sha256, device=args.device)
+    found = rr.find_runs(client, args.experiment or "bench", dataset=args.dataset,
+                         split=args.split, split_sha256=args.split_sha256, device=args.device,
+                         sweep=args.sweep)
     return rr.select(found, args.dataset, args.split), uri
 
 

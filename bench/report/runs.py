@@ -5,6 +5,11 @@ are left out. Runs are compared only when they share one ``bench.split_sha256`` 
 ``bench.metric_definitions``; different ``bench.version`` values are allowed but flagged.
 Efficiency metrics (latency, throughput, fit time, memory) compare only on one ``bench.device``.
 
+A row of a leaderboard or report is one model *configuration* (tag ``bench.config_key``: the
+hash of the resolved config without the seed); its seeds are averaged. When a model has several
+configurations in the selection, each row is labelled with the logged params that tell them
+apart (``itemknn (k=100)``). Runs without the tag (older stores) are one configuration per model.
+
 Nothing here loads a model: the only artifacts downloaded are data files (parquet/json/yaml).
 ``mlflow`` is imported inside the functions that need it.
 """
@@ -16,14 +21,14 @@ import re
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 
-from bench.errors import BenchError, TrackingError
+from bench.errors import BenchError, TrackingError, did_you_mean
 
 DATA_ARTIFACTS = (".parquet", ".json", ".yaml", ".yml")
 _SAFE_VALUE = re.compile(r"^[\w.\-:/ +@]*$")
@@ -35,7 +40,11 @@ class ReportError(BenchError):
 
 @dataclass(frozen=True)
 class Run:
-    """One FINISHED evaluation run as the report sees it (tags + latest metric values)."""
+    """One FINISHED evaluation run as the report sees it (tags, params, latest metric values).
+
+    ``label`` names the run's row (set by ``select``): the model name, plus the params that tell
+    its configuration apart when the model has several in the selection.
+    """
 
     run_id: str
     run_name: str
@@ -44,6 +53,8 @@ class Run:
     metrics: dict[str, float]
     experiment_id: str = ""
     artifact_uri: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    label: str = ""
 
     def tag(self, name: str, default: str = "") -> str:
         return self.tags.get(f"bench.{name}", default)
@@ -51,6 +62,16 @@ class Run:
     @property
     def model(self) -> str:
         return self.tag("model")
+
+    @property
+    def config_key(self) -> str:
+        """``bench.config_key`` ("" for runs made before the tag existed)."""
+        return self.tag("config_key")
+
+    @property
+    def row(self) -> str:
+        """The row this run belongs to: its label, else its model."""
+        return self.label or self.model
 
     @property
     def dataset(self) -> str:
@@ -81,6 +102,8 @@ class Run:
             "run_id": self.run_id,
             "run_name": self.run_name,
             "model": self.model,
+            "label": self.row,
+            "config_key": self.config_key or None,
             "seed": self.seed,
             "dataset": self.dataset,
             "split": self.split,
@@ -125,7 +148,7 @@ class Selection:
         return sorted({r.device for r in self.runs})
 
     def by_model(self) -> dict[str, list[Run]]:
-        """Runs grouped by model (sorted by name), each group sorted by seed."""
+        """Runs grouped by row label (model [+ config params], sorted), each sorted by seed."""
         return group_by_model(self.runs)
 
 
@@ -236,7 +259,68 @@ def _to_run(r: Any) -> Run:
         metrics={k: float(v) for k, v in r.data.metrics.items()},
         experiment_id=r.info.experiment_id,
         artifact_uri=r.info.artifact_uri or "",
+        params={str(k): str(v) for k, v in (r.data.params or {}).items()},
     )
+
+
+def sweep_runs(mlflow_client: Any, runs: Sequence[Run], parent_id: str) -> list[Run]:
+    """The runs of one sweep: children of its parent run plus the runs its jobs reused
+    (recorded on the parent as ``bench.reused.<run_id>`` tags)."""
+    from bench.tracking import REUSED_TAG
+
+    if not _SAFE_VALUE.match(parent_id) or not parent_id.strip():
+        raise ReportError(f"--sweep {parent_id!r} is not a run id")
+    try:
+        parent = mlflow_client.get_run(parent_id)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises several types for a missing run
+        raise ReportError(f"--sweep {parent_id}: no such run in the store; give the run id of a "
+                          "sweep's parent run (named sweep-<id> in the MLflow UI)") from exc
+    if parent.data.tags.get("bench.sweep") != "parent":
+        raise ReportError(f"--sweep {parent_id}: run {parent.info.run_name or parent_id} is not "
+                          "a sweep parent (tag bench.sweep=parent)")
+    reused = {v for k, v in parent.data.tags.items() if k.startswith(REUSED_TAG)}
+    return [r for r in runs if r.tags.get("mlflow.parentRunId") == parent_id or r.run_id in reused]
+
+
+def find_runs(mlflow_client: Any, experiment: str = "bench", *, dataset: str | None = None,
+              split: str | None = None, split_sha256: str | None = None,
+              device: str | None = None, sweep: str | None = None) -> list[Run]:
+    """``search_runs`` (then only the runs of ``sweep``, a parent run id); when a --dataset or
+    --split matches nothing, a ``ReportError`` names the value, a did-you-mean and the
+    dataset/split combos there are."""
+    found = search_runs(mlflow_client, experiment, dataset=dataset, split=split,
+                        split_sha256=split_sha256, device=device)
+    if sweep:
+        found = sweep_runs(mlflow_client, found, sweep)
+    if not found and (dataset or split):
+        everything = search_runs(mlflow_client, experiment)
+        if sweep:
+            everything = sweep_runs(mlflow_client, everything, sweep)
+        raise no_match(everything, dataset, split, "sweep" if sweep else "store")
+    return found
+
+
+def no_match(runs: Sequence[Run], dataset: str | None, split: str | None,
+             where: str = "store") -> ReportError:
+    """The error for a --dataset/--split that no run has: which value, did-you-mean, and the
+    dataset/split combos of ``runs``."""
+    have = Counter((r.dataset, r.split) for r in runs)
+    combos = ", ".join(f"{d}/{s} ({n} run{'s' if n != 1 else ''})"
+                       for (d, s), n in sorted(have.items())) or "no FINISHED bench runs"
+    datasets = sorted({d for d, _ in have})
+    splits = sorted({s for d, s in have if dataset in (None, d)})
+    if dataset and dataset not in datasets:
+        what = f"no FINISHED run has dataset '{dataset}'{did_you_mean(dataset, datasets)}"
+    elif split and split not in {s for _, s in have}:
+        what = (f"no FINISHED run has split '{split}'"
+                f"{did_you_mean(split, splits or {s for _, s in have})}")
+    elif dataset and split and (dataset, split) not in have:
+        what = (f"dataset '{dataset}' has no FINISHED runs on split '{split}'"
+                f"{did_you_mean(split, splits)}")
+    else:
+        what = (f"no FINISHED runs match dataset={dataset or '*'} split={split or '*'} "
+                "and the other filters (--split-sha256, --device, --sweep)")
+    return ReportError(f"{what}; the {where} has: {combos} (choose with --dataset/--split)")
 
 
 def download_artifact(mlflow_client: Any, run_id: str, name: str, dst: Path) -> Path:
@@ -269,10 +353,10 @@ def per_user_frame(mlflow_client: Any, run: Run, cache_dir: Path | None = None) 
 
 
 def group_by_model(runs: Iterable[Run]) -> dict[str, list[Run]]:
-    """Runs grouped by model (sorted by name), each group sorted by seed."""
+    """Runs grouped by row label (``Run.row``, sorted), each group sorted by seed."""
     groups: dict[str, list[Run]] = defaultdict(list)
     for r in runs:
-        groups[r.model].append(r)
+        groups[r.row].append(r)
     return {m: sorted(rs, key=lambda r: (r.seed is None, r.seed or 0, r.start_time))
             for m, rs in sorted(groups.items())}
 
@@ -289,10 +373,7 @@ def pick_combo(runs: Sequence[Run], dataset: str | None, split: str | None) -> t
         if (dataset is None or r.dataset == dataset) and (split is None or r.split == split):
             combos[(r.dataset, r.split)].append(r)
     if not combos:
-        have = sorted({f"{r.dataset}/{r.split}" for r in runs})
-        asked = f"dataset={dataset or '*'} split={split or '*'}"
-        raise ReportError(f"no FINISHED runs for {asked}; the store has: "
-                          f"{', '.join(have) or 'no bench runs'}")
+        raise no_match(runs, dataset, split)
     newest = max(combos, key=lambda c: max(r.start_time for r in combos[c]))
     notes = []
     if len(combos) > 1:
@@ -311,21 +392,67 @@ def _refuse_mixed(runs: Sequence[Run], tag: str, what: str, fix: str) -> None:
 
 
 def dedupe(runs: Sequence[Run]) -> tuple[list[Run], list[dict[str, str]], list[str]]:
-    """One run per (model, seed): the most recent; older ones are reported as ignored."""
-    keep: dict[tuple[str, int | None], Run] = {}
+    """One run per (model, config_key, seed): the most recent; older ones are reported as
+    ignored. Runs without ``bench.config_key`` share the key "" (one run per model+seed)."""
+    keep: dict[tuple[str, str, int | None], Run] = {}
     ignored: list[dict[str, str]] = []
     for r in sorted(runs, key=lambda r: -r.start_time):
-        key = (r.model, r.seed)
+        key = (r.model, r.config_key, r.seed)
         if key in keep:
             ignored.append({"run_id": r.run_id, "run_name": r.run_name,
-                            "reason": f"older run of the same model+seed as {keep[key].run_id}"})
+                            "config_key": r.config_key,
+                            "reason": "older run of the same model configuration+seed as "
+                                      f"{keep[key].run_id}"})
         else:
             keep[key] = r
     notes = []
     if ignored:
-        notes.append(f"{len(ignored)} older run(s) of an already reported model+seed ignored "
-                     "(the most recent run of each model+seed is used; see provenance.json)")
+        n = len(ignored)
+        notes.append(f"{n} older run{'s' if n != 1 else ''} of an already reported model "
+                     "configuration+seed ignored (the most recent run of each is used; "
+                     "`bench report` lists their run ids in provenance.json, ignored_runs)")
     return list(keep.values()), ignored, notes
+
+
+MAX_LABEL_PARAMS = 3
+
+
+def _short_value(value: str, width: int = 32) -> str:
+    return value if len(value) <= width else value[: width - 3] + "..."
+
+
+def label_rows(runs: Sequence[Run]) -> list[Run]:
+    """The runs with ``label`` set: the model name when the model has one configuration in
+    ``runs``; else ``model (k=v, ...)`` with the logged params that differ between that model's
+    configurations (``model.params.*`` preferred, shown without the prefix), or the config_key
+    prefix when no param differs."""
+    configs: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        configs[r.model][r.config_key].append(r)
+    labels: dict[tuple[str, str], str] = {}
+    for model, by_key in configs.items():
+        if len(by_key) == 1:
+            labels[(model, next(iter(by_key)))] = model
+            continue
+        params = {ck: max(rs, key=lambda r: r.start_time).params for ck, rs in by_key.items()}
+        names = sorted({k for p in params.values() for k in p} - {"seed"})
+        differ = [k for k in names if len({p.get(k) for p in params.values()}) > 1]
+        shown = [k for k in differ if k.startswith("model.params.")] or differ
+        for ck, p in params.items():
+            parts = [f"{k.removeprefix('model.params.')}={_short_value(p.get(k, '-'))}"
+                     for k in shown[:MAX_LABEL_PARAMS]]
+            if len(shown) > MAX_LABEL_PARAMS:
+                parts.append("...")
+            labels[(model, ck)] = f"{model} ({', '.join(parts) or _config_id(ck)})"
+        seen = Counter(labels[(model, ck)] for ck in by_key)
+        for ck in by_key:  # params do not tell them apart: add the config_key prefix
+            if seen[labels[(model, ck)]] > 1:
+                labels[(model, ck)] = labels[(model, ck)][:-1] + f"; {_config_id(ck)})"
+    return [replace(r, label=labels[(r.model, r.config_key)]) for r in runs]
+
+
+def _config_id(config_key: str) -> str:
+    return f"config {config_key[:8]}" if config_key else "config unrecorded"
 
 
 def select(runs: Sequence[Run], dataset: str | None = None, split: str | None = None) -> Selection:
@@ -344,6 +471,11 @@ def select(runs: Sequence[Run], dataset: str | None = None, split: str | None = 
     _refuse_mixed(combo, "metric_definitions", "metric definitions versions",
                   "re-run the older models with the current bench, or filter them out")
     kept, ignored, dnotes = dedupe(combo)
+    kept = label_rows(kept)
+    relabelled = sorted({r.model for r in kept if r.label != r.model})
+    if relabelled:
+        dnotes.append(f"{', '.join(relabelled)}: several configurations in the selection, one "
+                      "row each (labelled with the params that differ)")
     warnings = []
     versions = Counter(r.tag("version") or "unrecorded" for r in kept)
     if len(versions) > 1:
