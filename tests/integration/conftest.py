@@ -45,6 +45,20 @@ def store(cwd: Path):
     return tracking.Store(f"sqlite:///{cwd}/mlflow.db")
 
 
+def fixture_store(root: Path, experiments: tuple[str, ...]):
+    """A fresh sqlite MLflow store under ``root`` for hand-logged runs: (uri, client, a staging
+    folder for artifacts, experiment name -> id)."""
+    import mlflow
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = mlflow.tracking.MlflowClient(uri)
+    art = (root / "artifacts").as_uri()
+    staging = root / "staging"
+    staging.mkdir()
+    exps = {n: client.create_experiment(n, artifact_location=f"{art}/{n}") for n in experiments}
+    return uri, client, staging, exps
+
+
 def runs(cwd: Path, status: str | None = None) -> list:
     rs = [r for r in store(cwd).search("") if r.data.tags.get("bench.sweep") != "parent"]
     return [r for r in rs if status is None or r.info.status == status]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from .conftest import bench, store
+from .conftest import bench, fixture_store, store
 from .test_report_mlflow import SHA, SHA2, per_user, run_cli, summary
 
 pytestmark = pytest.mark.integration
@@ -64,13 +64,7 @@ def log(client, exp_id: str, tmp: Path, model: str, seed: int, offset: float, *,
 @pytest.fixture(scope="module")
 def st(tmp_path_factory):
     root = tmp_path_factory.mktemp("configs")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = mlflow.tracking.MlflowClient(uri)
-    art = (root / "artifacts").as_uri()
-    staging = root / "staging"
-    staging.mkdir()
-    exps = {n: client.create_experiment(n, artifact_location=f"{art}/{n}")
-            for n in ("configs", "sweep")}
+    uri, client, staging, exps = fixture_store(root, ("configs", "sweep"))
     e, t = exps["configs"], iter(range(T0, T0 + 10_000_000, 1000))
     ids: dict[str, list[str]] = {}
 

@@ -19,6 +19,8 @@ import polars as pl
 import pytest
 from scipy import stats as sps
 
+from .conftest import fixture_store
+
 pytestmark = pytest.mark.integration
 
 mlflow = pytest.importorskip("mlflow")
@@ -119,15 +121,7 @@ def log_run(
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = mlflow.tracking.MlflowClient(uri)
-    art = (root / "artifacts").as_uri()
-    staging = root / "staging"
-    staging.mkdir()
-    exps = {
-        n: client.create_experiment(n, artifact_location=f"{art}/{n}")
-        for n in ("bench", "mixed", "legacy", "devices")
-    }
+    uri, client, staging, exps = fixture_store(root, ("bench", "mixed", "legacy", "devices"))
     ids = {}
     e = exps["bench"]
     log_run(client, e, staging, "pop", 0, 0.5, dataset="older", split="random")
