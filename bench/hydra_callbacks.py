@@ -100,34 +100,38 @@ class BenchCallback(Callback):
                 # after the last job: ${hydra:...} (as in ${paths.root}) resolves again
                 HydraConfig.instance().set_config(config)
             rep = _section(config, "report")
-            argv = [
+            from bench.report import runs as report_runs
+
+            base = [
                 "--tracking-uri",
                 self.store.uri,
                 "--experiment",
                 self.store.experiment_name,
                 "--sweep",
                 self.parent_id,
-                "--dataset",
-                str(config.dataset.name),
-                "--split",
-                str(config.split.name),
-                "--metric",
-                str(rep.get("leaderboard_metric", "ndcg_at_10")),
             ]
-            if rep.get("leaderboard_on_end", True):
-                from bench.report.leaderboard import leaderboard_main
+            # one leaderboard (and report) per dataset/split the sweep ran (-m dataset=a,b)
+            found = report_runs.find_runs(
+                report_runs.client(self.store.uri), self.store.experiment_name, sweep=self.parent_id
+            )
+            combos = sorted({(r.dataset, r.split) for r in found})
+            if not combos:
+                say("summary: the sweep has no FINISHED run to rank")
+                return
+            for dataset, split in combos:
+                argv = [*base, "--dataset", dataset, "--split", split]
+                if rep.get("leaderboard_on_end", True):
+                    from bench.report.leaderboard import leaderboard_main
 
-                leaderboard_main(argv)
-            if rep.get("out"):
-                from bench.report.build import report_main
+                    metric = str(rep.get("leaderboard_metric", "ndcg_at_10"))
+                    leaderboard_main([*argv, "--metric", metric])
+                if rep.get("out"):
+                    from bench.report.build import report_main
 
-                out = ["--out", str(Path(str(rep["out"])).resolve()), "--force"]
-                spec = ["--spec", str(rep["spec"])] if rep.get("spec") else []
-                report_main(
-                    argv[:6]
-                    + ["--dataset", str(config.dataset.name), "--split", str(config.split.name)]
-                    + spec
-                    + out
-                )
+                    out = Path(str(rep["out"])).resolve()
+                    if len(combos) > 1:
+                        out = out / f"{dataset}_{split}"
+                    spec = ["--spec", str(rep["spec"])] if rep.get("spec") else []
+                    report_main([*argv, *spec, "--out", str(out), "--force"])
         except Exception as e:  # noqa: BLE001 - the sweep itself succeeded; say why the summary failed
             say(f"summary failed: {e}")

@@ -103,6 +103,26 @@ def test_sweep_report_paths_may_use_interpolations_as_the_quickstart_does(tmp_pa
     assert not any("${" in p.name for p in tmp_path.rglob("*"))
 
 
+def test_a_sweep_over_two_splits_ranks_and_reports_each_split(tmp_path):
+    """The end-of-sweep summary covers every dataset/split the sweep ran (not only the base
+    config's), one leaderboard and one report folder each."""
+    out = bench(
+        "run",
+        "-m",
+        "model=pop,random",
+        "split=temporal-global,random-ratio",
+        *FAST,
+        "report.out=${paths.root}/out/sweep",
+        cwd=tmp_path,
+    )
+    text = out.stdout + out.stderr
+    for split in ("temporal-global", "random-ratio"):
+        assert f"ml-100k / {split}" in text or f"ml-100k/{split}" in text, split
+        prov = (tmp_path / "out" / "sweep" / f"ml-100k_{split}" / "provenance.json").read_text()
+        assert prov.count('"run_id"') == 2, split
+    assert "summary failed" not in text
+
+
 def test_sigkill_mid_sweep_then_resume_gives_one_finished_run_per_config(tmp_path):
     args = ["run", "-m", "model=pop,random,ease,itemknn", "seed=0,1", *FAST]
     db = tmp_path / "mlflow.db"
