@@ -85,9 +85,106 @@ def check_keys(argv: list[str]) -> None:
         )
 
 
+#: groups whose nested keys are checked before Hydra (model params are checked per model)
+NESTED_GROUPS = ("dataset", "split", "eval", "metrics", "latency", "tracking")
+
+
+def _chosen(argv: list[str]) -> dict[str, list[str]]:
+    """The options each group of NESTED_GROUPS will use: every value of ``group=a,b`` in
+    ``argv``, else the default of conf/config.yaml, else the experiment's ``override``."""
+    import yaml
+
+    conf = yaml.safe_load((CONF_DIR / "config.yaml").read_text()) or {}
+    chosen = {}
+    for entry in conf.get("defaults") or []:
+        if isinstance(entry, dict):
+            for k, v in entry.items():
+                if k in NESTED_GROUPS:
+                    chosen[k] = [str(v)]
+    given = {}
+    for arg in argv:
+        m = re.fullmatch(r"\+{0,2}([\w/]+)=(.*)", arg)
+        if m and (m.group(1) in NESTED_GROUPS or m.group(1) == "experiment"):
+            given[m.group(1)] = [v for v in m.group(2).split(",") if v]
+    for exp in given.pop("experiment", []):
+        path = CONF_DIR / "experiment" / f"{exp}.yaml"
+        for entry in (yaml.safe_load(path.read_text()) or {}).get("defaults") or []:
+            if isinstance(entry, dict):
+                for k, v in entry.items():
+                    group = str(k).split()[-1].lstrip("/")
+                    if group in NESTED_GROUPS:
+                        chosen[group] = [str(v)]
+    chosen.update(given)
+    return chosen
+
+
+def _group_tree(group: str, options: list[str], experiments: list[str]) -> dict:
+    """The keys a group's chosen options (and ``_global_`` experiments) define, merged."""
+    import yaml
+
+    def merge(into: dict, new: dict) -> None:
+        for k, v in new.items():
+            if isinstance(v, dict) and isinstance(into.get(k), dict):
+                merge(into[k], v)
+            elif k not in into or into[k] is None or isinstance(v, dict):
+                into[k] = v
+
+    tree: dict = {}
+    for opt in options:
+        path = CONF_DIR / group / f"{opt}.yaml"
+        if path.is_file():
+            merge(tree, {k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items()
+                         if k != "defaults"})
+    for exp in experiments:
+        path = CONF_DIR / "experiment" / f"{exp}.yaml"
+        if path.is_file():
+            merge(tree, (yaml.safe_load(path.read_text()) or {}).get(group) or {})
+    return tree
+
+
+def check_nested_keys(argv: list[str]) -> None:
+    """Fail fast, with did-you-mean, on ``group.key=value`` where the group's chosen options do
+    not define ``key`` (``eval.kss=[10]``), or set a key under one that is null
+    (``metrics.item_embeddings.encoder=x``). ``+``/``++`` additions are left alone."""
+    from bench.errors import ConfigError, did_you_mean
+
+    if any(a.split("=", 1)[0] in OTHER_PRIMARY for a in argv):
+        return
+    chosen: dict[str, list[str]] | None = None
+    experiments = [v for a in argv if a.startswith("experiment=") for v in a[11:].split(",") if v]
+    for arg in argv:
+        m = re.fullmatch(r"([a-z_]+)\.([\w.\-]+)=(.*)", arg, re.S)
+        if not m or m.group(1) not in NESTED_GROUPS:
+            continue
+        chosen = _chosen(argv) if chosen is None else chosen
+        group = m.group(1)
+        node: object = _group_tree(group, chosen.get(group, []), experiments)
+        path = [group]
+        for seg in m.group(2).split("."):
+            if not isinstance(node, dict):
+                break  # a list or scalar: Hydra reports what is wrong with the value
+            if seg not in node:
+                where = ".".join(path)
+                keys = sorted(str(k) for k in node)
+                raise ConfigError(
+                    f"unknown config key '{where}.{seg}' in override '{arg}'"
+                    f"{did_you_mean(seg, keys)}; {where} has: {', '.join(keys) or 'no keys'} "
+                    f"(to add a new key, write +{arg})"
+                )
+            if node[seg] is None and seg != m.group(2).split(".")[-1]:
+                raise ConfigError(
+                    f"override '{arg}': {'.'.join([*path, seg])} is null in the chosen config, "
+                    f"so it has no keys to set; set it whole, e.g. "
+                    f"{'.'.join([*path, seg])}={{key: value, ...}}"
+                )
+            path.append(seg)
+            node = node[seg]
+
+
 def check_overrides(argv: list[str]) -> None:
-    """Fail fast, with did-you-mean, on an unknown top-level key or an unknown option of a
-    config group (Hydra's own messages are multi-line blocks with exit code 1)."""
+    """Fail fast, with did-you-mean, on an unknown top-level key, an unknown option of a
+    config group or an unknown key inside a group (Hydra's own messages are multi-line blocks
+    with exit code 1)."""
     from bench.errors import unknown
 
     check_keys(argv)
@@ -102,6 +199,7 @@ def check_overrides(argv: list[str]) -> None:
         for v in value.split(","):
             if v and v not in options:
                 raise unknown(group, v, options, where=f"override '{arg}'")
+    check_nested_keys(argv)
 
 
 def _default_model() -> str:

@@ -104,6 +104,23 @@ def test_misspelled_top_level_key_has_did_you_mean():
 
 
 @pytest.mark.parametrize(
+    ("arg", "expected"),
+    [
+        ("eval.kss=[10]", "unknown config key 'eval.kss' in override 'eval.kss=[10]' (did you "
+         "mean 'ks'?); eval has: batch_budget_mb, candidates, early_stopping_metric"),
+        ("latency.n_request=3", "(did you mean 'n_requests'?)"),
+        ("tracking.forc=true", "(did you mean 'force'?)"),
+        ("metrics.item_embeddings.encoder=x", "metrics.item_embeddings is null in the chosen "
+         "config, so it has no keys to set; set it whole"),
+    ],
+)  # fmt: skip
+def test_misspelled_nested_keys_are_one_line_with_did_you_mean(arg, expected):
+    with pytest.raises(ConfigError) as e:
+        check_overrides([arg])
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
     "args",
     [
         ["seed=1"],
@@ -112,7 +129,9 @@ def test_misspelled_top_level_key_has_did_you_mean():
         ["device=auto"],
         ["latency=sweep", "latency.fresh_process=true"],
         ["tracking.force=true"],
-        ["metrics.item_embeddings.encoder=/some/folder"],
+        ["experiment=quickstart", "metrics.item_embeddings.encoder=/some/folder"],
+        ["metrics.item_embeddings={encoder: x, template: '{title}'}"],
+        ["split=loo-last,temporal-global", "split.valid_fraction=0.1", "eval.ks=[5]"],
         ["split.valid_fraction=0.2"],
         ["paths.root=/tmp/x"],
         ["experiment=quickstart"],
