@@ -181,6 +181,23 @@ def check_nested_keys(argv: list[str]) -> None:
             node = node[seg]
 
 
+def check_seeds(argv: list[str]) -> None:
+    """Every value of ``seed=a,b,...`` is an integer >= 0: checked before Hydra starts a sweep
+    (inside a job, bench.app's check would fail each job of the sweep instead)."""
+    from bench.errors import ConfigError
+
+    for arg in argv:
+        m = re.fullmatch(r"\+{0,2}seed=(.*)", arg)
+        if not m or re.match(r"^\w+\(", m.group(1)) or "${" in m.group(1):
+            continue  # sweeper functions (range(...)) and interpolations: checked in the job
+        for v in m.group(1).split(","):
+            if not re.fullmatch(r"\d+", v.strip()):
+                raise ConfigError(
+                    f"seed must be an integer >= 0, got {v.strip()!r} in override '{arg}' "
+                    f"(e.g. seed=0, or seed=0,1,2 in a sweep)"
+                )
+
+
 def check_overrides(argv: list[str]) -> None:
     """Fail fast, with did-you-mean, on an unknown top-level key, an unknown option of a
     config group or an unknown key inside a group (Hydra's own messages are multi-line blocks
@@ -200,6 +217,7 @@ def check_overrides(argv: list[str]) -> None:
             if v and v not in options:
                 raise unknown(group, v, options, where=f"override '{arg}'")
     check_nested_keys(argv)
+    check_seeds(argv)
 
 
 def _default_model() -> str:

@@ -103,6 +103,18 @@ def test_misspelled_top_level_key_has_did_you_mean():
         check_overrides(["zzz=1"])
 
 
+def test_sweep_seeds_are_checked_before_any_job(tmp_path):
+    with pytest.raises(ConfigError, match=r"seed must be an integer >= 0, got 'x' in override "
+                                          r"'seed=0,x' \(e.g. seed=0, or seed=0,1,2 in a sweep\)"):
+        check_overrides(["-m", "seed=0,x"])
+    check_overrides(["-m", "seed=0,1,2"])
+    check_overrides(["-m", "seed=range(0,3)"])
+    out = subprocess.run([sys.executable, "-m", "bench", "run", "-m", "seed=0,abc"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 @pytest.mark.parametrize(
     ("arg", "expected"),
     [
