@@ -86,6 +86,7 @@ def task(cfg: DictConfig) -> Any:
     except BenchError as e:
         if _is_multirun():
             say(f"job failed: {e}")
+            _record_failure(container, str(e))  # type: ignore[arg-type]
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -93,6 +94,30 @@ def task(cfg: DictConfig) -> Any:
     if outcome.metrics:
         say(f"{metric} = {outcome.metrics.get(metric, float('nan')):.6f}")
     return outcome.metrics.get(metric)
+
+
+def _record_failure(cfg: dict[str, Any], message: str) -> None:
+    """In a sweep, note on the parent run that this job failed (a job that fails before it
+    creates its run leaves no FAILED child): the parent then ends FAILED and counts it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from bench import tracking
+    from bench.runner import say
+
+    parent = os.environ.get(tracking.PARENT_ENV)
+    tcfg = cfg.get("tracking") or {}
+    if not parent or not tcfg.get("enabled", True):
+        return
+    try:
+        uri = tracking.resolve_uri(tcfg.get("uri"), Path(cfg["paths"]["root"]))
+        store = tracking.Store(
+            uri,
+            tcfg.get("experiment", tracking.DEFAULT_EXPERIMENT),
+            bool(tcfg.get("allow_network_fs", False)),
+        )
+        tracking.record_job_failure(store, parent, int(HydraConfig.get().job.num), message)
+    except Exception as e:  # noqa: BLE001 - the job's own error is the one to report
+        say(f"could not record the failure on the sweep's parent run: {e}")
 
 
 def _in_fresh_process() -> None:

@@ -40,6 +40,8 @@ PARENT_ENV = "BENCH_PARENT_RUN_ID"
 SWEEP_ENV = "BENCH_SWEEP_ID"
 #: tag prefix on a sweep's parent run: one tag per FINISHED run a job of the sweep reused
 REUSED_TAG = "bench.reused."
+#: tag prefix on a sweep's parent run: one tag per job that failed before it created a run
+JOB_FAILED_TAG = "bench.job_failed."
 #: config keys that do not change results (excluded from run_key)
 VOLATILE_KEYS = ("tracking", "progress", "paths", "hydra", "report")
 #: config groups logged as params (allowlist)
@@ -359,6 +361,12 @@ def record_reuse(store: Store, parent_id: str, run_id: str) -> None:
     retry(partial(store.client.set_tag, parent_id, f"{REUSED_TAG}{run_id}", run_id))
 
 
+def record_job_failure(store: Store, parent_id: str, job: int, message: str) -> None:
+    """Note on a sweep's parent that job ``job`` failed before creating a run (a config or
+    data error), so the parent ends FAILED and counts it (tag ``bench.job_failed.<job>``)."""
+    retry(partial(store.client.set_tag, parent_id, f"{JOB_FAILED_TAG}{job}", message[:4000]))
+
+
 def safe_metric_key(key: str) -> str:
     """MLflow-safe metric name (``@`` -> ``_at_``; other illegal characters -> ``_``)."""
     key = key.replace("@", "_at_")
@@ -484,8 +492,13 @@ def end_parent(store: Store, parent_id: str) -> dict[str, int]:
         counts[r.info.status] = counts.get(r.info.status, 0) + 1
     tags = {f"bench.n_{k.lower()}": str(v) for k, v in counts.items()}
     tags["bench.n_children"] = str(len(children))
+    parent_tags = retry(lambda: store.client.get_run(parent_id)).data.tags
+    n_jobs_failed = sum(k.startswith(JOB_FAILED_TAG) for k in parent_tags)
+    if n_jobs_failed:  # jobs that failed before creating a run (no child to count)
+        counts["jobs failed before a run"] = n_jobs_failed
+        tags["bench.n_jobs_failed_before_run"] = str(n_jobs_failed)
     for k, v in tags.items():
         retry(partial(store.client.set_tag, parent_id, k, v))
-    ok = counts.get("FINISHED", 0) == len(children)
+    ok = counts.get("FINISHED", 0) == len(children) and not n_jobs_failed
     retry(lambda: store.client.set_terminated(parent_id, "FINISHED" if ok else "FAILED"))
     return counts

@@ -123,6 +123,30 @@ def test_a_sweep_over_two_splits_ranks_and_reports_each_split(tmp_path):
     assert "summary failed" not in text
 
 
+def test_a_job_failing_before_its_run_exists_fails_the_sweep_parent(tmp_path):
+    """ml-1m's files are absent: that job fails before it creates a run (no FAILED child), yet
+    the parent ends FAILED, counts it and keeps its error; the other job finishes."""
+    out = bench(
+        "run",
+        "-m",
+        "model=pop",
+        "dataset=ml-100k,ml-1m",
+        "latency.n_requests=30",
+        "latency.warmup=5",
+        f"+dataset.data_root={tmp_path / 'nothing'}",
+        "report.leaderboard_on_end=false",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert [r.info.status for r in runs(tmp_path)] == ["FINISHED"]
+    parents = [r for r in store(tmp_path).search("") if r.data.tags.get("bench.sweep") == "parent"]
+    assert [p.info.status for p in parents] == ["FAILED"]
+    tags = parents[0].data.tags
+    assert tags["bench.n_jobs_failed_before_run"] == "1"
+    assert "ml-1m" in tags["bench.job_failed.1"]
+
+
 def test_sigkill_mid_sweep_then_resume_gives_one_finished_run_per_config(tmp_path):
     args = ["run", "-m", "model=pop,random,ease,itemknn", "seed=0,1", *FAST]
     db = tmp_path / "mlflow.db"
