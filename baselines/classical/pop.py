@@ -20,9 +20,10 @@ class Pop(Recommender):
     ``pop(i)``, so the model agrees with the popularity metrics and the serendipity baseline).
 
     Every user gets the same scores; the harness masks each user's seen items and breaks ties
-    by the sha256 of the item id (``bench.ranking.tie_ranks``). Items absent from train (only in valid/test or only in ``items.parquet``)
-    score 0: they are still rankable, after every item seen in train. Valid interactions do not
-    count (they are not train), and repeated events of one user count once.
+    by the sha256 of the item id (``bench.ranking.tie_ranks``). Items absent from train (only
+    in valid/test or only in ``items.parquet``) score 0: they are still rankable, after every
+    item seen in train. Valid interactions do not count (they are not train), and repeated
+    events of one user count once.
     """
 
     name = "pop"
