@@ -105,17 +105,12 @@ def _record_failure(cfg: dict[str, Any], message: str) -> None:
     from bench.runner import say
 
     parent = os.environ.get(tracking.PARENT_ENV)
-    tcfg = cfg.get("tracking") or {}
-    if not parent or not tcfg.get("enabled", True):
+    if not parent:
         return
     try:
-        uri = tracking.resolve_uri(tcfg.get("uri"), Path(cfg["paths"]["root"]))
-        store = tracking.Store(
-            uri,
-            tcfg.get("experiment", tracking.DEFAULT_EXPERIMENT),
-            bool(tcfg.get("allow_network_fs", False)),
-        )
-        tracking.record_job_failure(store, parent, int(HydraConfig.get().job.num), message)
+        store = tracking.store_for(cfg.get("tracking") or {}, Path(cfg["paths"]["root"]))
+        if store is not None:
+            tracking.record_job_failure(store, parent, int(HydraConfig.get().job.num), message)
     except Exception as e:  # noqa: BLE001 - the job's own error is the one to report
         say(f"could not record the failure on the sweep's parent run: {e}")
 

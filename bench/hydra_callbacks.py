@@ -22,12 +22,7 @@ def _section(config: DictConfig, key: str, resolve: bool = True) -> dict[str, An
 
 
 def _store(config: DictConfig) -> tracking.Store | None:
-    t = _section(config, "tracking")
-    if not t.get("enabled", True):
-        return None
-    uri = tracking.resolve_uri(t.get("uri"), Path(os.getcwd()))
-    experiment = str(t.get("experiment", tracking.DEFAULT_EXPERIMENT))
-    return tracking.Store(uri, experiment, bool(t.get("allow_network_fs", False)))
+    return tracking.store_for(_section(config, "tracking"), Path(os.getcwd()))
 
 
 _ACTIVE: list[BenchCallback] = []  # the sweep this process launched, until it ends

@@ -259,13 +259,8 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
     split = load_split(cfg)
     key = tracking.run_key(cfg, split.sha256)
     tcfg = cfg.get("tracking", {}) or {}
-    if store is None and tcfg.get("enabled", True):
-        uri = tracking.resolve_uri(tcfg.get("uri"), Path(cfg["paths"]["root"]))
-        store = tracking.Store(
-            uri,
-            tcfg.get("experiment", tracking.DEFAULT_EXPERIMENT),
-            bool(tcfg.get("allow_network_fs", False)),
-        )
+    if store is None:
+        store = tracking.store_for(tcfg, Path(cfg["paths"]["root"]))
     if store is not None:
         store.reap_stale()
         done = store.finished_run(key)

@@ -361,6 +361,18 @@ def record_reuse(store: Store, parent_id: str, run_id: str) -> None:
     retry(partial(store.client.set_tag, parent_id, f"{REUSED_TAG}{run_id}", run_id))
 
 
+def store_for(tcfg: Mapping[str, Any], root: Path) -> Store | None:
+    """The store a config's ``tracking`` section names (a relative ``uri`` resolved against
+    ``root``), or None when ``tracking.enabled`` is false."""
+    if not tcfg.get("enabled", True):
+        return None
+    return Store(
+        resolve_uri(tcfg.get("uri"), root),
+        str(tcfg.get("experiment", DEFAULT_EXPERIMENT)),
+        bool(tcfg.get("allow_network_fs", False)),
+    )
+
+
 def record_job_failure(store: Store, parent_id: str, job: int, message: str) -> None:
     """Note on a sweep's parent that job ``job`` failed before creating a run (a config or
     data error), so the parent ends FAILED and counts it (tag ``bench.job_failed.<job>``)."""
