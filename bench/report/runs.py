@@ -414,18 +414,40 @@ def dedupe(runs: Sequence[Run]) -> tuple[list[Run], list[dict[str, str]], list[s
     return list(keep.values()), ignored, notes
 
 
-MAX_LABEL_PARAMS = 3
+MAX_LABEL_PARAMS = 4
 
 
 def _short_value(value: str, width: int = 32) -> str:
     return value if len(value) <= width else value[: width - 3] + "..."
 
 
+def distinguishing_params(params: dict[str, dict[str, str]]) -> list[str]:
+    """The fewest logged params that tell the configurations (config_key -> params) apart:
+    greedily the param that separates the most still-confused pairs; ``model.params.*`` first,
+    then by name, among params that separate as many. Returned in name order."""
+    names = sorted({k for p in params.values() for k in p} - {"seed"},
+                   key=lambda k: (not k.startswith("model.params."), k))
+    keys = list(params)
+    pairs = {(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]}
+    chosen: list[str] = []
+    while pairs:
+        best, split = "", set()
+        for name in names:
+            parted = {(a, b) for a, b in pairs if params[a].get(name) != params[b].get(name)}
+            if len(parted) > len(split):
+                best, split = name, parted
+        if not split:
+            break  # the rest differ in no logged param: the config_key prefix tells them apart
+        chosen.append(best)
+        pairs -= split
+    return sorted(chosen, key=lambda k: (not k.startswith("model.params."), k))
+
+
 def label_rows(runs: Sequence[Run]) -> list[Run]:
     """The runs with ``label`` set: the model name when the model has one configuration in
-    ``runs``; else ``model (k=v, ...)`` with the logged params that differ between that model's
-    configurations (``model.params.*`` preferred, shown without the prefix), or the config_key
-    prefix when no param differs."""
+    ``runs``; else ``model (k=v, ...)`` with the fewest logged params that tell that model's
+    configurations apart (``distinguishing_params``; ``model.params.`` is dropped from the
+    names), or the config_key prefix when no param does."""
     configs: dict[str, dict[str, list[Run]]] = defaultdict(lambda: defaultdict(list))
     for r in runs:
         configs[r.model][r.config_key].append(r)
@@ -435,9 +457,7 @@ def label_rows(runs: Sequence[Run]) -> list[Run]:
             labels[(model, next(iter(by_key)))] = model
             continue
         params = {ck: max(rs, key=lambda r: r.start_time).params for ck, rs in by_key.items()}
-        names = sorted({k for p in params.values() for k in p} - {"seed"})
-        differ = [k for k in names if len({p.get(k) for p in params.values()}) > 1]
-        shown = [k for k in differ if k.startswith("model.params.")] or differ
+        shown = distinguishing_params(params)
         for ck, p in params.items():
             parts = [f"{k.removeprefix('model.params.')}={_short_value(p.get(k, '-'))}"
                      for k in shown[:MAX_LABEL_PARAMS]]

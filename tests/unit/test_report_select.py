@@ -4,7 +4,7 @@ tests/integration/test_report_configs.py)."""
 from __future__ import annotations
 
 from bench import tracking
-from bench.report.runs import Run, dedupe, label_rows
+from bench.report.runs import Run, dedupe, distinguishing_params, label_rows
 
 
 def run(rid: str, model: str, seed: int, key: str, start: int, **params: str) -> Run:
@@ -47,3 +47,28 @@ def test_untagged_runs_keep_one_run_per_model_and_seed():
     assert [i["run_id"] for i in ignored] == ["old"]
     assert notes and "provenance.json" in notes[0] and "bench report" in notes[0]
     assert {r.row for r in label_rows(kept)} == {"pop"}
+
+
+def test_labels_show_the_fewest_params_that_tell_configurations_apart():
+    """Three llm-rerank configurations differing in five params: backend separates hf from
+    the openai ones, mode the two openai ones; base_url, llm and permutations add nothing."""
+    common = {"model.params.base_url": "http://127.0.0.1:8000/v1", "eval.ks": "[10]"}
+    hf = {**common, "model.params.backend": "hf", "model.params.llm": "/m/tiny",
+          "model.params.mode": "listwise", "model.params.permutations": "1"}
+    oa = {**common, "model.params.backend": "openai", "model.params.llm": "stub",
+          "model.params.base_url": "http://127.0.0.1:40147/v1"}
+    runs = [
+        run("h", "llm-rerank", 0, "h" * 64, 1, **hf),
+        run("l", "llm-rerank", 0, "l" * 64, 2, **oa, **{"model.params.mode": "listwise",
+                                                         "model.params.permutations": "1"}),
+        run("p", "llm-rerank", 0, "p" * 64, 3, **oa, **{"model.params.mode": "pointwise",
+                                                         "model.params.permutations": "2"}),
+    ]
+    labels = {r.run_id: r.row for r in label_rows(runs)}
+    assert labels == {"h": "llm-rerank (backend=hf, mode=listwise)",
+                      "l": "llm-rerank (backend=openai, mode=listwise)",
+                      "p": "llm-rerank (backend=openai, mode=pointwise)"}
+    # a single param that separates everything is enough; none separates -> nothing chosen
+    assert distinguishing_params({"a": {"model.params.k": "1", "x": "1"},
+                                  "b": {"model.params.k": "2", "x": "2"}}) == ["model.params.k"]
+    assert distinguishing_params({"a": {"x": "1"}, "b": {"x": "1"}}) == []
