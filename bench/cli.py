@@ -293,7 +293,15 @@ def cmd_evaluate(argv: list[str]) -> int:
     p.add_argument("--recommendations", "-r", required=True, help="recommendations file")
     p.add_argument("--ks", default="5,10,20", help="cut-offs, comma-separated (default 5,10,20)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    p.add_argument("--per-user", help="write the per-user metrics to this parquet file")
+    p.add_argument(
+        "--per-user",
+        metavar="FILE",
+        help="write the per-user metrics to this parquet file (a new file: an existing one is "
+        "replaced only with --force; never inside a split folder)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="let --per-user replace an existing file"
+    )
     a = p.parse_args(argv)
     import json
 
@@ -311,7 +319,9 @@ def cmd_evaluate(argv: list[str]) -> int:
         ks = tuple(int(k) for k in a.ks.split(","))
     except ValueError as e:
         raise DataError(f"--ks {a.ks!r}: expected comma-separated integers, e.g. 5,10,20") from e
+    per_user = check_per_user(Path(a.per_user), path, a.force) if a.per_user else None
     recs = read_recommendations(path)
+    warn_long_ks(recs, ks, path)
     seen = pl.concat(
         [split.train.select("user_id", "item_id"), split.valid.select("user_id", "item_id")]
     )
@@ -338,8 +348,8 @@ def cmd_evaluate(argv: list[str]) -> int:
             f"whereas bench run leaves them out of its lists (eval.exclude_seen=true, the default)",
             file=sys.stderr,
         )
-    if a.per_user:
-        ev.per_user.write_parquet(a.per_user)
+    if per_user is not None:
+        write_atomically(per_user, ev.per_user.write_parquet)
     if a.format == "json":
         print(json.dumps(ev.summary, indent=2, sort_keys=True))
     elif a.format == "csv":
@@ -354,6 +364,75 @@ def cmd_evaluate(argv: list[str]) -> int:
     for metric, reason in getattr(ev, "skipped", []) or []:
         print(f"skipped {metric}: {reason}", file=sys.stderr)
     return 0
+
+
+def check_per_user(out: Path, recs: Path, force: bool) -> Path:
+    """The resolved ``--per-user`` target, checked before any work: never a folder, a file
+    inside a split folder or the recommendations file; an existing file only with --force."""
+    from bench.errors import DataError
+    from bench.splits import split_folder_holding
+
+    target = out.resolve()
+    if target.is_dir():
+        raise DataError(
+            f"--per-user {out} is a folder; give a file name, e.g. {out / 'per_user.parquet'}"
+        )
+    split = split_folder_holding(target.parent)
+    if split is not None:
+        raise DataError(
+            f"--per-user {out} is inside the split folder {split}, which bench never writes "
+            f"to (it would corrupt the split); give a path outside it"
+        )
+    if target == recs.resolve():
+        raise DataError(f"--per-user {out} is the --recommendations file; give another file name")
+    if not target.parent.is_dir():
+        raise DataError(
+            f"--per-user {out}: folder {target.parent} does not exist; create it or give "
+            f"another path"
+        )
+    if target.exists() and not force:
+        raise DataError(
+            f"--per-user {out} already exists; give a new file name, or add --force to replace it"
+        )
+    return target
+
+
+def write_atomically(target: Path, write) -> None:
+    """``write(tmp)`` to a temporary file next to ``target``, then rename it into place: an
+    interrupted write never leaves a half file, and the old file stays until the new one is
+    complete. The file gets the mode a plain ``open`` would give it (0o666 minus the umask)."""
+    import tempfile
+
+    from bench.splits import normal_dir_mode
+
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.chmod(tmp, normal_dir_mode() & 0o666)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def warn_long_ks(recs, ks: tuple[int, ...], path: Path) -> None:
+    """One warning line when a cut-off exceeds the longest list of the file: its metrics are
+    computed on the shorter lists as they are (e.g. @50 on top-20 lists equals @20 for most)."""
+    if recs.height == 0:
+        return
+    longest = int(recs.group_by("user_id").len()["len"].max())
+    over = [str(k) for k in dict.fromkeys(ks) if k > longest]
+    if over:
+        ats = [f"@{k}" for k in over]
+        at = ats[0] if len(ats) == 1 else f"{', '.join(ats[:-1])} and {ats[-1]}"
+        print(
+            f"warning: {path}: its longest list has {longest} items, fewer than k = "
+            f"{', '.join(over)} of --ks; the metrics {at} use the shorter lists as they are "
+            f"(no items are added)",
+            file=sys.stderr,
+        )
 
 
 REC_COLUMNS = ("user_id", "item_id", "rank")
@@ -419,6 +498,11 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C: a running run is already marked KILLED by tracking
+        if os.environ.get("BENCH_TRACEBACK"):
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader of our output stopped early (`bench ... | head`)
         # no traceback, and no second error when Python flushes stdout at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

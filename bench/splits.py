@@ -474,18 +474,73 @@ def _write_atomically(
                 raise
             # another job made the same split first: theirs is verified by the caller
             shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.chmod(path, normal_dir_mode())  # mkdtemp made it 0700: readable by us only
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
+def normal_dir_mode() -> int:
+    """The mode ``mkdir`` gives a new folder (0o777 minus the umask). ``tempfile.mkdtemp``
+    makes 0700 folders; a split or report renamed into place gets this mode instead."""
+    try:  # Linux: read the umask without changing it (os.umask() is process-wide)
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o777 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o777 & ~mask
+
+
+def is_split_folder(path: Path) -> bool:
+    """``path`` holds a split's ``manifest.json`` (or split files made by ``bench run``)."""
+    if not path.is_dir():
+        return False
+    mpath = path / "manifest.json"
+    if mpath.is_file():
+        try:
+            manifest = json.loads(mpath.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return any((path / f"{n}.parquet").is_file() for n in SPLIT_FILES)
+        return isinstance(manifest, dict) and ("split_sha256" in manifest or "files" in manifest)
+    # a damaged split (manifest deleted) still holds its parquet files
+    return all((path / f"{n}.parquet").is_file() for n in SPLIT_FILES[:3])
+
+
+def split_folder_holding(path: Path) -> Path | None:
+    """The split folder that ``path`` is or lies inside, if any."""
+    path = Path(path).resolve()
+    for p in (path, *path.parents):
+        if is_split_folder(p):
+            return p
+    return None
+
+
 def load_split(path: Path | str, expected_fingerprint: str | None = None) -> Split:
-    """Read and verify a split folder (manifest digests; optionally the config fingerprint)."""
+    """Read and verify a split folder (manifest digests; optionally the config fingerprint).
+
+    ``expected_fingerprint`` is given by ``materialize`` (``bench run``): the folder is then the
+    one ``bench run`` made for this config, and a missing manifest means it is damaged."""
     path = Path(path).resolve()
     mpath = path / "manifest.json"
     if not mpath.is_file():
+        if expected_fingerprint or any((path / f"{n}.parquet").exists() for n in SPLIT_FILES):
+            raise IntegrityError(
+                f"{path}: incomplete or damaged split folder (no manifest.json); delete the "
+                f"folder and 'bench run' re-creates it"
+            )
+        if not path.is_dir():
+            raise DataError(
+                f"{path}: no such split folder; give a folder made by 'bench run' "
+                f"(data/splits/<dataset>/<protocol>-<hash>, the run's bench.split_dir tag)"
+            )
         raise DataError(
-            f"{path}: not a split folder (no manifest.json); run 'bench run' to make it"
+            f"{path}: not a split folder (no manifest.json); give a folder made by 'bench run' "
+            f"(data/splits/<dataset>/<protocol>-<hash>, the run's bench.split_dir tag)"
         )
     try:
         manifest = json.loads(mpath.read_text())

@@ -77,6 +77,7 @@ class Report:
     keys: list[str]
     table: dict[str, dict[str, Comparison]]  # row label -> key -> numbers
     notes: list[str] = field(default_factory=list)
+    untested: dict[str, str] = field(default_factory=dict)  # key -> why no test (baseline set)
 
 
 # ----------------------------------------------------------------------------- spec and options
@@ -204,8 +205,10 @@ def load_user_tables(selection: Selection, client: Any, notes: list[str]) -> dic
 
 
 def compute(selection: Selection, cfg: ReportConfig, keys: list[str],
-            users: dict[str, Any], notes: list[str]) -> dict[str, dict[str, Comparison]]:
-    """Means/stds over seeds, CIs over users and seeds, paired tests against the baseline."""
+            users: dict[str, Any], notes: list[str],
+            untested: dict[str, str] | None = None) -> dict[str, dict[str, Comparison]]:
+    """Means/stds over seeds, CIs over users and seeds, paired tests against the baseline;
+    ``untested`` receives the keys no test was run on, with the reason."""
     cells = model_cells(selection, keys)
     table = {m: {k: Comparison(c) for k, c in row.items()} for m, row in cells.items()}
     for model, row in table.items():
@@ -218,7 +221,24 @@ def compute(selection: Selection, cfg: ReportConfig, keys: list[str],
                 comp.ci = stats.bootstrap_ci(frame[k].to_numpy(), cfg.n_bootstrap, cfg.seed)
     if cfg.baseline:
         _significance(table, cfg, keys, users, notes)
+        if untested is not None:
+            untested.update(_untested(table, cfg, keys, users))
     return table
+
+
+def _untested(table: dict[str, dict[str, Comparison]], cfg: ReportConfig, keys: list[str],
+              users: dict[str, Any]) -> dict[str, str]:
+    """The keys on which no model was tested against the baseline, and why."""
+    base = users.get(str(cfg.baseline))
+    out = {}
+    for k in keys:
+        if any(not math.isnan(row[k].p) for row in table.values()):
+            continue
+        others = [users.get(m) for m in table if m != cfg.baseline]
+        has_values = base is not None and k in base.columns and any(
+            f is not None and k in f.columns for f in others)
+        out[k] = "fewer than 2 users with a value" if has_values else "no per-user values"
+    return out
 
 
 def _significance(table: dict[str, dict[str, Comparison]], cfg: ReportConfig, keys: list[str],
@@ -313,9 +333,16 @@ def _legend(report: Report, latex: bool) -> str:
     dag, base = (r"$^{\dagger}$", r"\emph{" + latex_escape(cfg.baseline) + "}") if latex \
         else ("†", cfg.baseline)
     alpha = rf"$\alpha = {cfg.alpha}$" if latex else f"alpha = {cfg.alpha}"
-    return (f"{text} {dag}: different from {base} at {alpha} ({stats.TEST_NAMES[cfg.test]} "
+    text = (f"{text} {dag}: different from {base} at {alpha} ({stats.TEST_NAMES[cfg.test]} "
             f"over users, {stats.CORRECTION_NAMES[cfg.correction]} correction over the "
             f"{_family_size(report)} comparisons of the table).")
+    by_reason: dict[str, list[str]] = {}
+    for k, reason in report.untested.items():
+        by_reason.setdefault(reason, []).append(esc(cat.display(k)))
+    for reason, names in by_reason.items():
+        cols = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        text += f" {cols} not tested: {reason}."
+    return text
 
 
 def _family_size(report: Report) -> int:
@@ -429,6 +456,7 @@ def command_line(argv: list[str]) -> list[str]:
 def provenance(report: Report, uri: str, argv: list[str], files: list[str]) -> dict[str, Any]:
     sel = report.selection
     return {
+        "generator": GENERATOR,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command_line(argv),
         "tracking_uri": redact_uri(uri),
@@ -481,12 +509,125 @@ def readme(report: Report, files: list[str], skipped: list[str]) -> str:
 # ----------------------------------------------------------------------------- output folder
 
 
-def check_out(out: Path, force: bool) -> None:
+#: ``provenance.json["generator"]``: marks a folder written by ``bench report`` (``--force``
+#: replaces only such a folder, or an empty one)
+GENERATOR = "bench report"
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    """``inner`` is ``outer`` or lies inside it (both resolved)."""
+    return inner == outer or outer in inner.parents
+
+
+def protected_paths(uri: str, mlflow_client: Any = None) -> list[tuple[Path, str]]:
+    """What an ``--out`` may never be or contain: the tracking store file, its artifact
+    root(s), the working directory and the home directory, with their description."""
+    from bench.tracking import sqlite_path
+
+    out: list[tuple[Path, str]] = [(Path.cwd().resolve(), "the current working directory"),
+                                   (Path.home().resolve(), "your home directory")]
+    db = sqlite_path(uri)
+    if db is not None:
+        db = Path(db).resolve()
+        art = db.parent / "mlartifacts"  # where bench.tracking puts a sqlite store's artifacts
+        out += [(db, "the MLflow tracking store"), (art, "the MLflow artifact root")]
+    for location in _artifact_locations(mlflow_client):
+        out.append((location, "the MLflow artifact root"))
+    return out
+
+
+def _artifact_locations(mlflow_client: Any) -> list[Path]:
+    """Local artifact roots of the store's experiments (``file:`` URIs or plain paths)."""
+    if mlflow_client is None:
+        return []
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        from mlflow.entities import ViewType
+
+        exps = mlflow_client.search_experiments(view_type=ViewType.ALL)
+    except Exception:  # noqa: BLE001 - the cwd/home/store checks still apply
+        return []
+    roots = []
+    for exp in exps:
+        loc = str(getattr(exp, "artifact_location", "") or "")
+        parts = urlsplit(loc)
+        if parts.scheme == "file":
+            roots.append(Path(unquote(parts.path)).resolve())
+        elif not parts.scheme and loc:
+            roots.append(Path(loc).resolve())
+    return roots
+
+
+def _refuse_protected(out: Path, protected: list[tuple[Path, str]]) -> None:
+    from bench.splits import is_split_folder, split_folder_holding
+
+    for path, what in protected:
+        if _within(path, out):
+            found = f"is {what}" if path == out else f"contains {what} {path}"
+            raise ReportError(f"--out {out} {found}, which bench report never replaces; "
+                              "choose a new --out, e.g. reports/out/NAME")
+    split = split_folder_holding(out)
+    if split is not None:
+        found = "is a split folder" if split == out else f"is inside the split folder {split}"
+        raise ReportError(f"--out {out} {found}, which bench report never writes to; choose "
+                          "a new --out, e.g. reports/out/NAME")
+    if out.is_dir():
+        for root, dirs, _ in os.walk(out):
+            depth = len(Path(root).relative_to(out).parts)
+            for d in dirs:
+                if is_split_folder(Path(root) / d):
+                    raise ReportError(f"--out {out} contains the split folder {Path(root) / d}, "
+                                      "which bench report never replaces; choose a new --out, "
+                                      "e.g. reports/out/NAME")
+            if depth >= 4:
+                dirs.clear()
+
+
+def report_folder_problem(out: Path) -> str | None:
+    """Why ``out`` is not a folder that ``bench report`` wrote (``None`` if it is): it must
+    hold a provenance.json written by bench report and only the files that lists."""
+    prov_path = out / "provenance.json"
+    if not prov_path.is_file():
+        return "is not a report folder (no provenance.json written by bench report)"
+    try:
+        prov = json.loads(prov_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "is not a report folder (its provenance.json is not valid JSON)"
+    if not isinstance(prov, dict):
+        return "is not a report folder (its provenance.json was not written by bench report)"
+    command = prov.get("command")
+    ours = prov.get("generator") == GENERATOR or (  # reports made before the marker existed
+        isinstance(command, list) and command[:2] == ["bench", "report"])
+    if not ours:
+        return "is not a report folder (its provenance.json was not written by bench report)"
+    listed = {str(f) for f in prov.get("files") or []} | {"provenance.json", "README.md"}
+    extra = sorted(p.name for p in out.iterdir() if p.name not in listed or p.is_dir())
+    if extra:
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        return (f"holds {shown}, which bench report did not write (move "
+                f"{'it' if len(extra) == 1 else 'them'} out first)")
+    return None
+
+
+def check_out(out: Path, force: bool, protected: list[tuple[Path, str]] | None = None) -> None:
+    """Refuse an ``--out`` that would lose data: a file; the tracking store, its artifacts,
+    the working or home directory or a split folder (or a folder holding one); a non-empty
+    folder without ``--force``; with ``--force``, a non-empty folder bench report did not
+    write."""
+    out = out.resolve()
     if out.exists() and not out.is_dir():
         raise ReportError(f"--out {out} is a file; give a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    _refuse_protected(out, protected or [])
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not force:
         raise ReportError(f"--out {out} exists and is not empty; choose another folder or add "
                           "--force to replace it")
+    problem = report_folder_problem(out)
+    if problem:
+        raise ReportError(f"--out {out} {problem}; --force replaces only a folder written by "
+                          "bench report; choose a new --out")
 
 
 def move_into_place(tmp: Path, out: Path) -> None:
@@ -509,23 +650,30 @@ def build(cfg: ReportConfig, out: Path, uri: str, argv: list[str], force: bool =
     from bench.report import runs as rr
 
     out = out.resolve()
-    check_out(out, force)
+    _refuse_protected(out, protected_paths(uri))  # before the store is even opened
     mlflow_client = rr.client(uri)
+    check_out(out, force, protected_paths(uri, mlflow_client))  # + the experiments' artifacts
     found = rr.find_runs(mlflow_client, cfg.experiment, dataset=cfg.dataset, split=cfg.split,
                          split_sha256=cfg.split_sha256, device=cfg.device, sweep=cfg.sweep)
     selection = rr.select(found, cfg.dataset, cfg.split)
     keys = choose_keys(selection, cfg)
     notes: list[str] = []
     users = load_user_tables(selection, mlflow_client, notes)
-    report = Report(selection, cfg, keys, compute(selection, cfg, keys, users, notes), notes)
+    untested: dict[str, str] = {}
+    table = compute(selection, cfg, keys, users, notes, untested)
+    report = Report(selection, cfg, keys, table, notes, untested)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         write_all(report, tmp, uri, argv)
+        check_out(out, force, protected_paths(uri, mlflow_client))  # unchanged while we built
         move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    from bench.splits import normal_dir_mode
+
+    os.chmod(out, normal_dir_mode())  # mkdtemp made it 0700: readable by us only
     return report
 
 

@@ -431,7 +431,7 @@ def distinguishing_params(params: dict[str, dict[str, str]]) -> list[str]:
     pairs = {(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]}
     chosen: list[str] = []
     while pairs:
-        best, split = "", set()
+        best, split = "", set[tuple[str, str]]()
         for name in names:
             parted = {(a, b) for a, b in pairs if params[a].get(name) != params[b].get(name)}
             if len(parted) > len(split):

@@ -102,7 +102,7 @@ def test_already_seen_items_are_counted_in_one_warning(split_dir, tmp_path):
     recs = _with_seen(split_dir, 3)
     path = tmp_path / "recs.csv"
     recs.write_csv(path)
-    out = _evaluate(split_dir, path)
+    out = _evaluate(split_dir, path, "--ks", "1")  # lists are short: larger k would warn too
     warnings = [line for line in out.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1, out.stderr
     share = f"{100 * 3 / recs.height:.1f}%"
@@ -113,7 +113,7 @@ def test_already_seen_items_are_counted_in_one_warning(split_dir, tmp_path):
 def test_no_warning_without_seen_items(split_dir, tmp_path):
     path = tmp_path / "recs.parquet"
     _test_lists(split_dir).write_parquet(path)
-    out = _evaluate(split_dir, path)
+    out = _evaluate(split_dir, path, "--ks", "1")  # no k beyond the longest list either
     assert "warning" not in out.stderr
 
 

@@ -206,3 +206,25 @@ def test_registry_entry_with_a_missing_dependency_names_it(monkeypatch, tmp_path
     monkeypatch.setitem(registry._EXTRA, "depmodel", "needs_dep_mod:M")
     with pytest.raises(ConfigError, match="needs the module 'some_missing_dep_xyz'"):
         registry.get("depmodel")
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(monkeypatch, capsys):
+    import bench.cli as cli
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.delenv("BENCH_TRACEBACK", raising=False)
+    monkeypatch.setitem(cli.COMMANDS, "leaderboard", interrupted)
+    assert main(["leaderboard"]) == 130
+    err = capsys.readouterr().err
+    assert err == "interrupted\n"
+
+
+def test_evaluate_help_documents_force_for_per_user(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--per-user FILE" in out and "replaced only with --force" in out
+    assert "never inside a split folder" in out
+    assert "--force let --per-user replace an existing file" in out
