@@ -86,7 +86,8 @@ def task(cfg: DictConfig) -> Any:
     except BenchError as e:
         if _is_multirun():
             say(f"job failed: {e}")
-            _record_failure(container, str(e))  # type: ignore[arg-type]
+            if not getattr(e, "bench_run_id", None):  # no FAILED run of its own to count
+                _record_failure(container, str(e))  # type: ignore[arg-type]
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -432,6 +432,8 @@ class TrackedRun:
         if exc_type is SystemExit and getattr(exc, "code", None) == 143:
             return  # already KILLED by the handler
         status = "KILLED" if exc_type is KeyboardInterrupt else "FAILED"
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.bench_run_id = self.run_id  # the failure is recorded on this run
         with contextlib.suppress(Exception):
             text = "".join(traceback.format_exception(exc_type, exc, tb))
             self.store.client.log_text(self.run_id, redact_text(text), "error.txt")

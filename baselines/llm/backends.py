@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from baselines.llm.common import hash_model_dir, hf_progress_bars, sha256_json
-from bench.errors import ConfigError
+from bench.errors import BenchError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,15 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
-class LLMBackendError(RuntimeError):
-    """A backend call that still failed after the bounded retries; fails the run."""
+class LLMBackendError(BenchError, RuntimeError):
+    """A backend call that still failed after the bounded retries; fails the run.
+
+    A ``BenchError`` so ``bench run`` reports it as one line (``error: ...``) instead of a
+    traceback, with exit code 1: it is a failure of the backend, not bad input (exit 2). The
+    run it happens in still ends FAILED with the traceback in ``error.txt``.
+    """
+
+    exit_code = 1
 
 
 @dataclass

@@ -40,6 +40,54 @@ def default_encoder_path() -> str:
     return str(get_model_path())
 
 
+#: files one of which a Hugging Face tokenizer needs (fast, sentencepiece, BPE, WordPiece,
+#: tiktoken); ``tokenizer_config.json`` alone is not enough
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "*.model")
+#: pickle-based weight files: never loaded (``torch.load`` can run arbitrary code)
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def check_model_folder(path: str, where: str, param: str) -> None:
+    """Refuse, as a one-line ``ConfigError`` at build time, a ``path`` that is not a local
+    Hugging Face model folder this package will load: ``config.json``, tokenizer files and
+    ``*.safetensors`` weights. Pickle weights (``pytorch_model.bin``...) are refused for safety.
+
+    ``where``: the model name (``llm-rerank``); ``param``: the parameter holding ``path``.
+    Nothing is loaded or downloaded; the message lists everything that is missing.
+    """
+    root = Path(path)
+    want = "config.json, tokenizer files and *.safetensors weights"
+    if not root.exists():
+        raise ConfigError(
+            f"{where}: params.{param}={path!r} does not exist; it must be a local Hugging Face "
+            f"model folder ({want}); nothing is downloaded"
+        )
+    if not root.is_dir():
+        raise ConfigError(
+            f"{where}: params.{param}={path!r} is a file; it must be a local Hugging Face model "
+            f"folder ({want})"
+        )
+    missing = []
+    if not (root / "config.json").is_file():
+        missing.append("config.json")
+    if not any(f.is_file() for pat in TOKENIZER_FILES for f in root.glob(pat)):
+        missing.append("tokenizer files (tokenizer.json, tokenizer.model, vocab.json or vocab.txt)")
+    if not any(f.is_file() for f in root.glob("*.safetensors")):
+        pickles = sorted(f.name for pat in PICKLE_WEIGHTS for f in root.glob(pat) if f.is_file())
+        if pickles:
+            missing.append(
+                f"*.safetensors weights (found only {', '.join(pickles[:3])}: pickle weights are "
+                f"refused for safety; use the model's safetensors release)"
+            )
+        else:
+            missing.append("*.safetensors weights")
+    if missing:
+        raise ConfigError(
+            f"{where}: params.{param}={path!r} is not a usable model folder: missing "
+            f"{'; '.join(missing)}"
+        )
+
+
 def hf_progress_bars(enabled: bool | None = None) -> None:
     """transformers' own bars (weight loading) follow the harness's progress setting: shown
     only when ``enabled`` (``None``: when stderr is a terminal), so logs stay clean."""

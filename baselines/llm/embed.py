@@ -8,6 +8,7 @@ import numpy as np
 
 from baselines.llm.common import (
     DEFAULT_ITEM_TEMPLATE,
+    check_model_folder,
     check_template,
     count_safetensors_params,
     default_encoder_path,
@@ -89,6 +90,8 @@ class LLMEmbed(Recommender):
             )
         if cfg.max_history < 0 or cfg.batch_size < 1:
             raise ConfigError("llm-embed: max_history must be >= 0 and batch_size >= 1")
+        # the encoder folder is checked now, not when fit() reads it
+        check_model_folder(cfg.encoder or default_encoder_path(), self.name, "encoder")
         self.item_emb: np.ndarray | None = None
         self.encode_stats = None
         self._n_encoder_params = 0

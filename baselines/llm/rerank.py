@@ -25,6 +25,7 @@ from baselines.llm.common import (
     DEFAULT_ITEM_TEMPLATE,
     PROMPT_TEMPLATE_VERSION,
     atomic_write_bytes,
+    check_model_folder,
     check_template,
     count_safetensors_params,
     hash_model_dir,
@@ -32,7 +33,7 @@ from baselines.llm.common import (
     sha256_json,
     thaw,
 )
-from bench.errors import ConfigError, IntegrityError
+from bench.errors import ConfigError, IntegrityError, did_you_mean
 from bench.hashing import sha256_file
 from bench.models.base import FitContext, History, ModelData, Recommender
 
@@ -121,6 +122,8 @@ class LLMRerank(Recommender):
         self._first_stage_params = 0
         self._first_time = True
         self._count = self.stats
+        self._progress = False
+        self._scored: set[int] = set()  # users scored since fit (the progress bar skips them)
 
     # ------------------------------------------------------------------ fit
     def fit(self, data: ModelData, ctx: FitContext) -> None:
@@ -131,6 +134,7 @@ class LLMRerank(Recommender):
         self.identity = _identity(cfg)
         self.template_hash = P.template_hash(cfg.item_template)
         self._perm_seed = int(ctx.rng(stream=7).integers(2**31))
+        self._progress = bool(ctx.progress)
         t0 = time.perf_counter()
         self._cands, self.candidates_path = freeze_candidates(data, ctx, cfg, self)
         self.stats.freeze_ms = (time.perf_counter() - t0) * 1e3
@@ -146,6 +150,7 @@ class LLMRerank(Recommender):
         self.stats = _Stats(freeze_ms=self.stats.freeze_ms)
         self._count = self.stats
         self.rankings = _Rankings()
+        self._scored = set()
 
     # ------------------------------------------------------------------ score
     def score(self, users: np.ndarray, history: History) -> np.ndarray:
@@ -153,23 +158,44 @@ class LLMRerank(Recommender):
             raise RuntimeError("llm-rerank: score() called before fit()")
         users = np.asarray(users, dtype=np.int64)
         out = np.full((len(users), self.n_items), np.nan)
-        for row, u in enumerate(users.tolist()):
-            t0 = time.perf_counter()
-            cands = self._user_candidates(u, history)
-            self.stats.cand_ms += (time.perf_counter() - t0) * 1e3
-            self.stats.users += 1
-            if len(cands) == 0:
-                continue
-            # a user scored again (the runner's latency pass) is served from the replay cache;
-            # only the first scoring of a user enters the llm_* rates and prompts.jsonl
-            self._first_time = u not in self.rankings.first
-            self._count = self.stats if self._first_time else _Stats()
-            order = self._rank(u, cands, history, None)
-            out[row, order] = len(order) - np.arange(len(order), dtype=np.float64)
-            self.rankings.first[u] = cands
-            for i in range(self.config.permutations):
-                self.rankings.perms.setdefault(i, {})[u] = self._rank(u, cands, history, i)
+        bar = self._progress_bar(users)
+        try:
+            for row, u in enumerate(users.tolist()):
+                self._score_user(out, row, u, history)
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
         return out
+
+    def _score_user(self, out: np.ndarray, row: int, u: int, history: History) -> None:
+        t0 = time.perf_counter()
+        cands = self._user_candidates(u, history)
+        self.stats.cand_ms += (time.perf_counter() - t0) * 1e3
+        self.stats.users += 1
+        self._scored.add(u)
+        if len(cands) == 0:
+            return
+        # a user scored again (the runner's latency pass) is served from the replay cache;
+        # only the first scoring of a user enters the llm_* rates and prompts.jsonl
+        self._first_time = u not in self.rankings.first
+        self._count = self.stats if self._first_time else _Stats()
+        order = self._rank(u, cands, history, None)
+        out[row, order] = len(order) - np.arange(len(order), dtype=np.float64)
+        self.rankings.first[u] = cands
+        for i in range(self.config.permutations):
+            self.rankings.perms.setdefault(i, {})[u] = self._rank(u, cands, history, i)
+
+    def _progress_bar(self, users: np.ndarray) -> Any:
+        """A per-user bar over this call (``ctx.progress``: on a terminal unless the config's
+        ``progress`` says otherwise), only when it ranks a user for the first time: the
+        runner's latency pass re-scores users one by one from the replay cache, barless."""
+        if not self._progress or self._scored.issuperset(users.tolist()):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=len(users), desc="llm-rerank", unit="user")
 
     def _user_candidates(self, u: int, history: History) -> np.ndarray:
         cands = self._cands.get(u, np.zeros(0, dtype=np.int64))
@@ -397,6 +423,43 @@ def _validate(cfg: RerankConfig) -> None:
     if cfg.backend == "openai":
         check_base_url(cfg.base_url)
     check_template(cfg.item_template, "llm-rerank")
+    _check_first_stage(cfg)
+    if cfg.backend == "openai" and not cfg.llm:
+        raise ConfigError(
+            "llm-rerank: backend=openai needs params.llm=<served model name> "
+            "(e.g. model.params.llm=Qwen/Qwen2.5-7B-Instruct)"
+        )
+    if cfg.backend == "hf":
+        if not cfg.llm:
+            raise ConfigError(
+                "llm-rerank: backend=hf needs params.llm=<local model folder> (config.json, "
+                "tokenizer files, *.safetensors weights), e.g. "
+                "model.params.llm=/models/Qwen2.5-0.5B-Instruct; or use backend=openai"
+            )
+        check_model_folder(cfg.llm, "llm-rerank", "llm")
+
+
+def _check_first_stage(cfg: RerankConfig) -> None:
+    """``first_stage`` is a registered model and ``first_stage_params`` are its parameters:
+    the first stage is built (not fit) now, so a typo fails before any run exists."""
+    from bench.models import registry
+
+    names = registry.names()
+    if cfg.first_stage not in names:
+        raise ConfigError(
+            f"llm-rerank: first_stage={cfg.first_stage!r} is not a registered model"
+            f"{did_you_mean(cfg.first_stage, names)}; available: {', '.join(names)}"
+        )
+    params = thaw(cfg.first_stage_params) or {}
+    if not isinstance(params, dict):
+        raise ConfigError(
+            f"llm-rerank: first_stage_params must be a mapping of {cfg.first_stage}'s "
+            f"parameters (e.g. {{k: 50}}), got {params!r}"
+        )
+    try:
+        registry.build(cfg.first_stage, params)
+    except ConfigError as exc:
+        raise ConfigError(f"llm-rerank: first_stage {cfg.first_stage!r}: {exc}") from None
 
 
 def _identity(cfg: RerankConfig) -> dict[str, Any]:

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from baselines.llm.common import DEFAULT_ITEM_TEMPLATE, check_template, default_encoder_path
+from baselines.llm.common import (
+    DEFAULT_ITEM_TEMPLATE,
+    check_model_folder,
+    check_template,
+    default_encoder_path,
+)
 from bench.errors import ConfigError
 from bench.models.base import FitContext, History, ModelData, Recommender
 
@@ -83,6 +88,8 @@ class LLMSeq(Recommender):
         if cfg.hidden_size % cfg.n_heads:
             raise ConfigError("llm-seq: hidden_size must be divisible by n_heads")
         check_template(cfg.template, "llm-seq")
+        if cfg.init == "text":  # the encoder folder is checked now, not when fit() reads it
+            check_model_folder(cfg.encoder or default_encoder_path(), "llm-seq", "encoder")
         self.model = None
         self.history_: list[dict[str, float]] = []
 

@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf, open_dict
 
+from bench.errors import ConfigError
 from bench.models import registry
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -39,7 +40,12 @@ def compose_cfg(overrides: list[str]) -> dict:
 def test_every_model_config_composes_and_validates(model):
     cfg = compose_cfg([f"model={model}"])
     assert cfg["model"]["name"] in registry.names(), f"conf/model/{model}.yaml names no model"
-    registry.build(cfg["model"]["name"], cfg["model"].get("params") or {})
+    params = cfg["model"].get("params") or {}
+    if cfg["model"]["name"] == "llm-rerank":  # params.llm is required: no model is bundled
+        with pytest.raises(ConfigError, match=r"backend=hf needs params\.llm="):
+            registry.build("llm-rerank", params)
+        params = {**params, "backend": "openai", "llm": "served-model"}
+    registry.build(cfg["model"]["name"], params)
 
 
 @pytest.mark.parametrize("dataset", options("dataset"))

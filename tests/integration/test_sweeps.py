@@ -249,3 +249,7 @@ def test_a_failing_job_is_failed_with_its_error_and_the_sweep_goes_on(tmp_path):
     assert "error.txt" in names
     parents = [r for r in store(tmp_path).search("") if r.data.tags.get("bench.sweep") == "parent"]
     assert [p.info.status for p in parents] == ["FAILED"]
+    # the failure is counted once: as the FAILED child, not again as a job without a run
+    tags = parents[0].data.tags
+    assert tags["bench.n_failed"] == "1" and "bench.n_jobs_failed_before_run" not in tags
+    assert not [k for k in tags if k.startswith("bench.job_failed.")]

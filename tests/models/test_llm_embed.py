@@ -189,3 +189,27 @@ def test_default_encoder_matches_sentence_transformers(tmp_path):
     ours = encoder_mod.TextEncoder(default_encoder_path()).encode(texts)
     ref = SentenceTransformer(default_encoder_path(), device="cpu").encode(texts)
     np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_build_checks_the_encoder_folder(tmp_path):
+    """A bad encoder fails in registry.build (before the runner creates a run), one line."""
+    enc = tiny_encoder(tmp_path / "enc")
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    for f in enc.iterdir():
+        name = "pytorch_model.bin" if f.name == "model.safetensors" else f.name
+        (pickled / name).write_bytes(f.read_bytes())  # never loaded
+    (tmp_path / "empty").mkdir()
+    cases = {
+        str(tmp_path / "nope"): "does not exist",
+        str(tmp_path / "empty"): "missing config.json; tokenizer files",
+        str(pickled): "found only pytorch_model.bin: pickle weights are refused for safety",
+    }
+    for name in ("llm-embed", "llm-embed-pop"):
+        for path, want in cases.items():
+            with pytest.raises(ConfigError) as err:
+                registry.build(name, {"encoder": path})
+            assert f"llm-embed: params.encoder={path!r}" in str(err.value)
+            assert want in str(err.value) and "\n" not in str(err.value)
+        assert registry.build(name, {"encoder": str(enc)}).config.encoder == str(enc)
+    assert registry.build("llm-embed", {}).config.encoder == ""  # the bundled encoder passes

@@ -302,12 +302,13 @@ def test_api_key_canary_never_written(split, stub, tmp_path, monkeypatch):
             assert CANARY.encode() not in path.read_bytes(), path
 
 
-def test_trust_remote_code_needs_pinned_revision():
+def test_trust_remote_code_needs_pinned_revision(llm_dir):
     with pytest.raises(ConfigError, match="revision"):
         registry.build("llm-rerank", {"trust_remote_code": True})
     with pytest.raises(ConfigError, match="revision"):
         registry.build("llm-rerank", {"trust_remote_code": True, "revision": "main"})
-    ok = registry.build("llm-rerank", {"trust_remote_code": True, "revision": "a" * 40})
+    pinned = {"trust_remote_code": True, "revision": "a" * 40, "llm": str(llm_dir)}
+    ok = registry.build("llm-rerank", pinned)
     assert ok.config.trust_remote_code
 
 
@@ -416,7 +417,10 @@ def test_model_needing_remote_code_is_refused_without_running_it(split, llm_dir,
 
 def test_plain_http_warning_at_build_time():
     with pytest.warns(UserWarning, match="non-loopback"):
-        registry.build("llm-rerank", {"backend": "openai", "base_url": "http://192.0.2.7/v1"})
+        registry.build(
+            "llm-rerank",
+            {"backend": "openai", "base_url": "http://192.0.2.7/v1", "llm": "m"},
+        )
 
 
 def test_hf_chat_template_is_used_when_present(llm_dir, tmp_path):
@@ -437,3 +441,115 @@ def test_hf_chat_template_is_used_when_present(llm_dir, tmp_path):
     reply = backend.chat(msgs, max_new_tokens=3, temperature=0.0, seed=0)
     ids = backend._ids(backend.render_chat(msgs), False)
     assert reply.prompt_tokens == len(ids) and ids.count(backend.tokenizer.bos_token_id) == 1
+
+
+# ------------------------------------------------------------------ build-time checks
+def _folder(kind: str, llm_dir: Path, root: Path) -> str:
+    """A local model path that is wrong in one way (``kind``), built from the tiny model."""
+    import shutil
+
+    if kind == "missing":
+        return str(root / "nonexistent")
+    if kind == "file":
+        return str(llm_dir / "config.json")
+    target = root / kind
+    if kind == "empty":
+        target.mkdir()
+        return str(target)
+    shutil.copytree(llm_dir, target)
+    if kind == "bin-only":  # pickle weights beside config + tokenizer: never loaded
+        (target / "model.safetensors").rename(target / "pytorch_model.bin")
+    elif kind == "no-tokenizer":
+        (target / "tokenizer.json").unlink()
+    elif kind == "no-config":
+        (target / "config.json").unlink()
+    return str(target)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected", "absent"),
+    [
+        ("missing", ["params.llm=", "nonexistent", "does not exist", "local Hugging Face"], []),
+        ("file", ["config.json", "is a file"], []),
+        ("empty", ["missing config.json", "tokenizer files", "*.safetensors weights"], []),
+        (
+            "bin-only",
+            ["*.safetensors weights", "pytorch_model.bin", "refused for safety"],
+            ["config.json", "tokenizer"],
+        ),
+        ("no-tokenizer", ["missing tokenizer files"], ["config.json", "safetensors"]),
+        ("no-config", ["missing config.json"], ["tokenizer", "safetensors"]),
+    ],
+)
+def test_build_refuses_an_unusable_llm_folder(llm_dir, tmp_path, kind, expected, absent):
+    """backend=hf: the folder is checked by registry.build (what the runner calls before it
+    creates the MLflow run), one line naming what is missing; nothing is loaded."""
+    path = _folder(kind, llm_dir, tmp_path)
+    with pytest.raises(ConfigError) as err:
+        registry.build("llm-rerank", {"backend": "hf", "llm": path})
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("llm-rerank: ")
+    for text in expected:
+        assert text in msg, msg
+    detail = msg.split("missing", 1)[-1]
+    for text in absent:
+        assert text not in detail, msg
+
+
+def test_build_needs_an_llm_for_either_backend(llm_dir):
+    with pytest.raises(ConfigError, match=r"backend=hf needs params.llm=<local model folder>"):
+        registry.build("llm-rerank", {})
+    with pytest.raises(ConfigError, match=r"backend=openai needs params.llm=<served model name>"):
+        registry.build("llm-rerank", {"backend": "openai"})
+    assert registry.build("llm-rerank", {"llm": str(llm_dir)}).config.llm == str(llm_dir)
+
+
+def test_build_checks_the_first_stage_name_and_params():
+    openai = {"backend": "openai", "llm": "m"}
+    with pytest.raises(ConfigError, match=r"first_stage='nope'.*did you mean 'pop'\?"):
+        registry.build("llm-rerank", {**openai, "first_stage": "nope"})
+    with pytest.raises(ConfigError, match=r"first_stage 'itemknn': unknown parameter 'kk'"):
+        registry.build(
+            "llm-rerank", {**openai, "first_stage": "itemknn", "first_stage_params": {"kk": 5}}
+        )
+    with pytest.raises(ConfigError, match="first_stage_params must be a mapping"):
+        registry.build("llm-rerank", {**openai, "first_stage_params": "k=5"})
+    ok = registry.build(
+        "llm-rerank", {**openai, "first_stage": "itemknn", "first_stage_params": {"k": 5}}
+    )
+    assert ok.config.first_stage == "itemknn"
+
+
+def test_backend_error_is_a_one_line_bench_error_with_exit_code_1(stub):
+    from bench.errors import BenchError
+
+    stub.state.faults = [500, 500]
+    backend = OpenAIBackend(stub.base_url, "m", max_retries=1, backoff_s=0.01)
+    with pytest.raises(LLMBackendError) as err:
+        backend.chat([{"role": "user", "content": "x"}], max_new_tokens=5, temperature=0, seed=0)
+    # bench run prints a BenchError as `error: <message>` and exits with its exit_code; a
+    # backend failure is not bad input, so 1 rather than 2
+    assert isinstance(err.value, BenchError) and isinstance(err.value, RuntimeError)
+    assert err.value.exit_code == 1 and ConfigError.exit_code == 2
+    assert "\n" not in str(err.value) and "failed after 2 attempt(s)" in str(err.value)
+
+
+# ------------------------------------------------------------------ progress bar
+def test_progress_bar_per_user_only_when_enabled_and_only_for_new_users(
+    split, stub, tmp_path, capsys
+):
+    md = split.model_data
+    users = np.arange(md.n_users)
+    for progress in (False, True):
+        model = LLMRerank(openai_cfg(stub))
+        ctx = replace(ctx_for(tmp_path / str(progress)), progress=progress)
+        model.fit(md, ctx)
+        capsys.readouterr()
+        model.score(users, md.test_history)
+        err = capsys.readouterr().err
+        if not progress:  # progress=false, or `auto` off a terminal: quiet
+            assert "llm-rerank" not in err
+            continue
+        assert "llm-rerank" in err and f"{md.n_users}/{md.n_users}" in err and "user" in err
+        model.score(users[:1], md.test_history)  # a re-score (latency pass): no bar
+        assert capsys.readouterr().err == ""

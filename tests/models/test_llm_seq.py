@@ -14,6 +14,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from baselines.llm.seq import LLMSeq, SeqConfig, pca_project, windows  # noqa: E402
 from baselines.llm.testing import tiny_encoder  # noqa: E402
 from bench.errors import ConfigError  # noqa: E402
+from bench.models import registry  # noqa: E402
 from bench.models.base import FitContext, History  # noqa: E402
 from bench.testing import tiny_split  # noqa: E402
 from tests.models.conformance import ModelConformance  # noqa: E402
@@ -111,3 +112,20 @@ def test_bad_params():
         LLMSeq(SeqConfig(arch="bert"))
     with pytest.raises(ConfigError):
         LLMSeq(SeqConfig(hidden_size=10, n_heads=3))
+
+
+def test_build_checks_the_text_init_encoder_folder(tmp_path):
+    """init=text: a bad encoder fails in registry.build (before the runner creates a run)."""
+    (tmp_path / "empty").mkdir()
+    for path, want in (
+        (tmp_path / "nope", "does not exist"),
+        (tmp_path / "empty", "missing config.json; tokenizer files"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            registry.build("llm-seq", {"init": "text", "encoder": str(path)})
+        assert f"llm-seq: params.encoder={str(path)!r}" in str(err.value) and want in str(err.value)
+    # init=random never reads the encoder, so it is not checked
+    assert registry.build("llm-seq", {"encoder": str(tmp_path / "nope")}).config.init == "random"
+    enc = tiny_encoder(tmp_path / "enc")
+    assert registry.build("llm-seq", {"init": "text", "encoder": str(enc)}).config.init == "text"
+    assert registry.build("llm-seq", {"init": "text"}).config.encoder == ""  # bundled encoder
