@@ -21,15 +21,40 @@ FigureResult = tuple[Any, str | None]
 
 ACCURACY = "ndcg_at_10"
 LATENCY = "latency_p50_ms"
+#: above this many models the scatter plots name points in the legend only (labels overlap)
+MAX_ANNOTATED = 6
+_MARKERS = "osD^vP*Xhp<>"
 
 
-def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6) -> tuple[Any, list[Any]]:
+def styles(models: Sequence[str]) -> dict[str, dict[str, str]]:
+    """One colour and marker per model, the same in every figure of a report: tab10 up to 10
+    models, tab20 up to 20, then evenly spaced hues; markers cycle so no two models share
+    both colour and marker."""
+    from matplotlib import colormaps
+
+    names = sorted(models)
+    n = len(names)
+    if n <= 10:
+        colors = [colormaps["tab10"](i) for i in range(n)]
+    elif n <= 20:
+        colors = [colormaps["tab20"](i) for i in range(n)]
+    else:
+        colors = [colormaps["hsv"](i / n) for i in range(n)]
+    from matplotlib.colors import to_hex
+
+    return {m: {"color": to_hex(colors[i]), "marker": _MARKERS[i % len(_MARKERS)]}
+            for i, m in enumerate(names)}
+
+
+def _figure(ncols: int = 1, width: float = 5.0, height: float = 3.6,
+            nrows: int = 1) -> tuple[Any, list[Any]]:
+    """A figure of ``nrows`` x ``ncols`` panels of ``width`` x ``height`` inches each."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width * ncols, height), layout="constrained")
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(nrows * ncols)]
     return fig, axes
 
 
@@ -46,12 +71,17 @@ def _err(cell: Any) -> float | None:
     return None if math.isnan(cell.std) else cell.std
 
 
-def _scatter(ax: Any, pts: Sequence[tuple[str, Any, Any]]) -> None:
+def _scatter(fig: Any, ax: Any, pts: Sequence[tuple[str, Any, Any]], style: dict) -> None:
+    """One point (with std error bars) per model; named next to the point when there are few
+    models, and always in the legend outside the axes."""
     for model, cx, cy in pts:
-        ax.errorbar([cx.mean], [cy.mean], xerr=_err(cx), yerr=_err(cy), fmt="o", capsize=2,
-                    label=model, gid=model)
-        ax.annotate(model, (cx.mean, cy.mean), textcoords="offset points", xytext=(4, 4),
-                    fontsize=8)
+        st = style[model]
+        ax.errorbar([cx.mean], [cy.mean], xerr=_err(cx), yerr=_err(cy), fmt=st["marker"],
+                    color=st["color"], capsize=2, label=model, gid=model)
+        if len(pts) <= MAX_ANNOTATED:
+            ax.annotate(model, (cx.mean, cy.mean), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
+    _legend(fig, ax)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -69,12 +99,16 @@ def accuracy_vs_latency(data: Data, acc: str = ACCURACY, cost: str = LATENCY) ->
     if len(pts) < 1:
         return None, f"no model logged both {acc} and {cost}"
     fig, (ax,) = _figure()
-    _scatter(ax, pts)
     front = pareto_front([(cx.mean, cy.mean) for _, cx, cy in pts])
     ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="grey",
             linestyle="--", label="Pareto front", gid="pareto-front")
-    if all(cx.mean > 0 for _, cx, _ in pts):
+    _scatter(fig, ax, pts, styles(list(data)))
+    costs = [cx.mean for _, cx, _ in pts]
+    if min(costs) > 0 and max(costs) / min(costs) > 30:  # spans well over a decade
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overprint each other
     ax.set_xlabel(cat.display(cost))
     ax.set_ylabel(cat.display(acc))
     ax.set_title("Accuracy vs latency")
@@ -92,14 +126,15 @@ def metric_at_k(data: Data, names: Sequence[str] = ("ndcg", "recall")) -> Figure
     if not present:
         return None, f"fewer than two cut-offs k logged for {', '.join(names)}"
     fig, axes = _figure(len(present))
+    style = styles(list(data))
     for ax, name in zip(axes, present, strict=True):
         ks = _ks(data, name)
         for model, cells in data.items():
             xs = [k for k in ks if f"{name}_at_{k}" in cells
                   and not math.isnan(cells[f"{name}_at_{k}"].mean)]
             if xs:
-                ax.plot(xs, [cells[f"{name}_at_{k}"].mean for k in xs], marker="o",
-                        label=model, gid=model)
+                ax.plot(xs, [cells[f"{name}_at_{k}"].mean for k in xs], label=model,
+                        gid=model, **style[model])
         ax.set_xticks(ks)
         ax.set_xlabel("k")
         ax.set_ylabel(cat.display(f"{name}_at_{ks[0]}").replace(f"@{ks[0]}", "@k"))
@@ -118,7 +153,7 @@ def tradeoff(data: Data, other: str, acc: str = ACCURACY) -> FigureResult:
     if not pts:
         return None, f"no model logged both {acc} and {other}"
     fig, (ax,) = _figure()
-    _scatter(ax, pts)
+    _scatter(fig, ax, pts, styles(list(data)))
     ax.set_xlabel(cat.display(other))
     ax.set_ylabel(cat.display(acc))
     ax.set_title(f"Accuracy vs {cat.display(other)}")
@@ -133,7 +168,19 @@ def fairness_groups(data: Data, acc: str = ACCURACY) -> dict[str, list[str]]:
             parts = key.split("/")
             if len(parts) == 3 and parts[0] == acc and parts[2] != "gap":
                 out.setdefault(parts[1], set()).add(parts[2])
-    return {a: sorted(g) for a, g in sorted(out.items())}
+    return {a: sorted(g, key=lambda x: _group_order(a, x)) for a, g in sorted(out.items())}
+
+
+def _group_order(attr: str, group: str) -> tuple:
+    """Activity in its order (cold, warm, hot); other groups by their first number (age
+    buckets "under18" and "18-24" -> 18, "56plus" -> 56), a label opening with a word
+    ("under18") before one opening with the number, then by name."""
+    from bench.metrics.fairness import ACTIVITY_GROUPS
+
+    if attr == "activity" and group in ACTIVITY_GROUPS:
+        return (0, ACTIVITY_GROUPS.index(group), 0, group)
+    m = re.search(r"\d+(\.\d+)?", group)
+    return (1, float(m.group()) if m else math.inf, int(group[:1].isdigit()), group)
 
 
 def fairness(data: Data, acc: str = ACCURACY) -> FigureResult:
@@ -144,18 +191,23 @@ def fairness(data: Data, acc: str = ACCURACY) -> FigureResult:
     import numpy as np
 
     models = list(data)
-    fig, axes = _figure(len(groups), width=max(4.0, 0.6 * max(map(len, groups.values())) + 2))
+    style = styles(models)
+    # one row per attribute (a row of side-by-side panels grew to thousands of pixels wide)
+    most = max(map(len, groups.values()))
+    fig, axes = _figure(width=min(14.0, max(6.0, 0.5 * most + 3)), height=2.6,
+                        nrows=len(groups))
     width = 0.8 / max(1, len(models))
     for ax, (attr, gs) in zip(axes, groups.items(), strict=True):
         x = np.arange(len(gs))
         for i, model in enumerate(models):
             vals = [data[model].get(f"{acc}/{attr}/{g}") for g in gs]
             ys = [v.mean if v is not None else float("nan") for v in vals]
-            ax.bar(x + i * width - 0.4 + width / 2, ys, width, label=model, gid=model)
+            ax.bar(x + i * width - 0.4 + width / 2, ys, width, label=model, gid=model,
+                   color=style[model]["color"])
         ax.set_xticks(x, gs, rotation=45 if len(gs) > 6 else 0, fontsize=8)
         ax.set_title(attr)
         ax.set_ylabel(cat.display(acc))
-    _legend(fig, axes[-1])
+    _legend(fig, axes[0])
     return fig, None
 
 

@@ -163,3 +163,36 @@ def test_no_model_deserialization_in_report_code():
                          r"|cloudpickle")
     offenders = [p.name for p in src.glob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
+
+
+def test_each_model_keeps_one_distinct_style_in_every_figure():
+    many = {f"model{i:02d}": {"ndcg_at_10": Cell(0.1 + i / 100, 0.0, 1),
+                              "ndcg_at_20": Cell(0.2 + i / 100, 0.0, 1),
+                              "novelty_at_10": Cell(1.0 + i, 0.0, 1)} for i in range(12)}
+    style = figures.styles(list(many))
+    assert len({(s["color"], s["marker"]) for s in style.values()}) == 12
+    assert len({s["color"] for s in style.values()}) == 12  # tab20 beyond 10 models
+    from matplotlib.colors import to_hex
+
+    fig, _ = figures.metric_at_k(many, names=("ndcg",))
+    line_colors = {ln.get_label(): to_hex(ln.get_color()) for ln in fig.axes[0].get_lines()}
+    fig, _ = figures.tradeoff(many, "novelty_at_10")
+    point_colors = {c.get_label(): to_hex(c.lines[0].get_color()) for c in fig.axes[0].containers}
+    assert line_colors == point_colors == {m: s["color"] for m, s in style.items()}
+    # with many models, points are named in the legend only (annotations would overlap)
+    assert not fig.axes[0].texts
+
+
+def test_fairness_groups_in_natural_order_and_bounded_width():
+    data = {"pop": {f"ndcg_at_10/{a}/{g}": Cell(0.1, 0.0, 1)
+                    for a, gs in {"activity": ["hot", "cold", "warm"],
+                                  "age": ["56plus", "18-24", "under18", "25-34"],
+                                  "occupation": [f"occ {j}" for j in range(21)]}.items()
+                    for g in gs}}
+    groups = figures.fairness_groups(data)
+    assert groups["activity"] == ["cold", "warm", "hot"]
+    assert groups["age"] == ["under18", "18-24", "25-34", "56plus"]
+    assert groups["occupation"][:3] == ["occ 0", "occ 1", "occ 2"]
+    fig, _ = figures.fairness(data)
+    width, height = fig.get_size_inches()
+    assert width <= 14 and len(fig.axes) == 3 and height < 10
