@@ -7,6 +7,7 @@ transformers, recbole or mlflow.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import sys
@@ -41,22 +42,43 @@ def _options(group: str) -> list[str]:
 OTHER_PRIMARY = ("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir")
 
 
+def _conf(rel: str) -> dict:
+    """A YAML file of conf/ (``config.yaml``, ``experiment/quickstart.yaml``), parsed once per
+    process (a fresh copy each call: callers may change it); {} when absent or empty."""
+    import copy
+
+    return copy.deepcopy(_parsed_conf(rel))
+
+
+@functools.cache
+def _parsed_conf(rel: str) -> dict:
+    import yaml
+
+    path = CONF_DIR / rel
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def _defaults(rel: str) -> dict[str, str]:
+    """Group -> option of a config file's defaults list (``optional x``, ``override /x`` and
+    ``x@pkg`` entries by their group name)."""
+    out = {}
+    for entry in _conf(rel).get("defaults") or []:
+        if isinstance(entry, dict):
+            for k, v in entry.items():
+                out[str(k).split(" ")[-1].split("@")[0].lstrip("/")] = str(v)
+    return out
+
+
 def top_level_keys() -> set[str]:
     """The first key segments an override may set: the keys of conf/config.yaml, its config
     groups (defaults list), ``hydra``, and the keys that ``# @package _global_`` options of a
     group (experiments, dataset_model) set."""
-    import yaml
-
-    conf = yaml.safe_load((CONF_DIR / "config.yaml").read_text()) or {}
-    keys = {str(k) for k in conf if k != "defaults"} | {"hydra", *GROUPS}
-    for entry in conf.get("defaults") or []:
-        if isinstance(entry, dict):
-            for k in entry:
-                keys.add(str(k).split(" ")[-1].split("@")[0])  # "optional x", "override x"
+    keys = {str(k) for k in _conf("config.yaml") if k != "defaults"} | {"hydra", *GROUPS}
+    keys |= set(_defaults("config.yaml"))
     for path in CONF_DIR.glob("*/*.yaml"):
-        text = path.read_text()
-        if re.search(r"^#\s*@package\s+_global_", text, re.M):
-            keys |= {str(k) for k in (yaml.safe_load(text) or {}) if k != "defaults"}
+        if re.search(r"^#\s*@package\s+_global_", path.read_text(), re.M):
+            rel = path.relative_to(CONF_DIR).as_posix()
+            keys |= {str(k) for k in _conf(rel) if k != "defaults"}
     return keys
 
 
@@ -92,35 +114,21 @@ NESTED_GROUPS = ("dataset", "split", "eval", "metrics", "latency", "tracking")
 def _chosen(argv: list[str]) -> dict[str, list[str]]:
     """The options each group of NESTED_GROUPS will use: every value of ``group=a,b`` in
     ``argv``, else the default of conf/config.yaml, else the experiment's ``override``."""
-    import yaml
-
-    conf = yaml.safe_load((CONF_DIR / "config.yaml").read_text()) or {}
-    chosen = {}
-    for entry in conf.get("defaults") or []:
-        if isinstance(entry, dict):
-            for k, v in entry.items():
-                if k in NESTED_GROUPS:
-                    chosen[k] = [str(v)]
+    chosen = {g: [v] for g, v in _defaults("config.yaml").items() if g in NESTED_GROUPS}
     given = {}
     for arg in argv:
         m = re.fullmatch(r"\+{0,2}([\w/]+)=(.*)", arg)
         if m and (m.group(1) in NESTED_GROUPS or m.group(1) == "experiment"):
             given[m.group(1)] = [v for v in m.group(2).split(",") if v]
     for exp in given.pop("experiment", []):
-        path = CONF_DIR / "experiment" / f"{exp}.yaml"
-        for entry in (yaml.safe_load(path.read_text()) or {}).get("defaults") or []:
-            if isinstance(entry, dict):
-                for k, v in entry.items():
-                    group = str(k).split()[-1].lstrip("/")
-                    if group in NESTED_GROUPS:
-                        chosen[group] = [str(v)]
+        chosen |= {g: [v] for g, v in _defaults(f"experiment/{exp}.yaml").items()
+                   if g in NESTED_GROUPS}
     chosen.update(given)
     return chosen
 
 
 def _group_tree(group: str, options: list[str], experiments: list[str]) -> dict:
     """The keys a group's chosen options (and ``_global_`` experiments) define, merged."""
-    import yaml
 
     def merge(into: dict, new: dict) -> None:
         for k, v in new.items():
@@ -131,14 +139,9 @@ def _group_tree(group: str, options: list[str], experiments: list[str]) -> dict:
 
     tree: dict = {}
     for opt in options:
-        path = CONF_DIR / group / f"{opt}.yaml"
-        if path.is_file():
-            merge(tree, {k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items()
-                         if k != "defaults"})
+        merge(tree, {k: v for k, v in _conf(f"{group}/{opt}.yaml").items() if k != "defaults"})
     for exp in experiments:
-        path = CONF_DIR / "experiment" / f"{exp}.yaml"
-        if path.is_file():
-            merge(tree, (yaml.safe_load(path.read_text()) or {}).get(group) or {})
+        merge(tree, _conf(f"experiment/{exp}.yaml").get(group) or {})
     return tree
 
 
@@ -221,12 +224,7 @@ def check_overrides(argv: list[str]) -> None:
 
 
 def _default_model() -> str:
-    import yaml
-
-    for entry in yaml.safe_load((CONF_DIR / "config.yaml").read_text())["defaults"]:
-        if isinstance(entry, dict) and "model" in entry:
-            return str(entry["model"])
-    return "pop"
+    return _defaults("config.yaml").get("model", "pop")
 
 
 def model_param_overrides(argv: list[str]) -> list[str]:
@@ -251,7 +249,7 @@ def model_param_overrides(argv: list[str]) -> list[str]:
 
         chosen = [a.split("=", 1)[1] for a in argv if a.startswith("model=")]
         for name in [v for c in chosen for v in c.split(",")] or [_default_model()]:
-            conf = yaml.safe_load((CONF_DIR / "model" / f"{name}.yaml").read_text()) or {}
+            conf = _conf(f"model/{name}.yaml")
             base = dict(conf.get("params") or {})
             registry.build(str(conf.get("name", name)), {**base, **params})
     return [f"++{a.lstrip('+')}" if pattern.fullmatch(a) else a for a in argv]
@@ -349,6 +347,8 @@ def cmd_evaluate(argv: list[str]) -> int:
             file=sys.stderr,
         )
     if per_user is not None:
+        from bench.files import write_atomically
+
         write_atomically(per_user, ev.per_user.write_parquet)
     if a.format == "json":
         print(json.dumps(ev.summary, indent=2, sort_keys=True))
@@ -395,26 +395,6 @@ def check_per_user(out: Path, recs: Path, force: bool) -> Path:
             f"--per-user {out} already exists; give a new file name, or add --force to replace it"
         )
     return target
-
-
-def write_atomically(target: Path, write) -> None:
-    """``write(tmp)`` to a temporary file next to ``target``, then rename it into place: an
-    interrupted write never leaves a half file, and the old file stays until the new one is
-    complete. The file gets the mode a plain ``open`` would give it (0o666 minus the umask)."""
-    import tempfile
-
-    from bench.splits import normal_dir_mode
-
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.chmod(tmp, normal_dir_mode() & 0o666)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def warn_long_ks(recs, ks: tuple[int, ...], path: Path) -> None:

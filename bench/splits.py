@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from bench.errors import ConfigError, DataError, IntegrityError, unknown
+from bench.files import normal_dir_mode
 from bench.hashing import sha256_file
 
 SPLIT_FILES = ("train", "valid", "test", "items", "users")
@@ -479,21 +480,6 @@ def _write_atomically(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def normal_dir_mode() -> int:
-    """The mode ``mkdir`` gives a new folder (0o777 minus the umask). ``tempfile.mkdtemp``
-    makes 0700 folders; a split or report renamed into place gets this mode instead."""
-    try:  # Linux: read the umask without changing it (os.umask() is process-wide)
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return 0o777 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o777 & ~mask
 
 
 def is_split_folder(path: Path) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import string
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -190,10 +189,10 @@ def render_item_texts(items: pl.DataFrame, n_items: int, template: str) -> list[
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    from bench.files import write_atomically
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: tmp.write_bytes(data))
 
 
 def thaw(value: Any) -> Any:

@@ -671,7 +671,7 @@ def build(cfg: ReportConfig, out: Path, uri: str, argv: list[str], force: bool =
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    from bench.splits import normal_dir_mode
+    from bench.files import normal_dir_mode
 
     os.chmod(out, normal_dir_mode())  # mkdtemp made it 0700: readable by us only
     return report
