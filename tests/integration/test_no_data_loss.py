@@ -149,11 +149,16 @@ def test_force_refuses_a_folder_bench_report_did_not_write(work, capsys, tmp_pat
     assert (mine / "chapter1.tex").read_text() == "precious"
 
 
-def test_force_replaces_a_previous_report_but_not_files_added_to_it(work, capsys, tmp_path):
-    out = tmp_path / "rep"
+def written_report(work, out, capsys) -> dict:
+    """Build a report into ``out`` (it must succeed); its provenance.json."""
     code, err = report(work, out, capsys=capsys)
     assert code == 0, err
-    prov = json.loads((out / "provenance.json").read_text())
+    return json.loads((out / "provenance.json").read_text())
+
+
+def test_force_replaces_a_previous_report_but_not_files_added_to_it(work, capsys, tmp_path):
+    out = tmp_path / "rep"
+    prov = written_report(work, out, capsys)
     assert prov["generator"] == "bench report"
     first = prov["created_at"], (out / "table.csv").read_text()
     code, err = report(work, out, "--force", "--metrics", "ndcg@10", capsys=capsys)
@@ -168,8 +173,7 @@ def test_force_replaces_a_previous_report_but_not_files_added_to_it(work, capsys
 
 def test_force_replaces_a_report_made_before_the_generator_marker(work, capsys, tmp_path):
     out = tmp_path / "old"
-    assert report(work, out, capsys=capsys)[0] == 0
-    prov = json.loads((out / "provenance.json").read_text())
+    prov = written_report(work, out, capsys)
     del prov["generator"]  # as written by earlier versions: command is ["bench", "report", ...]
     (out / "provenance.json").write_text(json.dumps(prov))
     code, err = report(work, out, "--force", capsys=capsys)
