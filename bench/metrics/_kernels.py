@@ -215,66 +215,61 @@ def _item_counts(indices, n_items):
 
 
 @_jit
-def list_metrics(rec, ks, item, users, indptr, hits, n_hits, disc, out, exposure):
+def list_metrics(rec, ks, info, packed, n_train_users, users, indptr, hits, n_hits, disc, out,
+                 exposure):  # fmt: skip
     """Popularity metrics of each top-k list and the top-k exposure of every item.
 
-    item (n_items + 1, 4) float64: per item (info, epc gain, pop, flags), flags = 1 if in the
-    long tail T + 2 if in RecBole's tail; one row per item, so a list item costs one random
-    read (the last row, for -1 padding, is never read). pop and flags are integers (exact
-    sums). out (6*len(ks), n): row 6*j + (novelty, arp, aplt, aclt, tail_percentage, epc)
-    for ks[j]; means are over the real items of the top-k (NaN for none). epc: sum of
-    disc[pos] * gain over the hits in the top-k (hits as stored by ``accuracy`` for
-    ``users`` and ``indptr``) / sum of disc[pos] over the slots of the top-k holding an item
-    (0 for an empty list). exposure (len(ks), n_items): how many lists have the item in
-    their top ks[j] (int32).
+    Per item (the last cell, for -1 padding, is never read): info (n_items + 1,) float64, the
+    self-information; packed (n_items + 1,) int64, 4 * pop + (1 if in the long tail T) + (2
+    if in RecBole's tail), so a list item costs two random reads and the popularity sums are
+    exact integer sums. out (6*len(ks), n): row 6*j + (novelty, arp, aplt, aclt,
+    tail_percentage, epc) for ks[j]; means are over the real items of the top-k (NaN for
+    none). epc: sum of disc[pos] * (1 - pop / n_train_users) over the hits in the top-k (hits
+    as stored by ``accuracy`` for ``users`` and ``indptr``) / sum of disc[pos] over the slots
+    of the top-k holding an item (0 for an empty list). exposure (len(ks), n_items): how many
+    lists have the item in their top ks[j] (int32).
     """
     n, width = rec.shape
     nk = len(ks)
     span = min(width, ks[nk - 1])
+    nt = float(max(n_train_users, 1))
     for r in range(n):
-        s_info, s_gain, s_disc, s_pop = 0.0, 0.0, 0.0, 0.0
-        n_tail, n_rb, length = 0, 0, 0
+        s_info, s_gain, s_disc = 0.0, 0.0, 0.0
+        s_pop, n_tail, n_rb, length = 0, 0, 0, 0
         a = indptr[users[r]]
         nh = n_hits[r]
         next_hit = hits[0, a] if nh > 0 else -1  # hits are in list order
         h = 0
-        kk = 0
-        for pos in range(span):
-            while kk < nk and ks[kk] <= pos:
-                _list_at(out, kk, r, s_info, s_pop, n_tail, n_rb, length, s_gain, s_disc)
-                kk += 1
-            i = rec[r, pos]
-            if i < 0:
-                continue
-            s_info += item[i, 0]
-            s_pop += item[i, 2]
-            flags = int(item[i, 3])
-            n_tail += flags & 1
-            n_rb += flags >> 1
-            length += 1
-            s_disc += disc[pos]
-            if pos == next_hit:
-                s_gain += disc[pos] * item[i, 1]
-                h += 1
-                next_hit = hits[0, a + h] if h < nh else -1
-            exposure[kk, i] += 1
-        while kk < nk:
-            _list_at(out, kk, r, s_info, s_pop, n_tail, n_rb, length, s_gain, s_disc)
-            kk += 1
+        start = 0
+        for kk in range(nk):  # the positions of band kk: [ks[kk - 1], ks[kk])
+            end = min(ks[kk], span)
+            for pos in range(start, end):
+                i = rec[r, pos]
+                if i < 0:
+                    continue
+                s_info += info[i]
+                v = packed[i]
+                s_pop += v >> 2
+                n_tail += v & 1
+                n_rb += (v >> 1) & 1
+                length += 1
+                s_disc += disc[pos]
+                if pos == next_hit:
+                    s_gain += disc[pos] * (1.0 - (v >> 2) / nt)
+                    h += 1
+                    next_hit = hits[0, a + h] if h < nh else -1
+                exposure[kk, i] += 1
+            start = max(start, end)
+            row = 6 * kk
+            m = float(length) if length > 0 else np.nan  # an empty list: NaN means
+            out[row, r] = s_info / m
+            out[row + 1, r] = s_pop / m
+            out[row + 2, r] = n_tail / m
+            out[row + 3, r] = float(n_tail)
+            out[row + 4, r] = n_rb / m
+            out[row + 5, r] = s_gain / s_disc if length > 0 else 0.0
     for kk in range(1, nk):  # counts per band of positions -> counts within the top-k
         exposure[kk] += exposure[kk - 1]
-
-
-@numba.njit(inline="always")
-def _list_at(out, kk, r, s_info, s_pop, n_tail, n_rb, length, s_gain, s_disc):
-    row = 6 * kk
-    m = float(length) if length > 0 else np.nan  # an empty list: NaN means
-    out[row, r] = s_info / m
-    out[row + 1, r] = s_pop / m
-    out[row + 2, r] = n_tail / m
-    out[row + 3, r] = float(n_tail)
-    out[row + 4, r] = n_rb / m
-    out[row + 5, r] = s_gain / s_disc if length > 0 else 0.0
 
 
 @_jit

@@ -115,17 +115,17 @@ def list_metrics(
     from bench.metrics import _kernels
     from bench.metrics.accuracy import _discounts
 
-    item = np.empty((len(p.pop), 4), dtype=np.float64)  # one row per item: one random read
-    item[:, 0] = -np.log2((p.pop + 1.0) / (p.n_train_users + 1.0))
-    item[:, 1] = 1.0 - p.pop / max(p.n_train_users, 1)
-    item[:, 2] = p.pop  # distinct users: integers (exact sums)
-    item[:, 3] = p.in_tail + 2.0 * p.in_recbole_tail
+    info = -np.log2((p.pop + 1.0) / (p.n_train_users + 1.0))
+    flags = p.in_tail.astype(np.int64) + 2 * p.in_recbole_tail.astype(np.int64)
+    packed = 4 * p.pop.astype(np.int64) + flags  # distinct users: integers (exact sums)
     table = PerUser.allocate([f"{m}_at_{k}" for k in ks for m in LIST_METRICS], len(rec))
     exposure = np.zeros((len(ks), len(p.pop) - 1), dtype=np.int32)
     _kernels.list_metrics(
         rec,
         np.asarray(ks, dtype=np.int64),
-        item,
+        info,
+        packed,
+        p.n_train_users,
         users,
         _kernels.csr_arrays(truth)[0],
         hits,
