@@ -255,6 +255,79 @@ def model_param_overrides(argv: list[str]) -> list[str]:
     return [f"++{a.lstrip('+')}" if pattern.fullmatch(a) else a for a in argv]
 
 
+#: Hydra command-line options that change where or which config is read (no pre-check then)
+_CONFIG_FLAGS = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp")
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _per_job_only(key: str) -> bool:
+    """Keys that cannot change ``eval`` or ``latency`` (checked per job without composing)."""
+    return key == "seed" or key.startswith("model.params.")
+
+
+def check_sweep_values(argv: list[str]) -> None:
+    """Before a sweep starts, compose each of its jobs as Hydra's basic sweeper will (the
+    ``hydra.sweeper.params`` of the config, then the command line) and check the values
+    ``bench.app.check_values`` checks. A bad value (``eval.ks=[0,10]``) is then one line and
+    exit 2 with no run created, instead of a failed job per combination and Hydra's traceback.
+
+    Anything this cannot compose is left to Hydra, which reports it itself."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from bench.app import CONF_DIR, check_values
+    from bench.errors import ConfigError
+
+    if any(a.split("=", 1)[0] in _CONFIG_FLAGS for a in argv):
+        return
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        parser = OverridesParser.create()
+        parsed = parser.parse_overrides(overrides)
+        base = [str(o.input_line) for o in parsed if not o.is_sweep_override()]
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            hcfg = compose("config", overrides=base, return_hydra_config=True)
+            sweeper = str(hcfg.hydra.sweeper.get("_target_", ""))
+            multirun = bool({"-m", "--multirun"} & set(argv)) or hcfg.hydra.mode == RunMode.MULTIRUN
+            if not multirun or not sweeper.endswith("BasicSweeper"):
+                return
+            params = [f"{k}={v}" for k, v in (hcfg.hydra.sweeper.params or {}).items()]
+            jobs = BasicSweeper.split_arguments(parser.parse_overrides(params + overrides), None)
+            # seed and model.params do not change eval/latency: one composition serves every
+            # job that differs only in them (a 4 models x 25 seeds sweep composes 4 times)
+            composed: dict[tuple[str, ...], dict] = {}
+            for num, job in enumerate(jobs[0]):
+                own = [o for o in job if not _override_key(o).startswith("hydra")]
+                shared = tuple(o for o in own if not _per_job_only(_override_key(o)))
+                if shared not in composed:
+                    cfg = compose("config", overrides=list(shared))
+                    composed[shared] = {
+                        key: OmegaConf.to_container(cfg[key], resolve=True)
+                        if OmegaConf.is_config(cfg[key])
+                        else cfg[key]
+                        for key in ("seed", "eval", "latency")
+                        if key in cfg
+                    }
+                values = dict(composed[shared])
+                for o in own:
+                    if _override_key(o) == "seed":
+                        values["seed"] = parser.parse_override(o).value()
+                try:
+                    check_values(values)
+                except ConfigError as e:
+                    raise ConfigError(f"{e}; sweep job #{num}: {' '.join(own)}") from None
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - Hydra reports what it cannot compose, as it always has
+        return
+
+
 def cmd_run(argv: list[str]) -> int:
     from bench.app import main as app_main
 
@@ -263,6 +336,7 @@ def cmd_run(argv: list[str]) -> int:
     if not info and not any(a.startswith("hydra.searchpath") for a in argv):
         check_overrides(argv)
         argv = model_param_overrides(argv)
+        check_sweep_values(argv)
 
     return app_main(argv)
 

@@ -116,6 +116,53 @@ def test_sweep_seeds_are_checked_before_any_job(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["-m", "model=pop,random", "eval.ks=[0,5]"], "eval.ks must be a non-empty list of "
+         "positive integers, got [0, 5] (e.g. eval.ks=[10,20]); sweep job #0: model=pop "
+         "eval.ks=[0,5]"),
+        # the config's own sweep (hydra.sweeper.params) makes it a sweep without -m
+        (["experiment=quickstart", "eval.batch_budget_mb=-1"], "eval.batch_budget_mb must be a "
+         "number > 0 (MB), got -1 (e.g. eval.batch_budget_mb=256); sweep job #0: model=pop "
+         "experiment=quickstart eval.batch_budget_mb=-1"),
+        # sweeper functions are expanded: job #3 is the first with seed -1
+        (["-m", "model=pop,random", "seed=range(2,-2,-1)", "latency.n_requests=5"],
+         "seed must be an integer >= 0, got -1 (e.g. seed=0); sweep job #3: model=pop "
+         "seed=-1 latency.n_requests=5"),
+        (["-m", "model=pop", "latency.n_requests=5,0"], "latency.n_requests must be an integer "
+         ">= 1, got 0; sweep job #1: model=pop latency.n_requests=0"),
+    ],
+)  # fmt: skip
+def test_bad_values_in_any_sweep_job_are_one_line_before_the_sweep(argv, expected):
+    from bench.cli import check_sweep_values
+
+    with pytest.raises(ConfigError) as e:
+        check_sweep_values(argv)
+    assert str(e.value) == expected
+
+
+def test_valid_sweeps_and_single_runs_pass_the_sweep_check_quickly():
+    from bench.cli import check_sweep_values
+
+    t = time.perf_counter()
+    check_sweep_values(["-m", "model=pop,random,ease,itemknn", "seed=range(0,25)"])
+    check_sweep_values(["model=pop", "eval.ks=[0]"])  # one run: bench.app checks it (exit 2)
+    check_sweep_values(["-m", "model=pop", "no_such_key=1"])  # left to Hydra's own error
+    # 100 jobs compose once per model (seed does not change eval or latency)
+    assert time.perf_counter() - t < 5
+
+
+def test_bad_sweep_value_creates_no_run(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "-m", "model=pop,random", "eval.ks=[0,5]"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "sweep job #0" in out.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "multirun").exists()
+
+
+@pytest.mark.parametrize(
     ("arg", "expected"),
     [
         ("eval.kss=[10]", "unknown config key 'eval.kss' in override 'eval.kss=[10]' (did you "
