@@ -36,6 +36,7 @@ import scipy.sparse as sp
 
 from bench.errors import DataError
 from bench.metrics.engine import evaluate_arrays
+from bench.metrics.fairness import sanitize_label
 
 MAX_GROUPS = 50
 ML_AGE_CODES = (1, 18, 25, 35, 45, 50, 56)
@@ -141,6 +142,17 @@ def bucket_ml_age(ages: np.ndarray) -> np.ndarray:
     return out
 
 
+def _whole_numbers(values: pl.Series) -> bool:
+    """An integer column, or a float one whose known values are all whole (ages read as
+    floats because the column has nulls)."""
+    if values.dtype.is_integer():
+        return True
+    if not values.dtype.is_float():
+        return False
+    known = values.drop_nulls()
+    return bool(len(known)) and bool((known == known.floor()).all())
+
+
 def attribute_labels(
     frame: pl.DataFrame, columns: Sequence[str] | None = None, skipped: list | None = None
 ) -> dict[str, np.ndarray]:
@@ -157,10 +169,13 @@ def attribute_labels(
     out = {}
     for col in names:
         values = frame[col]
+        if values.dtype.is_float():
+            values = values.fill_nan(None)  # NaN is unknown, like null
         labels = np.array(values.to_list(), dtype=object)
-        if col == "age" and values.dtype.is_integer():
+        if col == "age" and _whole_numbers(values):
             labels = bucket_ml_age(labels)
-        labels = np.array([None if v is None else str(v) for v in labels], dtype=object)
+        # sanitize_label: None/NaN/empty -> unknown, 25.0 -> "25", MLflow-safe text
+        labels = np.array([sanitize_label(v) for v in labels.tolist()], dtype=object)
         n_groups = len({v for v in labels.tolist() if v is not None})
         if n_groups > MAX_GROUPS:
             skipped.append((f"<key>/{col}/*", f"{n_groups} groups > {MAX_GROUPS}"))

@@ -122,6 +122,31 @@ def test_genres_as_pipe_string_and_age_bucketing():
     ]
 
 
+def test_float_attributes_nan_is_unknown_and_whole_float_ages_are_bucketed():
+    """A float column holds NaN (unknown, not a group "nan") and integral ages read as floats
+    because of nulls (bucketed like integer ages, never "25.0")."""
+    users = pl.DataFrame(
+        {
+            "user_id": ["a", "b", "c", "d"],
+            "score": [1.0, float("nan"), 2.5, None],
+            "age": [25.0, 30.0, None, 60.0],
+        }
+    )
+    labels = attribute_labels(users)
+    assert labels["score"].tolist() == ["1", None, "2.5", None]
+    assert labels["age"].tolist() == ["25-34", "25-34", None, "56plus"]
+    recs = pl.DataFrame({"user_id": ["a", "b", "c"], "item_id": ["1", "1", "2"], "rank": [1, 1, 1]})
+    test = pl.DataFrame({"user_id": ["a", "b", "c"], "item_id": ["1", "1", "1"]})
+    groups = {k for k in evaluate(recs, test, users=users, ks=(1,)).summary if "/" in k}
+    assert {k for k in groups if k.startswith("ndcg_at_1/")} == {
+        "ndcg_at_1/score/1",  # user b (NaN) is in no group; c has 2.5
+        "ndcg_at_1/score/2.5",
+        "ndcg_at_1/score/gap",
+        "ndcg_at_1/age/25-34",
+        "ndcg_at_1/age/gap",
+    }
+
+
 def test_item_embeddings_column_gives_ild_emb_and_is_skipped_without_it():
     items = pl.DataFrame(
         {
