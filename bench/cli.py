@@ -376,11 +376,13 @@ def cmd_evaluate(argv: list[str]) -> int:
     )
     a = p.parse_args(argv)
     import json
+    import warnings
 
     import polars as pl
 
     from bench import evaluate
     from bench.errors import DataError
+    from bench.metrics.api import SeenItemsWarning
     from bench.splits import load_split
 
     split = load_split(a.split)
@@ -398,20 +400,22 @@ def cmd_evaluate(argv: list[str]) -> int:
         [split.train.select("user_id", "item_id"), split.valid.select("user_id", "item_id")]
     )
     try:
-        ev = evaluate(
-            recs,
-            split.test,
-            train=split.train,
-            items=split.items,
-            users=split.users,
-            ks=ks,
-            seen=seen,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SeenItemsWarning)  # said below, naming the file
+            ev = evaluate(
+                recs,
+                split.test,
+                train=split.train,
+                items=split.items,
+                users=split.users,
+                ks=ks,
+                seen=seen,
+            )
     except DataError as e:
         if str(e).startswith("recommendations"):  # name the file: ties, ranks < 1, nulls
             raise DataError(f"{path}: {e}") from e
         raise
-    n_seen = count_seen(recs, seen)
+    n_seen = ev.n_seen_recommended
     if n_seen:
         print(
             f"warning: {path}: {n_seen} of {recs.height} recommendations "
@@ -529,16 +533,6 @@ def read_recommendations(path: Path):
             f"expected {REC_FORMATS}"
         )
     return recs
-
-
-def count_seen(recs, seen) -> int:
-    """Rows of ``recs`` whose (user_id, item_id) is in ``seen`` (ids compared as strings)."""
-    import polars as pl
-
-    def pairs(f):
-        return f.select(pl.col("user_id").cast(pl.Utf8), pl.col("item_id").cast(pl.Utf8))
-
-    return pairs(recs).join(pairs(seen).unique(), on=["user_id", "item_id"], how="semi").height
 
 
 COMMANDS = {

@@ -15,11 +15,15 @@ Policies (rendered into docs/metrics.md, and tested):
 - items the model recommends that are unknown to train/test are fine: they never hit and are
   outside the catalog C.
 - ``seen`` (items excluded from each user's ranking: the serendipity baseline and PopRSP)
-  defaults to ``train``; pass train + valid for the contract's protocol.
+  defaults to ``train``; pass train + valid for the contract's protocol. Lists are scored as
+  given: a recommended item the user has in ``seen`` is a miss (``bench run`` never
+  recommends one), and a ``SeenItemsWarning`` says how many rows hold one
+  (``Evaluation.n_seen_recommended``).
 - ``items``: ``genres`` as a list of strings or one ``|``-separated string (MovieLens raw);
   ``embedding`` (optional) a list of floats per item, all of one length (``ild_emb``).
-- ``users``: every column except ``user_id`` is an attribute. A column named ``age`` holding
-  raw integer ages (any value outside the MovieLens-1M codes 1, 18, 25, 35, 45, 50, 56) is
+- ``users``: every column except ``user_id`` is an attribute; null, NaN and empty values are
+  unknown. A column named ``age`` holding raw ages (integers, or whole-number floats as in a
+  column with nulls; any value outside the MovieLens-1M codes 1, 18, 25, 35, 45, 50, 56) is
   bucketed into those codes: <18 -> 1, 18-24 -> 18, 25-34 -> 25, 35-44 -> 35, 45-49 -> 45,
   50-55 -> 50, 56+ -> 56. Attributes with more than ``MAX_GROUPS`` distinct values (e.g. zip
   codes) are skipped with a reason rather than logged as thousands of keys.
@@ -27,6 +31,7 @@ Policies (rendered into docs/metrics.md, and tested):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -44,11 +49,28 @@ ML_AGE_CODES = (1, 18, 25, 35, 45, 50, 56)
 
 @dataclass(frozen=True)
 class Evaluation:
-    """``summary``: key -> float (the keys a run logs); ``per_user``: ``user_id`` + metrics."""
+    """``summary``: key -> float (the keys a run logs); ``per_user``: ``user_id`` + metrics;
+    ``n_seen_recommended``: rows of the recommendations whose item the user has in ``seen``
+    (default ``train``; 0 without either)."""
 
     summary: dict[str, float]
     per_user: pl.DataFrame
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    n_seen_recommended: int = 0
+
+
+class SeenItemsWarning(UserWarning):
+    """Recommendations hold items the user already has in ``seen``/``train``: they are scored
+    as given (misses), whereas ``bench run`` leaves them out of its lists."""
+
+
+def _n_seen(ru: np.ndarray, ri: np.ndarray, su: np.ndarray, si: np.ndarray, n_items: int) -> int:
+    """Rows (ru[j], ri[j]) that are pairs of (su, si) (one hash join on int64 pair keys)."""
+    if not len(ru) or not len(su):
+        return 0
+    rec_key = pl.DataFrame({"k": ru.astype(np.int64) * n_items + ri})
+    seen_key = pl.DataFrame({"k": su.astype(np.int64) * n_items + si}).unique()
+    return rec_key.join(seen_key, on="k", how="semi").height
 
 
 def _require(frame: pl.DataFrame | None, name: str, cols: Sequence[str]) -> None:
@@ -396,6 +418,18 @@ def evaluate(
     ru, ri = uix.extra_codes, iix.extra_codes
     rank = recs["rank"].to_numpy().astype(np.int64)
     rec, rec_dups = _rec_matrix(ru, ri, rank, uix, eval_users, max(ks), shape[1])
+    su, si = _codes(se, uix, iix) if se is not None else (ru[:0], ri[:0])
+    n_seen = _n_seen(ru, ri, su, si, shape[1])
+    if n_seen:
+        warnings.warn(
+            SeenItemsWarning(
+                f"{n_seen} of {recs.height} recommendations ({100 * n_seen / recs.height:.1f}%) "
+                f"are items the user already has in {'seen' if seen is not None else 'train'}; "
+                f"they are scored as given (misses), whereas bench run leaves them out of its "
+                f"lists (eval.exclude_seen=true)"
+            ),
+            stacklevel=2,
+        )
     skipped: list[tuple[str, str]] = []
     res = evaluate_arrays(
         eval_users,
@@ -403,7 +437,7 @@ def evaluate(
         truth,
         ks,
         train=_csr_codes(*_codes(train, uix, iix), shape) if train is not None else None,
-        seen=_csr_codes(*_codes(se, uix, iix), shape) if se is not None else None,
+        seen=_csr_codes(su, si, shape) if se is not None else None,
         item_genres=_genres(items, iix),
         user_attrs=_attrs(users, uix, skipped) or None,
         item_embeddings=_embeddings(items, iix),
@@ -418,4 +452,4 @@ def evaluate(
     # the index is sorted, so increasing user indices are already sorted ids: no string sort
     if len(res.users) > 1 and not (res.users[1:] > res.users[:-1]).all():
         per_user = per_user.sort("user_id")
-    return Evaluation(summary, per_user, [*res.skipped, *skipped])
+    return Evaluation(summary, per_user, [*res.skipped, *skipped], n_seen)

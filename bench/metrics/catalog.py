@@ -182,7 +182,7 @@ _SPECS: list[MetricSpec] = [
         False,
         ("train",),
         "sum_j (2j-n-1) c_j / (n sum_j c_j) over the top-k exposure counts c of the items of C, "
-        "zeros included, c ascending, n = |C| (catalog level)",
+        "zeros included, c ascending, n = |C|, over the evaluated users' lists (catalog level)",
         "Fleder & Hosanagar 2009; as implemented in RecBole `GiniIndex`",
         "RecBole uses n = all items; Elliot multiplies by 1/(n-1) instead of 1/n; LensKit "
         "offers ListGini and rank-weighted ExposureGini.",
@@ -195,7 +195,8 @@ _SPECS: list[MetricSpec] = [
         False,
         True,
         ("train",),
-        "mean over the (possibly shorter) top-k of pop(i), pop = distinct train users",
+        "mean over the (possibly shorter) top-k of pop(i), pop = distinct train users; users "
+        "with an empty list are left out of the mean",
         "Abdollahpouri et al., FLAIRS 2019 (ARP)",
         "Elliot ARP identical; RecBole `AveragePopularity` counts interactions (equal on "
         "deduplicated train) and divides by k; DaisyRec sums popularity of hits only.",
@@ -209,7 +210,7 @@ _SPECS: list[MetricSpec] = [
         ("train",),
         "share of the (possibly shorter) top-k list that lies in the long tail T = C minus the "
         "short head H (H = most popular items, ties by item id, whose interactions first reach "
-        "80 % of train interactions)",
+        "80 % of train interactions); users with an empty list are left out of the mean",
         "Abdollahpouri, Burke & Mobasher, FLAIRS 2019 (APLT)",
         "Elliot APLT identical; EvaLLMasRec `calACLT` is a fraction over all slots; RecBole "
         "`TailPercentage` uses the bottom 10 % of items (see tail_percentage).",
@@ -234,7 +235,8 @@ _SPECS: list[MetricSpec] = [
         True,
         ("train",),
         "share of the (possibly shorter) top-k list in RecBole's tail: the max(int(0.1 |C|), 1) "
-        "items of C with the fewest train interactions (ties by item index)",
+        "items of C with the fewest train interactions (ties by item index); users with an "
+        "empty list are left out of the mean",
         "RecBole `TailPercentage` (tail_ratio=0.1); Zhu et al. 2020",
         "RecBole divides by k (its lists are never short); here by the list length.",
         bounded=True,
@@ -246,7 +248,8 @@ _SPECS: list[MetricSpec] = [
         True,
         False,
         ("train",),
-        "-sum_i p_i log2 p_i, p_i = share of top-k exposures going to item i of C (catalog level)",
+        "-sum_i p_i log2 p_i, p_i = share of the evaluated users' top-k exposures going to item "
+        "i of C (catalog level)",
         "Shannon 1948; MS recommenders `distributional_coverage`",
         "RecBole `ShannonEntropy` uses the natural log and divides by the number of distinct "
         "recommended items; Elliot's uses natural log without division.",
@@ -274,7 +277,10 @@ _SPECS: list[MetricSpec] = [
         True,
         ("train", "seen"),
         "hits in the top-k that are not in the popularity baseline's top-k for the same user "
-        "(items by pop desc, ties by item index, the user's seen items excluded), divided by k",
+        "(every known item by pop desc, ties by item index, the user's seen items excluded; "
+        "known items: the dataset's in bench run, every item id of the inputs in "
+        "bench.evaluate, so zero-popularity items, last, matter only to a user who has seen "
+        "all but fewer than k items of C), divided by k",
         "Ge, Delgado-Battenfeld & Jannach, RecSys 2010; Murakami et al. 2008",
         "Elliot has no serendipity; RecBole none; some papers divide by the number of hits "
         "instead of k or use a primitive recommender other than popularity.",

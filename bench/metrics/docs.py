@@ -21,8 +21,16 @@ Keys are MLflow-safe: `<name>_at_<k>` (display `<name>@<k>`), group breakdowns
 better). Notation: for an evaluated user, `R` = test items, `L` = the ranked list after
 exclusions, `h_i` = 1 if `L[i]` is in `R`; `pop(i)` = distinct train users of item i; `C` =
 distinct train items; `H` = short head (most popular items, ties by item id, first reaching
-80 % of train interactions); `T` = C minus H. Per-user metrics are averaged over evaluated
-users; catalog-level metrics accumulate over all users and are never averaged per user.
+80 % of train interactions, an interaction being a distinct (user, item) pair of train); `T` =
+C minus H.
+
+Per-user metrics are averaged over the evaluated users (users with test items) where they are
+defined: accuracy metrics, `aclt`, `epc` and `serendipity` score an empty list 0; the means
+over a list (`novelty`, `arp`, `aplt`, `tail_percentage`) are over its real items (a list
+shorter than k is not padded) and leave out users whose list is empty; `ild` and `ild_emb`
+leave out lists with fewer than 2 items that have genres (embeddings). Catalog-level metrics
+(`coverage`, `gini`, `entropy`, `pop_reo`, `pop_rsp`, `long_tail_hit_share`) accumulate over
+the evaluated users' lists and are never averaged per user.
 """
 
 _GROUP_TITLES = {
@@ -49,12 +57,14 @@ def _policies() -> str:
         + "\n\n## `bench.evaluate` input policies\n\n"
         + ap
         + "\n\n## User-side fairness\n\nFor every attribute of `users` (MovieLens: gender, "
-        "age bucket, occupation) and `activity` (train interaction tertiles of the evaluated "
-        "users: cold <= t1 < warm <= t2 < hot, t1/t2 the 1/3 and 2/3 quantiles, users tied at "
-        "a boundary go to the lower group), the mean of `ndcg_at_k` and `recall_at_k` over "
-        "each group's users is logged as `ndcg_at_k/<attribute>/<group>` plus the `gap`. Users "
-        "with an unknown attribute are left out of that attribute. Group labels are sanitized "
-        "to `[\\w.\\- ]` (other characters become `_`; age 25.0 becomes `25`).\n"
+        "age bucket, occupation) and `activity` (tertiles of the evaluated users' numbers of "
+        "distinct train items: cold <= t1 < warm <= t2 < hot, t1/t2 the 1/3 and 2/3 quantiles "
+        "over the evaluated users, users tied at a boundary go to the lower group), the mean "
+        "of `ndcg_at_k` and `recall_at_k` over each group's users is logged as "
+        "`ndcg_at_k/<attribute>/<group>` plus the `gap`. Users with an unknown attribute "
+        "(null, NaN, empty) are left out of that attribute. Group "
+        "labels are sanitized to `[\\w.\\- ]` (other characters become `_`; 25.0 becomes "
+        "`25`; ages, integer or whole floats, are bucketed as above).\n"
     )
 
 

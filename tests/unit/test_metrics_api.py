@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from bench.errors import DataError
-from bench.metrics.api import attribute_labels, bucket_ml_age, evaluate
+from bench.metrics.api import SeenItemsWarning, attribute_labels, bucket_ml_age, evaluate
 from bench.metrics.engine import evaluate_arrays
 from bench.testing import tiny_frames, tiny_split
 
@@ -86,14 +86,19 @@ def test_matches_engine_on_tiny_split():
         user_attrs=attrs,
     )
     lists = {md.user_ids[u]: [md.item_ids[i] for i in rec[u]] for u in range(md.n_users)}
-    ev = evaluate(
-        recs_frame(lists),
-        f["test"],
-        train=f["train"],
-        items=f["items"],
-        users=f["users"],
-        ks=(5, 10),
-    )
+    # random lists include train items: scored as given, with a warning that counts them
+    n_seen = sum(train[u, i] != 0 for u in range(md.n_users) for i in rec[u])
+    assert n_seen > 0
+    with pytest.warns(SeenItemsWarning, match=f"^{n_seen} of {rec.size} recommendations "):
+        ev = evaluate(
+            recs_frame(lists),
+            f["test"],
+            train=f["train"],
+            items=f["items"],
+            users=f["users"],
+            ks=(5, 10),
+        )
+    assert ev.n_seen_recommended == n_seen
     for key, value in ref.summary.items():
         if key != "n_users_skipped":
             assert ev.summary[key] == pytest.approx(value, abs=1e-12), key
@@ -120,6 +125,23 @@ def test_genres_as_pipe_string_and_age_bucketing():
         "56plus",
         None,
     ]
+
+
+def test_seen_items_warning_counts_rows_against_seen_else_train():
+    import warnings
+
+    recs = pl.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["1", "2", "1"], "rank": [1, 2, 1]})
+    test = pl.DataFrame({"user_id": ["a", "b"], "item_id": ["3", "2"]})
+    train = pl.DataFrame({"user_id": ["a", "c"], "item_id": ["2", "1"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SeenItemsWarning)  # none of b's items is in train
+        ev = evaluate(recs, test, train=train.filter(pl.col("user_id") == "c"), ks=(2,))
+    assert ev.n_seen_recommended == 0
+    with pytest.warns(SeenItemsWarning, match=r"^1 of 3 recommendations \(33.3%\) .* in train;"):
+        assert evaluate(recs, test, train=train, ks=(2,)).n_seen_recommended == 1
+    seen = pl.concat([train, pl.DataFrame({"user_id": ["b"], "item_id": ["1"]})])
+    with pytest.warns(SeenItemsWarning, match=r"^2 of 3 recommendations .* in seen;"):
+        assert evaluate(recs, test, train=train, seen=seen, ks=(2,)).n_seen_recommended == 2
 
 
 def test_float_attributes_nan_is_unknown_and_whole_float_ages_are_bucketed():
