@@ -307,7 +307,8 @@ _SPECS: list[MetricSpec] = [
         False,
         ("train", "seen"),
         "std/mean over groups g in {H, T} of (recommended items in g at k) / (candidate items in "
-        "g, i.e. items of g not seen by the user), summed over evaluated users",
+        "g, i.e. items of g not seen by the user), summed over evaluated users (population "
+        "std)",
         "Zhu, Wang & Caverlee, SIGIR 2020; as implemented in Elliot `PopRSP`",
         "Elliot PopRSP identical in intent.",
     ),
