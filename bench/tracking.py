@@ -46,7 +46,20 @@ JOB_FAILED_TAG = "bench.job_failed."
 VOLATILE_KEYS = ("tracking", "progress", "paths", "hydra", "report")
 #: config groups logged as params (allowlist)
 PARAM_GROUPS = ("dataset", "split", "model", "eval", "latency", "seed", "device", "metrics")
-SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential|auth)", re.I)
+#: a key is secret-looking when one of its words (split at ``_``, ``-``, ``.``, camelCase) is
+#: one of these, or it names an API key: ``hf_token``, ``authToken``, ``db_password`` are;
+#: ``max_new_tokens``, ``n_tokens``, ``author`` are not (counts and names, logged as they are)
+SECRET_WORDS = frozenset(
+    {"token", "secret", "password", "passwd", "pwd", "credential", "credentials", "auth",
+     "authorization", "apikey", "bearer", "cookie", "session"}
+)  # fmt: skip
+API_KEY = re.compile(r"api[_\-]?key", re.I)
+
+
+def is_secret_key(key: str) -> bool:
+    """True for a config key whose value must never be logged (see ``SECRET_WORDS``)."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower().replace("-", "_").replace(".", "_")
+    return bool(API_KEY.search(key)) or any(w in SECRET_WORDS for w in words.split("_"))
 URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 MAX_PARAM_LEN = 6000
 # statfs magic numbers of network / cluster filesystems where SQLite locking is unsafe
@@ -305,7 +318,7 @@ def redact(obj: Any, key: str = "") -> Any:
         return {k: redact(v, str(k)) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [redact(v, key) for v in obj]
-    if key and SECRET_KEY.search(key) and not key.endswith("_env") and obj not in (None, ""):
+    if key and is_secret_key(key) and not key.endswith("_env") and obj not in (None, ""):
         return "***"
     if isinstance(obj, str):
         return redact_text(obj)

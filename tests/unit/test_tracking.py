@@ -44,6 +44,23 @@ def test_redaction_and_params_allowlist():
     assert len(long) <= tracking.MAX_PARAM_LEN and "sha256:" in long
 
 
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("api_key", True), ("apiKey", True), ("OPENAI_API_KEY", True), ("hf_token", True),
+        ("authToken", True), ("token", True), ("db_password", True), ("client_secret", True),
+        ("auth", True), ("session_cookie", True),
+        # counts and names that merely contain a secret word are logged as they are
+        ("max_new_tokens", False), ("max_tokens", False), ("n_prompt_tokens", False),
+        ("author", False), ("tokenizer", False), ("authority_weight", False),
+    ],
+)  # fmt: skip
+def test_secret_keys_are_words_not_substrings(key, secret):
+    assert tracking.is_secret_key(key) is secret
+    logged = tracking.params_of({"model": {"params": {key: 50}}})[f"model.params.{key}"]
+    assert (logged == "***") is secret
+
+
 def test_run_key_ignores_volatile_keys_only():
     base = {"model": {"name": "pop"}, "seed": 0, "tracking": {"force": False}, "progress": "auto"}
     k = tracking.run_key(base, "abc")
