@@ -257,7 +257,10 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
     model = registry.build(str(model_cfg["name"]), dict(model_cfg.get("params") or {}))
     emb_spec = embedding_spec(cfg)
     split = load_split(cfg)
-    key = tracking.run_key(cfg, split.sha256)
+    provenance = {str(k): str(v) for k, v in model.provenance().items()}
+    # what the config names by path (model folders) enters the keys by content
+    keyed = {**cfg, "provenance": provenance} if provenance else cfg
+    key = tracking.run_key(keyed, split.sha256)
     tcfg = cfg.get("tracking", {}) or {}
     if store is None:
         store = tracking.store_for(tcfg, Path(cfg["paths"]["root"]))
@@ -279,7 +282,8 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
         )
         return RunOutcome("DRY", None, key, metrics)
     parent = os.environ.get(tracking.PARENT_ENV) or None
-    tags = base_tags(cfg, split, key, device)
+    tags = base_tags(keyed, split, key, device)
+    tags.update({f"bench.provenance.{k}": v for k, v in provenance.items()})
     with tracking.TrackedRun(store, run_name(cfg), tags, parent_run_id=parent) as run:
         say(f"run {run_name(cfg)} -> {run.run_id}")
         run.log_params(tracking.params_of(cfg))

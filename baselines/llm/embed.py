@@ -12,6 +12,7 @@ from baselines.llm.common import (
     check_template,
     count_safetensors_params,
     default_encoder_path,
+    hash_model_dir,
     render_item_texts,
 )
 from baselines.llm.encoder import embed_items
@@ -97,6 +98,9 @@ class LLMEmbed(Recommender):
         self._n_encoder_params = 0
         self.prior = np.zeros(0)
         self.query_emb: np.ndarray | None = None
+
+    def provenance(self) -> dict[str, str]:
+        return {"encoder_sha256": hash_model_dir(self.config.encoder or default_encoder_path())}
 
     def fit(self, data: ModelData, ctx: FitContext) -> None:
         cfg = self.config

@@ -18,6 +18,7 @@ from baselines.llm.common import (
     check_model_folder,
     check_template,
     default_encoder_path,
+    hash_model_dir,
 )
 from bench.errors import ConfigError
 from bench.models.base import FitContext, History, ModelData, Recommender
@@ -92,6 +93,11 @@ class LLMSeq(Recommender):
             check_model_folder(cfg.encoder or default_encoder_path(), "llm-seq", "encoder")
         self.model = None
         self.history_: list[dict[str, float]] = []
+
+    def provenance(self) -> dict[str, str]:
+        if self.config.init != "text":
+            return {}
+        return {"encoder_sha256": hash_model_dir(self.config.encoder or default_encoder_path())}
 
     # ------------------------------------------------------------------ model
     def _build(self, n_items: int):

@@ -139,6 +139,13 @@ class Recommender(ABC):
         """Number of learned parameters (0 for memory-based models unless they store weights)."""
         return 0
 
+    def provenance(self) -> dict[str, str]:
+        """Content fingerprints of inputs the config names only by a path, e.g. a local model
+        folder: ``name -> sha256``. Called once the model is built (before fit). The runner
+        logs them as tags ``bench.provenance.<name>`` and adds them to the run key, so new
+        weights under the same path are a new configuration, never a reused or averaged run."""
+        return {}
+
     def extra_metrics(self) -> dict[str, float]:
         """Model-specific metrics to log (e.g. ``llm_parse_failure_rate``); keys MLflow-safe."""
         return {}
