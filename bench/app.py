@@ -85,10 +85,12 @@ def task(cfg: DictConfig) -> Any:
         outcome = run_experiment(container)  # type: ignore[arg-type]
     except BenchError as e:
         if _is_multirun():
+            # one line, and the sweep goes on; its end (summary, parent FAILED, exit 1) says
+            # how many jobs failed. Bugs (other exceptions) keep Hydra's traceback.
             say(f"job failed: {e}")
             if not getattr(e, "bench_run_id", None):  # no FAILED run of its own to count
                 _record_failure(container, str(e))  # type: ignore[arg-type]
-            raise
+            return None
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     metric = str(container.get("report", {}).get("leaderboard_metric", "ndcg_at_10"))  # type: ignore[union-attr]
@@ -141,13 +143,14 @@ def _in_fresh_process() -> None:
 
 def main(argv: list[str]) -> int:
     """Run the Hydra app with ``argv`` as its overrides/flags."""
-    from bench.hydra_callbacks import close_interrupted_sweep
+    from bench.hydra_callbacks import SWEEP_FAILED, close_interrupted_sweep
 
     old = sys.argv
     sys.argv = ["bench run", *argv]
+    SWEEP_FAILED.clear()
     try:
         task()
     finally:
         sys.argv = old
         close_interrupted_sweep()
-    return 0
+    return 1 if any(SWEEP_FAILED) else 0

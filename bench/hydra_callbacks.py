@@ -26,6 +26,9 @@ def _store(config: DictConfig) -> tracking.Store | None:
 
 
 _ACTIVE: list[BenchCallback] = []  # the sweep this process launched, until it ends
+#: set at the end of a sweep this process launched: True when a job failed (``bench run`` then
+#: exits 1 after the summary)
+SWEEP_FAILED: list[bool] = []
 
 
 def close_interrupted_sweep() -> None:
@@ -79,6 +82,7 @@ class BenchCallback(Callback):
         if self in _ACTIVE:
             _ACTIVE.remove(self)
         counts = tracking.end_parent(self.store, self.parent_id)
+        SWEEP_FAILED.append(any(k != "FINISHED" for k in counts))
         say(f"sweep {os.environ.get(tracking.SWEEP_ENV)}: {counts or 'no new runs'}")
         os.environ.pop(tracking.PARENT_ENV, None)
         self._leaderboard(config)

@@ -236,11 +236,16 @@ def test_a_failing_job_is_failed_with_its_error_and_the_sweep_goes_on(tmp_path):
         "model=ease",
         "model.params.max_items=10,100000",
         *FAST,
-        "report.leaderboard_on_end=false",
         cwd=tmp_path,
         check=False,
     )
-    assert out.returncode != 0  # the sweep reports the failure at the end
+    # the failure is one line, the sweep still ends with its summary, then exits 1
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr + out.stdout, out.stderr[-3000:]
+    assert "[bench] job failed: " in out.stderr
+    sweep_line = next(line for line in out.stderr.splitlines() if line.startswith("[bench] sweep "))
+    assert "'FINISHED': 1" in sweep_line and "'FAILED': 1" in sweep_line
+    assert "ranked by ndcg@10" in out.stdout  # the leaderboard of the finished run
     rs = runs(tmp_path)
     status = {r.data.params["model.params.max_items"]: r.info.status for r in rs}
     assert status == {"10": "FAILED", "100000": "FINISHED"}
