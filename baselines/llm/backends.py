@@ -7,13 +7,17 @@ A backend answers two kinds of request: ``chat`` (messages -> text) for listwise
 from __future__ import annotations
 
 import contextlib
+import http.client
 import ipaddress
 import json
 import logging
+import math
 import os
 import random
 import re
+import socket
 import sqlite3
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -46,9 +50,13 @@ class LLMBackendError(BenchError, RuntimeError):
 
 @dataclass
 class Reply:
+    """A chat answer. ``empty``: the server returned no content (``null``, ``""`` or no text
+    part); ``text`` is then ``""``. Such a reply is best not cached: it may be a server glitch."""
+
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    empty: bool = False
 
 
 @dataclass
@@ -190,14 +198,23 @@ class HFBackend:
                 x = torch.full((len(batch), width), self._pad_id(), dtype=torch.long)
                 for r, c in enumerate(batch):
                     x[r, : len(c)] = torch.tensor(c, dtype=torch.long)
-                cache = copy.deepcopy(out.past_key_values)
+                cache = copy.deepcopy(_kv_cache(out))
                 cache.batch_repeat_interleave(len(batch))
                 # right padding: causal attention keeps pads from touching real tokens
-                logits = self.model(x, past_key_values=cache, use_cache=True).logits.float()
+                kv = {self._cache_arg(): cache}
+                logits = self.model(x, use_cache=True, **kv).logits.float()
                 lp = torch.log_softmax(logits, -1)
                 for r, c in enumerate(batch):
                     results.append(_sum_logprob(first, lp[r], c))
         return results, int(p_ids.shape[1]) + sum(len(c) for c in conts)
+
+    def _cache_arg(self) -> str:
+        """The forward() keyword of the KV cache: ``cache`` (transformers >= 5.x, where
+        ``past_key_values`` is deprecated), else ``past_key_values``."""
+        import inspect
+
+        params = inspect.signature(self.model.forward).parameters
+        return "cache" if "cache" in params else "past_key_values"
 
     def loglik_separate(self, prefix: str, continuations: list[str]) -> list[LogLik]:
         """Reference path: every candidate scored with its own full forward pass."""
@@ -214,6 +231,13 @@ class HFBackend:
                 tok = torch.tensor(c, dtype=torch.long)
                 res.append(LogLik(float(lp[pos, tok].sum()), len(c)))
         return res
+
+
+def _kv_cache(out: Any) -> Any:
+    """A forward pass's KV cache (``out.cache`` in transformers 5.x, else
+    ``out.past_key_values``)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
 
 
 def _sum_logprob(first, lp_row, cont: list[int]) -> LogLik:
@@ -252,11 +276,184 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class _AttemptFailed(Exception):
+    """One failed HTTP attempt: a one-line ``message``, whether to retry, a ``Retry-After``."""
+
+    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None):
+        super().__init__(message)
+        self.message, self.retryable, self.retry_after = message, retryable, retry_after
+
+
+class _Deadline:
+    """The wall-clock budget of ONE HTTP attempt (connect, headers and body together).
+
+    Body reads set the socket timeout to the time left before each read; a watchdog timer also
+    shuts the socket down when the budget is spent, so a server that trickles its status line
+    or headers cannot hold the attempt either.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def passed(self) -> bool:
+        return self.expired or self.left() <= 0
+
+    def attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            expired = self.expired
+        if expired:
+            _shutdown(sock)
+            raise TimeoutError("request deadline passed while connecting")
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sock = self._sock
+        if sock is not None:
+            _shutdown(sock)
+
+    def settimeout(self) -> None:
+        """Bound the next socket read by the time left; ``TimeoutError`` if none is left."""
+        left = self.left()
+        if self.expired or left <= 0:
+            raise TimeoutError("request deadline passed")
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.settimeout(left)
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """urllib's default opener (proxies from the environment, redirects, https context)
+        whose connections report their socket to this deadline."""
+        return urllib.request.build_opener(_HTTPHandler(self), _HTTPSHandler(self))
+
+    def read_body(self, resp: http.client.HTTPResponse) -> bytes:
+        """The whole body in chunks, each read bounded by the time left."""
+        chunks: list[bytes] = []
+        while True:
+            self.settimeout()
+            chunk = resp.read1(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        if self.expired and resp.length is None:  # cut short? no Content-Length to tell
+            raise TimeoutError("request deadline passed")
+        if resp.length:  # EOF before Content-Length bytes (read1 does not raise it itself)
+            raise http.client.IncompleteRead(data, resp.length)
+        return data
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _DeadlineConnection:
+    """Mixin for http.client connections: report the connected socket to the deadline."""
+
+    def __init__(self, *args: Any, deadline: _Deadline, **kw: Any) -> None:
+        super().__init__(*args, **kw)  # type: ignore[call-arg]
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self._deadline.attach(self.sock)  # type: ignore[attr-defined]
+
+
+class _HTTPConnection(_DeadlineConnection, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_DeadlineConnection, http.client.HTTPSConnection):
+    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_HTTPConnection, req, deadline=self._deadline)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_HTTPSConnection, req, context=self._context, deadline=self._deadline)
+
+
+def _short(exc: BaseException, limit: int = 120) -> str:
+    """``TypeName: message`` on one line, at most ``limit`` characters of message."""
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+def normalise_base_url(base_url: str) -> str:
+    """The ``.../v1`` endpoint of ``base_url``: scheme and host lower-cased, port and path kept,
+    trailing slashes dropped, ``/v1`` appended unless already there.
+
+    ``http://LocalHost:8000/`` and ``http://localhost:8000/v1`` give the same endpoint. Call
+    :func:`check_base_url` first (it refuses credentials, queries and non-http(s) URLs).
+    """
+    url = urllib.parse.urlsplit(base_url)
+    host = url.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = url.port
+    except ValueError:
+        raise ConfigError(
+            f"llm-rerank: base_url has an invalid port: {_redact_url(base_url)!r}"
+        ) from None
+    netloc = f"{host}:{port}" if port is not None else host
+    path = url.path.rstrip("/")
+    if not path.endswith("/v1"):
+        path += "/v1"
+    return urllib.parse.urlunsplit((url.scheme.lower(), netloc, path, "", ""))
+
+
+def openai_identity(base_url: str, model: str, revision: str = "") -> dict[str, Any]:
+    """Replay-cache identity of a served model: the normalised endpoint, the model name and
+    ``revision``. Another server (or a dead one) never replays this server's answers."""
+    return {
+        "backend": "openai",
+        "endpoint": normalise_base_url(base_url),
+        "model": model,
+        "rev": revision,
+    }
+
+
 class OpenAIBackend:
     """Any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, TGI...) over stdlib urllib.
 
     The API key is read from the environment variable named by ``api_key_env`` at request time
     and only ever placed in the ``Authorization`` header; it is redacted from error messages.
+    Each HTTP attempt is bounded by ``timeout_s`` of wall-clock time as a whole, so a call takes
+    at most about ``(max_retries + 1) * timeout_s`` plus the backoff sleeps.
     """
 
     kind = "openai"
@@ -281,15 +478,14 @@ class OpenAIBackend:
         check_base_url(base_url)
         if not model:
             raise ConfigError("llm-rerank: backend=openai needs params.llm=<served model name>")
-        root = base_url.rstrip("/")
-        self.v1 = root if root.endswith("/v1") else root + "/v1"
+        self.v1 = normalise_base_url(base_url)
         self.model = model
         self.api_key_env = api_key_env
         self.timeout_s, self.max_retries = timeout_s, max(0, max_retries)
         self.backoff_s, self.backoff_max_s = backoff_s, backoff_max_s
         self.n_requests = 0  # HTTP attempts, retries included
         self._jitter = random.Random()
-        self.identity = {"backend": "openai", "model": model, "rev": revision}
+        self.identity = openai_identity(base_url, model, revision)
 
     # -- transport
     def _key(self) -> str:
@@ -299,35 +495,70 @@ class OpenAIBackend:
         key = self._key()
         return text.replace(key, "***") if key else text
 
-    def _post_once(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _post_once(self, path: str, body: dict[str, Any]) -> Any:
+        """One HTTP attempt within ``timeout_s``; every failure is an ``_AttemptFailed``."""
         data = json.dumps(body).encode()
         headers = {"Content-Type": "application/json"}
         if self._key():
             headers["Authorization"] = f"Bearer {self._key()}"
         req = urllib.request.Request(self.v1 + path, data=data, headers=headers, method="POST")
         self.n_requests += 1
-        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310
-            return json.loads(resp.read().decode("utf-8"))
+        with _Deadline(self.timeout_s) as deadline:
+            try:
+                with deadline.opener().open(req, timeout=self.timeout_s) as resp:
+                    raw = deadline.read_body(resp)
+            except urllib.error.HTTPError as exc:
+                raise self._status_failure(exc, deadline) from None
+            except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+                raise self._transport_failure(exc, deadline) from None
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+            raise _AttemptFailed(f"invalid response (not JSON): {_short(exc, 80)}") from None
 
-    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST with bounded retries (exponential backoff + jitter) on timeouts, 429 and 5xx."""
+    def _status_failure(self, exc: urllib.error.HTTPError, deadline: _Deadline) -> _AttemptFailed:
+        detail = ""
+        with contextlib.suppress(OSError, http.client.HTTPException, ValueError):
+            deadline.settimeout()
+            detail = exc.read(300).decode("utf-8", "replace")
+        exc.close()
+        retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+        return _AttemptFailed(
+            f"HTTP {exc.code}: {' '.join(detail.split())}",
+            retryable=exc.code in RETRY_STATUS,
+            retry_after=retry_after,
+        )
+
+    def _transport_failure(self, exc: BaseException, deadline: _Deadline) -> _AttemptFailed:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if deadline.passed() or isinstance(reason, TimeoutError):
+            return _AttemptFailed(f"timeout: no complete response within {self.timeout_s}s")
+        if isinstance(exc, http.client.IncompleteRead):
+            got, more = len(exc.partial), exc.expected
+            return _AttemptFailed(
+                f"truncated response: IncompleteRead ({got} bytes read, {more} more expected)"
+            )
+        if isinstance(exc, http.client.HTTPException) and not isinstance(exc, OSError):
+            return _AttemptFailed(f"invalid HTTP response: {_short(exc)}")
+        if isinstance(reason, OSError) and reason.errno is not None:  # [Errno 111] Conn...
+            return _AttemptFailed(f"connection error: {' '.join(str(reason).split())[:160]}")
+        if isinstance(reason, BaseException):  # e.g. RemoteDisconnected, SSL errors
+            return _AttemptFailed(f"connection error: {_short(reason)}")
+        return _AttemptFailed(f"connection error: {' '.join(str(reason).split())[:160]}")
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST with bounded retries (exponential backoff + jitter) on timeouts, transport errors
+        (refused/reset connections, truncated or non-HTTP replies, invalid JSON), 408/409/425/
+        429 and 5xx; other statuses fail at once. Raises ``LLMBackendError`` (one line)."""
         last = ""
         for attempt in range(self.max_retries + 1):
-            retry_after = None
             try:
                 return self._post_once(path, body)
-            except urllib.error.HTTPError as exc:
-                detail = exc.read()[:300].decode("utf-8", "replace")
-                last = f"HTTP {exc.code}: {detail}"
-                if exc.code not in RETRY_STATUS:
+            except _AttemptFailed as exc:
+                last = exc.message
+                if not exc.retryable:
                     break
-                retry_after = _retry_after(exc.headers.get("Retry-After"))
-            except TimeoutError as exc:
-                last = f"timeout after {self.timeout_s}s ({exc})"
-            except urllib.error.URLError as exc:
-                last = f"connection error: {exc.reason}"
-            except (json.JSONDecodeError, UnicodeDecodeError, ConnectionError) as exc:
-                last = f"invalid or truncated response: {type(exc).__name__}"
+                retry_after = exc.retry_after
             if attempt < self.max_retries:
                 time.sleep(self._delay(attempt, retry_after))
         raise LLMBackendError(
@@ -357,14 +588,22 @@ class OpenAIBackend:
         }
         resp = self.post("/chat/completions", body)
         try:
-            text = resp["choices"][0]["message"]["content"] or ""
+            content = resp["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
             raise LLMBackendError(
                 "llm-rerank: /chat/completions reply has no choices[0].message.content"
             ) from None
-        usage = resp.get("usage") or {}
+        text = _content_text(content)
+        if text is None:
+            raise LLMBackendError(
+                "llm-rerank: /chat/completions reply's choices[0].message.content is a "
+                f"{type(content).__name__}, not text"
+            )
         return Reply(
-            text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+            text,
+            _usage_count(resp, "prompt_tokens"),
+            _usage_count(resp, "completion_tokens"),
+            empty=not text,
         )
 
     def loglik(self, prefix: str, continuations: list[str]) -> tuple[list[LogLik], int]:
@@ -387,13 +626,51 @@ class OpenAIBackend:
                 _echo_loglik(ch["logprobs"], len(prefix), len(prefix + c))
                 for ch, c in zip(choices, continuations, strict=True)
             ]
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise LLMBackendError(
                 "llm-rerank: the server's /v1/completions does not return echoed prompt "
                 "logprobs (needed by mode=pointwise); use mode=listwise"
             ) from None
-        usage = resp.get("usage") or {}
-        return out, int(usage.get("prompt_tokens", 0))
+        return out, _usage_count(resp, "prompt_tokens")
+
+
+def _content_text(content: Any) -> str | None:
+    """``message.content`` as text: a string as is, ``null`` as ``""``, a list of parts
+    (``[{"type": "text", "text": ...}]``) as its text parts joined; None for anything else."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif (
+                isinstance(part, dict)
+                and isinstance(part.get("text"), str)
+                and part.get("type", "text") in {"text", "output_text"}
+            ):
+                parts.append(part["text"])
+        return "".join(parts)
+    return None
+
+
+def _usage_count(resp: Any, field: str) -> int:
+    """``resp["usage"][field]`` as a non-negative int; 0 when usage is missing, not a mapping,
+    or the field is null/non-numeric (token counts are informative, never worth a failure)."""
+    usage = resp.get("usage") if isinstance(resp, dict) else None
+    if not isinstance(usage, dict):
+        return 0
+    value = usage.get(field)
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, str):
+        value = value.strip()
+        return int(value) if value.isdigit() else 0
+    if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
+        return int(value)
+    return 0
 
 
 def _echo_loglik(lp: dict[str, Any], start: int, end: int) -> LogLik:
@@ -406,8 +683,12 @@ def _echo_loglik(lp: dict[str, Any], start: int, end: int) -> LogLik:
 
 
 def check_base_url(base_url: str) -> None:
-    """Refuse credentials in the URL; warn about plain http to a non-loopback host."""
-    url = urllib.parse.urlsplit(base_url or "")
+    """Refuse credentials, a query or a fragment in the URL; warn about plain http to a
+    non-loopback host."""
+    try:
+        url = urllib.parse.urlsplit(base_url or "")
+    except ValueError:
+        url = urllib.parse.urlsplit("")
     if url.scheme not in {"http", "https"} or not url.hostname:
         raise ConfigError(
             "llm-rerank: base_url must be http(s)://host[:port][/v1], "
@@ -417,6 +698,11 @@ def check_base_url(base_url: str) -> None:
         raise ConfigError(
             "llm-rerank: base_url must not carry credentials; put the key in the "
             "environment variable named by params.api_key_env"
+        )
+    if url.query or url.fragment:
+        raise ConfigError(
+            "llm-rerank: base_url must be http(s)://host[:port][/path], without a query or "
+            f"fragment, got {_redact_url(base_url)!r}"
         )
     if url.scheme == "http" and not _is_loopback(url.hostname):
         msg = (

@@ -107,28 +107,75 @@ class ParsedList:
 
 
 _ENTRY_SPLIT = re.compile(r"[,;\n]+")
-_BRACKETED = re.compile(r"\[\s*(\d{1,6})\s*\]")
-_NUMBER = re.compile(r"(?<![\w.])(\d{1,6})(?![\w])")
+#: one candidate number as written in a ranking: ``3``, ``[3]``, ``3.``, ``3)``, ``-1``
+_TOKEN = r"(?:\[\s*-?\d{1,6}\s*\]|-?\d{1,6}[.)]?)"
+#: the same or ``(3)``, in an entry that is nothing but numbers
+_ONLY_TOKEN = r"(?:\[\s*-?\d{1,6}\s*\]|\(\s*-?\d{1,6}\s*\)|-?\d{1,6}[.)]?)"
+#: what separates the numbers of a ranking written on one line: whitespace, ``>``, ``->``,
+#: ``=>``, ``→``, a dash between numbers (``3-1-2``), ``|``, an ellipsis
+_SEP = r"(?:\s*(?:->|=>|>>?|→|[-–—|]|\.\.\.|…)\s*|\s+)"
+#: a whole entry that is nothing but a ranking (``3 1 2``, ``3 > 1 > 2``, ``[3] [1]``)
+_RUN = re.compile(rf"{_ONLY_TOKEN}(?:{_SEP}{_ONLY_TOKEN})*")
+#: a ranking of at least two numbers inside prose (``Ranking: 3 1 2``), on word boundaries
+_RUN_IN_TEXT = re.compile(rf"(?<![\w.\[-]){_TOKEN}(?:{_SEP}{_TOKEN})+(?![\w\[])")
+#: the numbers of a ranking; ``-`` is a minus sign only at the start of a number that does not
+#: follow a digit (``-1``, ``[-1]``, ``3 -1``), never between two numbers (``3-1`` = 3, 1)
+_SIGNED = re.compile(r"(?:(?<![^\s\[(>|])-)?\d+")
+_BRACKETED = re.compile(r"\[\s*(-?\d{1,6})\s*\]")
+_NUMBER = re.compile(r"(?<![\w.])-?\d{1,6}(?!\w|\.\d)")
 _LIST_MARKER = re.compile(r"^\d{1,3}[.)]\s+(?=\S)")
 
 
-def parse_listwise(reply: str, n: int) -> ParsedList:
-    """Candidate numbers from a reply: ``"3, 1, 2"``, ``"[3] [1]"`` or one number per line.
+def _entry_numbers(entry: str) -> list[int | None]:
+    """The numbers one entry contributes, in order: ``[None]`` for an entry without a number,
+    ``[]`` for an empty one (``...``)."""
+    marker = _LIST_MARKER.match(entry)
+    if marker:  # "1. 3" is item 3 in a numbered list, but "3. 1. 2." is a ranking
+        rest = entry[marker.end() :]
+        if not (_RUN.fullmatch(rest.rstrip(". ")) and len(_SIGNED.findall(rest)) >= 2):
+            entry = rest
+    entry = entry.strip().strip(".").strip()
+    if not entry:
+        return []
+    if _RUN.fullmatch(entry):
+        return [int(k) for k in _SIGNED.findall(entry)]
+    bracketed = _BRACKETED.findall(entry)
+    if bracketed:
+        return [int(b) for b in bracketed]
+    run = _RUN_IN_TEXT.search(entry)
+    if run:
+        return [int(k) for k in _SIGNED.findall(run.group(0))]
+    bare = _NUMBER.search(entry)
+    return [int(bare.group(0))] if bare else [None]
 
-    Each entry (split on commas, semicolons, newlines) contributes its bracketed number, else
-    its first bare number. Entries without a number (a hallucinated title, prose) and numbers
-    outside 1..n count as out-of-candidates; repeats count as duplicates. Nothing else is read.
+
+def parse_listwise(reply: str, n: int) -> ParsedList:
+    """Candidate numbers from a reply, in the reply's order.
+
+    The reply is split into entries on commas, semicolons and newlines. A leading list marker
+    (``1. `` / ``1) `` before more text) is dropped, unless the entry is itself a ranking of
+    such numbers (``3. 1. 2.``). Then an entry contributes, first rule that applies:
+
+    1. all its numbers if it is nothing but a ranking: numbers separated by whitespace,
+       ``>``, ``->``, ``=>``, ``→``, ``-`` (between numbers), ``|`` or ``...``, each optionally
+       bracketed (``[3]``, ``(3)``) or followed by ``.``/``)`` (``"3 1 2"``, ``"3 > 1 > 2"``,
+       ``"3-1-2"``, ``"[3] [1]"``, ``"20 19 18 ... 1"``);
+    2. else its bracketed numbers (``"I recommend [3], then [1]"``);
+    3. else the first ranking of two or more numbers inside its text (``"Ranking: 3 1 2"``);
+    4. else its first number standing alone (``"Candidate 3"``, ``"Heat (1995)"``: 1995).
+
+    Digits inside words (``Se7en``, ``R2``) and decimals (``3.5``) are never read, and a title
+    after a list marker (``"3. Heat (1995)"``) is not candidate 3.
+
+    Every number is one entry of the counts: a number outside 1..n (``0``, ``-1``, ``99``) and
+    an entry without any number (a hallucinated title, prose) count as out-of-candidates, a
+    repeat as a duplicate. A ``-`` directly before a number that does not follow a digit is a
+    minus sign (``-1`` is out of range, never candidate 1). Titles are never matched as text.
     """
     out = ParsedList()
     seen: set[int] = set()
     for raw in _ENTRY_SPLIT.split(reply or ""):
-        entry = _LIST_MARKER.sub("", raw.strip()).strip().strip(".").strip()
-        if not entry:
-            continue
-        bracketed = _BRACKETED.findall(entry)
-        bare = _NUMBER.search(entry)
-        numbers = [int(b) for b in bracketed] or ([int(bare.group(1))] if bare else [None])
-        for k in numbers:
+        for k in _entry_numbers(raw.strip()):
             out.n_entries += 1
             if k is None or not 1 <= k <= n:
                 out.n_out_of_candidates += 1

@@ -4,11 +4,20 @@ Pipeline per user: frozen first-stage candidates -> prompt (history + JSON-quote
 texts) -> backend (replay cache first) -> parse (candidate numbers only) -> scores. Scores are
 NaN for non-candidates and ``n - position`` for candidates, so the harness's ``topk`` returns
 exactly the reranked order.
+
+Two kinds of ``score`` calls after ``fit``: the first ranking of a user is the *evaluation*
+(replay cache, ``llm_*`` metrics, ``prompts.jsonl``, permutation probes); a user scored again
+(the runner's latency pass re-scores evaluated users), or any user after
+``start_latency_pass()``, is a *timed request*: outside the ``llm_*`` metrics, the log and the
+probes. After ``start_latency_pass()`` a timed request always calls the backend (the replay
+cache is neither read nor written), so ``latency_*`` figures time the LLM; without it a
+re-scored user is answered from the replay cache, and ``extra_metrics`` says so in a warning.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -20,7 +29,13 @@ import numpy as np
 import polars as pl
 
 from baselines.llm import prompts as P
-from baselines.llm.backends import ReplayCache, cache_key, check_base_url, check_remote_code
+from baselines.llm.backends import (
+    ReplayCache,
+    cache_key,
+    check_base_url,
+    check_remote_code,
+    openai_identity,
+)
 from baselines.llm.common import (
     DEFAULT_ITEM_TEMPLATE,
     PROMPT_TEMPLATE_VERSION,
@@ -97,6 +112,10 @@ class _Stats:
     freeze_ms: float = 0.0
 
 
+#: a parse failure rate above this prints a warning after scoring (the run still finishes)
+PARSE_FAILURE_WARN = 0.5
+
+
 @dataclass
 class _Rankings:
     first: dict[int, np.ndarray] = field(default_factory=dict)
@@ -120,8 +139,11 @@ class LLMRerank(Recommender):
         self.candidates_path: Path | None = None
         self._prompts_path: Path | None = None
         self._first_stage_params = 0
-        self._first_time = True
-        self._count = self.stats
+        self.latency_stats = _Stats()  # timed requests (the runner's latency pass)
+        self._count = self.stats  # the _Stats of the ranking being made
+        self._timed = False  # the ranking being made is a timed request (no log, no probe)
+        self._latency_pass = False  # start_latency_pass() was called: no replay cache
+        self._said: set[str] = set()  # warnings already printed since fit
         self._progress = False
         self._scored: set[int] = set()  # users scored since fit (the progress bar skips them)
 
@@ -129,6 +151,7 @@ class LLMRerank(Recommender):
     def fit(self, data: ModelData, ctx: FitContext) -> None:
         cfg = self.config
         self.n_items = data.n_items
+        _check_template_columns(cfg.item_template, data.items)
         self.texts = render_item_texts(data.items, data.n_items, cfg.item_template)
         self.seed = int(ctx.seed)
         self.identity = _identity(cfg)
@@ -148,9 +171,25 @@ class LLMRerank(Recommender):
         self._prompts_path = Path(ctx.workdir) / "prompts.jsonl"
         self._prompts_path.write_text("")
         self.stats = _Stats(freeze_ms=self.stats.freeze_ms)
+        self.latency_stats = _Stats(freeze_ms=self.stats.freeze_ms)
         self._count = self.stats
+        self._timed = self._latency_pass = False
+        self._said = set()
         self.rankings = _Rankings()
         self._scored = set()
+
+    def start_latency_pass(self) -> None:
+        """Every later ``score`` call (until the next ``fit``) is a timed request that calls
+        the backend: the runner's hook before it measures latency.
+
+        A timed request neither reads nor writes the replay cache, writes nothing to
+        ``prompts.jsonl``, runs no permutation probe, is not counted in the ``llm_*`` metrics
+        and is what ``stage_latency_ms`` describes, so ``latency_*`` time the LLM rather than
+        the cache (its cost: one backend call per user the latency pass scores). Without this
+        call a user scored again is a timed request answered from the replay cache, and
+        ``extra_metrics`` warns that the latency figures time the cache.
+        """
+        self._latency_pass = True
 
     # ------------------------------------------------------------------ score
     def score(self, users: np.ndarray, history: History) -> np.ndarray:
@@ -170,19 +209,22 @@ class LLMRerank(Recommender):
         return out
 
     def _score_user(self, out: np.ndarray, row: int, u: int, history: History) -> None:
+        # the first ranking of a user is the evaluation; a user ranked again (the runner's
+        # latency pass) or any user after start_latency_pass() is a timed request: outside
+        # the llm_* rates, prompts.jsonl and the permutation probe (see _cached_call)
+        self._timed = self._latency_pass or u in self.rankings.first
+        st = self._count = self.latency_stats if self._timed else self.stats
         t0 = time.perf_counter()
         cands = self._user_candidates(u, history)
-        self.stats.cand_ms += (time.perf_counter() - t0) * 1e3
-        self.stats.users += 1
+        st.cand_ms += (time.perf_counter() - t0) * 1e3
+        st.users += 1
         self._scored.add(u)
         if len(cands) == 0:
             return
-        # a user scored again (the runner's latency pass) is served from the replay cache;
-        # only the first scoring of a user enters the llm_* rates and prompts.jsonl
-        self._first_time = u not in self.rankings.first
-        self._count = self.stats if self._first_time else _Stats()
         order = self._rank(u, cands, history, None)
         out[row, order] = len(order) - np.arange(len(order), dtype=np.float64)
+        if self._timed:
+            return
         self.rankings.first[u] = cands
         for i in range(self.config.permutations):
             self.rankings.perms.setdefault(i, {})[u] = self._rank(u, cands, history, i)
@@ -190,8 +232,8 @@ class LLMRerank(Recommender):
     def _progress_bar(self, users: np.ndarray) -> Any:
         """A per-user bar over this call (``ctx.progress``: on a terminal unless the config's
         ``progress`` says otherwise), only when it ranks a user for the first time: the
-        runner's latency pass re-scores users one by one from the replay cache, barless."""
-        if not self._progress or self._scored.issuperset(users.tolist()):
+        runner's latency pass re-scores users one by one, barless."""
+        if not self._progress or self._latency_pass or self._scored.issuperset(users.tolist()):
             return None
         from tqdm.auto import tqdm
 
@@ -232,18 +274,21 @@ class LLMRerank(Recommender):
             decoding={"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature},
         )
 
-        def call() -> dict[str, Any]:
+        def call() -> tuple[dict[str, Any], bool]:
             r = self._get_backend().chat(
                 messages,
                 max_new_tokens=cfg.max_new_tokens,
                 temperature=cfg.temperature,
                 seed=self.seed,
             )
-            return {
-                "text": r.text,
+            value = {
+                "text": r.text or "",
                 "prompt_tokens": r.prompt_tokens,
                 "completion_tokens": r.completion_tokens,
             }
+            # an empty or null content may be a server glitch: asked again on the next run
+            empty = bool(getattr(r, "empty", False)) or not value["text"].strip()
+            return value, not empty
 
         value, cached = self._cached_call(key, call)
         t0 = time.perf_counter()
@@ -251,8 +296,8 @@ class LLMRerank(Recommender):
         picked = shown[parsed.order] if parsed.order else shown[:0]
         rest = cands[~np.isin(cands, picked)]  # missing candidates: first-stage order
         order = np.concatenate([picked, rest]).astype(np.int64)
-        self.stats.parse_ms += (time.perf_counter() - t0) * 1e3
         st = self._count
+        st.parse_ms += (time.perf_counter() - t0) * 1e3
         st.replies += 1
         st.parse_failures += int(parsed.failed)
         st.entries += parsed.n_entries
@@ -288,13 +333,14 @@ class LLMRerank(Recommender):
             decoding={},
         )
 
-        def call() -> dict[str, Any]:
+        def call() -> tuple[dict[str, Any], bool]:
             lls, n_tok = self._get_backend().loglik(prefix, conts)
-            return {
+            value = {
                 "logprobs": [[x.logprob, x.n_tokens] for x in lls],
                 "prompt_tokens": n_tok,
                 "completion_tokens": 0,
             }
+            return value, True
 
         value, cached = self._cached_call(key, call)
         t0 = time.perf_counter()
@@ -302,7 +348,7 @@ class LLMRerank(Recommender):
         if self.config.pointwise_norm == "mean":
             lp = lp / np.maximum([x[1] for x in value["logprobs"]], 1)
         order = cands[np.argsort(-lp, kind="stable")]  # ties: first-stage order
-        self.stats.parse_ms += (time.perf_counter() - t0) * 1e3
+        self._count.parse_ms += (time.perf_counter() - t0) * 1e3
         self._count.replies += 1
         self._log(
             {
@@ -321,23 +367,27 @@ class LLMRerank(Recommender):
 
     # ------------------------------------------------------------------ plumbing
     def _cached_call(self, key: str, call) -> tuple[dict[str, Any], bool]:
-        st, count = self.stats, self._count
-        count.requests += 1
+        """``call()`` -> (value, cacheable); after ``start_latency_pass()`` the replay cache is
+        skipped, so a timed request is a backend call."""
+        st = self._count
+        cache = None if self._latency_pass else self._cache
+        st.requests += 1
         t0 = time.perf_counter()
-        value = self._cache.get(key) if self._cache is not None else None
-        cached = value is not None
-        if cached:
-            count.cache_hits += 1
+        stored = cache.get(key) if cache is not None else None
+        cached = stored is not None
+        if stored is not None:
+            value: dict[str, Any] = stored
+            st.cache_hits += 1
         else:
-            value = call()  # raises LLMBackendError after bounded retries: the run fails
+            value, cacheable = call()  # LLMBackendError after bounded retries: the run fails
             dt = time.perf_counter() - t0
             st.live += 1
             st.live_seconds += dt
             st.live_tokens += int(value["prompt_tokens"]) + int(value["completion_tokens"])
-            if self._cache is not None:
-                self._cache.put(key, value)  # successful responses only
-        count.prompt_tokens += int(value["prompt_tokens"])
-        count.completion_tokens += int(value["completion_tokens"])
+            if cache is not None and cacheable:
+                cache.put(key, value)  # successful, non-empty responses only
+        st.prompt_tokens += int(value["prompt_tokens"])
+        st.completion_tokens += int(value["completion_tokens"])
         st.llm_ms += (time.perf_counter() - t0) * 1e3
         return value, cached
 
@@ -347,19 +397,35 @@ class LLMRerank(Recommender):
         return self._backend
 
     def _log(self, record: dict[str, Any]) -> None:
-        if not self._first_time:
+        if self._timed:
             return
         with open(self._prompts_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     # ------------------------------------------------------------------ reporting
+    def provenance(self) -> dict[str, str]:
+        """The local model folder's content sha256 (backend=hf); a served model is known only
+        by its name and ``revision``, which are params."""
+        if self.config.backend != "hf" or not self.config.llm:
+            return {}
+        return {"llm_sha256": hash_model_dir(self.config.llm)}
+
     def n_parameters(self) -> int:
+        """The whole pipeline's parameters: the LLM's (hf: from its safetensors headers; a
+        served model's are unknown and count 0) plus the first stage's learned parameters,
+        the same whether its candidates were computed now or loaded from the frozen file."""
         n = self._first_stage_params
         if self.config.backend == "hf" and self.config.llm and Path(self.config.llm).is_dir():
             n += count_safetensors_params(self.config.llm)
         return n
 
     def extra_metrics(self) -> dict[str, float]:
+        """``llm_*`` metrics of the evaluation (one ranking per user; timed requests of the
+        latency pass are not counted). Called by the runner once scoring is done, so a parse
+        failure rate above ``PARSE_FAILURE_WARN``, and a latency pass answered from the replay
+        cache, are also said here, once per fit."""
+        self._warn_parse_failures()
+        self._warn_replayed_latency()
         st = self.stats
         req = max(st.requests, 1)
         out = {
@@ -379,11 +445,45 @@ class LLMRerank(Recommender):
                 out[k] = 0.0
         return out
 
+    def _warn_parse_failures(self) -> None:
+        st = self.stats
+        if self.config.mode != "listwise" or st.replies == 0:
+            return
+        rate = st.parse_failures / st.replies
+        if rate > PARSE_FAILURE_WARN:
+            self._say_once(
+                "parse",
+                f"{100 * rate:.0f}% of the LLM's replies ({st.parse_failures} of {st.replies}) "
+                "could not be parsed into candidate numbers; those users keep the first stage's "
+                "order, so the scores fall back to the first stage (llm_parse_failure_rate; the "
+                "replies are in prompts.jsonl)",
+            )
+
+    def _warn_replayed_latency(self) -> None:
+        st = self.latency_stats
+        if st.cache_hits:
+            self._say_once(
+                "latency",
+                f"{st.cache_hits} of the {st.requests} requests re-scored after the evaluation "
+                "(the latency pass) were answered from the replay cache, so latency_* time the "
+                "cache, not the LLM; model.params.use_cache=false times the LLM",
+            )
+
+    def _say_once(self, what: str, message: str) -> None:
+        if what in self._said:
+            return
+        self._said.add(what)
+        from bench.runner import say
+
+        say(f"warning: llm-rerank: {message}")
+
     def artifacts(self) -> dict[str, Path]:
         return {"prompts.jsonl": self._prompts_path} if self._prompts_path else {}
 
     def stage_latency_ms(self) -> dict[str, float]:
-        st = self.stats
+        """Mean ms per user by stage, over the timed requests (the latency pass) when they
+        called the backend, else over the evaluation (replayed or live)."""
+        st = self.latency_stats if self.latency_stats.live else self.stats
         n = max(st.users, 1)
         n_cand_users = max(len(self._cands), 1)
         return {
@@ -404,16 +504,49 @@ class LLMRerank(Recommender):
 
 
 # ---------------------------------------------------------------------- helpers
+#: numeric parameters: (name, integer, lowest value, lowest excluded, what it is)
+_NUMBERS = (
+    ("n_candidates", True, 1, False, "candidates reranked per user"),
+    ("max_history", True, 0, False, "history items in the prompt; 0: none"),
+    ("few_shot", True, 0, False, "worked examples; 0: none"),
+    ("max_new_tokens", True, 1, False, "tokens the LLM may generate per reply"),
+    ("temperature", False, 0, False, "0: greedy decoding"),
+    ("batch_size", True, 1, False, "candidates per forward pass"),
+    ("permutations", True, 0, False, "position-bias reruns; 0: none"),
+    ("timeout_s", False, 0, True, "seconds per HTTP attempt"),
+    ("max_retries", True, 0, False, "retries after a failed request"),
+    ("backoff_s", False, 0, False, "first retry delay in seconds"),
+    ("backoff_max_s", False, 0, False, "longest retry delay in seconds"),
+)
+
+
+def _check_numbers(cfg: RerankConfig) -> None:
+    """One line naming the parameter, its valid range and the default as an example."""
+    defaults = RerankConfig()
+    for name, integer, low, strict, what in _NUMBERS:
+        value = getattr(cfg, name)
+        kinds = int if integer else (int, float)
+        ok = (
+            isinstance(value, kinds)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and (value > low if strict else value >= low)
+        )
+        if not ok:
+            raise ConfigError(
+                f"llm-rerank: {name}={value!r} is invalid: it must be "
+                f"{'an integer' if integer else 'a number'} {'>' if strict else '>='} {low} "
+                f"({what}); e.g. model.params.{name}={getattr(defaults, name)}"
+            )
+
+
 def _validate(cfg: RerankConfig) -> None:
     for name, allowed in _CHOICES.items():
         if getattr(cfg, name) not in allowed:
             raise ConfigError(
                 f"llm-rerank: {name}={getattr(cfg, name)!r} is not one of {', '.join(allowed)}"
             )
-    if cfg.n_candidates < 1 or cfg.permutations < 0 or cfg.few_shot < 0:
-        raise ConfigError("llm-rerank: n_candidates must be >= 1, permutations/few_shot >= 0")
-    if cfg.max_retries < 0 or cfg.timeout_s <= 0:
-        raise ConfigError("llm-rerank: max_retries must be >= 0 and timeout_s > 0")
+    _check_numbers(cfg)
     if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", cfg.api_key_env or ""):
         raise ConfigError(
             "llm-rerank: api_key_env must be the NAME of an environment variable holding the "
@@ -437,6 +570,21 @@ def _validate(cfg: RerankConfig) -> None:
                 "model.params.llm=/models/Qwen2.5-0.5B-Instruct; or use backend=openai"
             )
         check_model_folder(cfg.llm, "llm-rerank", "llm")
+
+
+def _check_template_columns(template: str, items: pl.DataFrame) -> None:
+    """Every field of the item template is a column of the items table: a typo
+    (``{titel}``) would otherwise render every item's text empty."""
+    fields = check_template(template, "llm-rerank")
+    columns = [c for c in items.columns if c != "item_idx"]
+    for name in fields:
+        if name not in items.columns:
+            available = ", ".join(columns) or "none (the dataset has no item side information)"
+            raise ConfigError(
+                f"llm-rerank: item_template field {{{name}}} is not a column of the items "
+                f"table{did_you_mean(name, columns)}; available columns: {available}; fix "
+                f"model.params.item_template (now {template!r})"
+            )
 
 
 def _check_first_stage(cfg: RerankConfig) -> None:
@@ -468,7 +616,7 @@ def _identity(cfg: RerankConfig) -> dict[str, Any]:
         if not cfg.llm:
             raise ConfigError("llm-rerank: backend=hf needs params.llm=<local model folder>")
         return {"backend": "hf", "model_sha256": hash_model_dir(cfg.llm), "rev": cfg.revision}
-    return {"backend": "openai", "model": cfg.llm, "rev": cfg.revision}
+    return openai_identity(cfg.base_url, cfg.llm, cfg.revision)  # another server never replays
 
 
 def make_backend(cfg: RerankConfig) -> Any:
@@ -528,9 +676,11 @@ def freeze_candidates(
 ) -> tuple[dict[int, np.ndarray], Path]:
     """Load, or compute once and freeze, the first stage's top-N for the test history.
 
-    ``<cache_dir>/candidates/<key>.parquet`` (user_idx, rank, item_idx) + ``<key>.sha256``;
-    the key covers the split, the first stage and its params, N and the seed, so every
-    reranker on a split shares one file. A file whose digest changed is refused.
+    ``<cache_dir>/candidates/<key>.parquet`` (user_idx, rank, item_idx) + ``<key>.sha256``
+    + ``<key>.json`` (the first stage's ``n_parameters``, so ``owner.n_parameters()`` is the
+    same whether the candidates were computed or loaded); the key covers the split, the first
+    stage and its params, N and the seed, so every reranker on a split shares one file. A file
+    whose digest changed is refused.
     """
     params = thaw(cfg.first_stage_params) or {}
     key = sha256_json(
@@ -546,6 +696,7 @@ def freeze_candidates(
     )
     folder = Path(ctx.cache_dir) / "candidates"
     path, digest = folder / f"{key}.parquet", folder / f"{key}.sha256"
+    meta = folder / f"{key}.json"
     if path.exists() and digest.exists():
         want = digest.read_text().split()[0]
         if sha256_file(path) != want:
@@ -554,14 +705,24 @@ def freeze_candidates(
                 "files to regenerate them"
             )
         frame = pl.read_parquet(path)
+        n_params = _read_first_stage_params(meta)
+        if n_params is None:  # frozen before the count was stored: fit once to count
+            model = _fit_first_stage(data, ctx, cfg, params)
+            n_params = int(model.n_parameters())
+            _write_first_stage_params(meta, cfg, n_params)
     else:
-        frame = _compute_candidates(data, ctx, cfg, params, owner)
+        model = _fit_first_stage(data, ctx, cfg, params)
+        n_params = int(model.n_parameters())
+        frame = _compute_candidates(data, cfg, model)
         tmp = folder / f".{key}.{os.getpid()}.parquet"
         folder.mkdir(parents=True, exist_ok=True)
+        _write_first_stage_params(meta, cfg, n_params)
         frame.write_parquet(tmp)
         sha = sha256_file(tmp)
         atomic_write_bytes(digest, f"{sha}  {path.name}\n".encode())
         tmp.replace(path)
+    if owner is not None:
+        owner._first_stage_params = n_params
     frame = frame.sort(["user_idx", "rank"])
     users = frame["user_idx"].to_numpy()
     items = frame["item_idx"].to_numpy().astype(np.int64)
@@ -574,13 +735,27 @@ def freeze_candidates(
     return cands, path
 
 
-def _compute_candidates(data, ctx, cfg, params, owner) -> pl.DataFrame:
+def _fit_first_stage(data: ModelData, ctx: FitContext, cfg: RerankConfig, params) -> Any:
     from bench.models.registry import build
 
     model = build(cfg.first_stage, params)
     model.fit(data, ctx)
-    if owner is not None:
-        owner._first_stage_params = int(model.n_parameters())
+    return model
+
+
+def _read_first_stage_params(meta: Path) -> int | None:
+    try:
+        return int(json.loads(meta.read_text())["n_parameters"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_first_stage_params(meta: Path, cfg: RerankConfig, n: int) -> None:
+    record = {"first_stage": cfg.first_stage, "n_parameters": n}
+    atomic_write_bytes(meta, (json.dumps(record) + "\n").encode())
+
+
+def _compute_candidates(data: ModelData, cfg: RerankConfig, model: Any) -> pl.DataFrame:
     hist = data.test_history
     rows_u, rows_r, rows_i = [], [], []
     for start in range(0, data.n_users, 256):

@@ -139,6 +139,12 @@ class Recommender(ABC):
         """Number of learned parameters (0 for memory-based models unless they store weights)."""
         return 0
 
+    def start_latency_pass(self) -> None:
+        """Called by the runner after the evaluation's scoring and before it times requests:
+        a model that caches answers (an LLM's replay cache) must compute the timed requests
+        for real from here on. Nothing to do for most models."""
+        return None
+
     def provenance(self) -> dict[str, str]:
         """Content fingerprints of inputs the config names only by a path, e.g. a local model
         folder: ``name -> sha256``. Called once the model is built (before fit). The runner

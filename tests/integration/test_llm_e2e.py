@@ -44,9 +44,14 @@ def test_openai_rerank_replays_on_forced_rerun_and_never_logs_the_key(tmp_path):
         assert calls > 0
         assert all(h.get("Authorization") == f"Bearer {CANARY}" for h in stub.state.headers)
         bench(*args, "tracking.force=true", cwd=tmp_path, env=env)
-        assert len(stub.state.requests) == calls  # the forced re-run made no backend call
+        rerun_calls = len(stub.state.requests) - calls
     first, second = sorted(runs(tmp_path), key=lambda r: r.info.start_time)
     assert first.info.status == second.info.status == "FINISHED"
+    # the forced re-run's evaluation is replayed (no backend call); its latency pass times
+    # real requests (the cache would time itself), as many as the first run's
+    assert second.data.metrics["llm_backend_calls"] == 0
+    latency_calls = calls - first.data.metrics["llm_backend_calls"]
+    assert rerun_calls == latency_calls > 0
     acc = [
         k
         for k in first.data.metrics
@@ -116,6 +121,7 @@ def test_rerank_killed_mid_evaluation_resumes_with_only_the_missing_calls(tmp_pa
             "model.params.llm=stub-model",
             "model.params.n_candidates=10",
             *FAST,
+            "latency=disabled",  # count the evaluation's requests only
         ]
         bench(*args, cwd=a)
         n_full = len(stub.state.requests)
