@@ -156,6 +156,23 @@ def check_template(template: str, where: str) -> list[str]:
     return fields
 
 
+def check_template_columns(template: str, items: pl.DataFrame, where: str, param: str) -> None:
+    """Every field of an item template is a column of the items table: a typo (``{titel}``)
+    would otherwise render every item's text empty. One-line ConfigError naming the field, a
+    did-you-mean, the columns and the parameter to fix."""
+    from bench.errors import did_you_mean
+
+    columns = [c for c in items.columns if c != "item_idx"]
+    for name in check_template(template, where):
+        if name not in columns:
+            available = ", ".join(columns) or "none (the dataset has no item side information)"
+            raise ConfigError(
+                f"{where}: template field {{{name}}} is not a column of the items table"
+                f"{did_you_mean(name, columns)}; available columns: {available}; fix {param} "
+                f"(now {template!r})"
+            )
+
+
 def _render_value(value: Any) -> str:
     if value is None:
         return ""

@@ -42,6 +42,7 @@ from baselines.llm.common import (
     atomic_write_bytes,
     check_model_folder,
     check_template,
+    check_template_columns,
     count_safetensors_params,
     hash_model_dir,
     render_item_texts,
@@ -151,7 +152,9 @@ class LLMRerank(Recommender):
     def fit(self, data: ModelData, ctx: FitContext) -> None:
         cfg = self.config
         self.n_items = data.n_items
-        _check_template_columns(cfg.item_template, data.items)
+        check_template_columns(
+            cfg.item_template, data.items, "llm-rerank", "model.params.item_template"
+        )
         self.texts = render_item_texts(data.items, data.n_items, cfg.item_template)
         self.seed = int(ctx.seed)
         self.identity = _identity(cfg)
@@ -570,21 +573,6 @@ def _validate(cfg: RerankConfig) -> None:
                 "model.params.llm=/models/Qwen2.5-0.5B-Instruct; or use backend=openai"
             )
         check_model_folder(cfg.llm, "llm-rerank", "llm")
-
-
-def _check_template_columns(template: str, items: pl.DataFrame) -> None:
-    """Every field of the item template is a column of the items table: a typo
-    (``{titel}``) would otherwise render every item's text empty."""
-    fields = check_template(template, "llm-rerank")
-    columns = [c for c in items.columns if c != "item_idx"]
-    for name in fields:
-        if name not in items.columns:
-            available = ", ".join(columns) or "none (the dataset has no item side information)"
-            raise ConfigError(
-                f"llm-rerank: item_template field {{{name}}} is not a column of the items "
-                f"table{did_you_mean(name, columns)}; available columns: {available}; fix "
-                f"model.params.item_template (now {template!r})"
-            )
 
 
 def _check_first_stage(cfg: RerankConfig) -> None:

@@ -155,6 +155,26 @@ def test_text_prior_query(split, enc_dir, tmp_path):
     assert LLMEmbed().config.prior_weight == 0.0
 
 
+def test_template_field_that_is_not_a_column_fails_at_fit(split, enc_dir, tmp_path):
+    with pytest.raises(ConfigError) as err:
+        fit(split, enc_dir, tmp_path, template="{titel} ({year})")
+    msg = str(err.value)
+    assert msg.startswith("llm-embed: template field {titel} is not a column of the items table")
+    assert "did you mean 'title'?" in msg and "fix model.params.template" in msg
+
+
+def test_item_embeddings_metric_template_typo_fails_but_no_side_information_skips(
+    split, enc_dir, tmp_path
+):
+    from bench.runner import item_embeddings
+
+    md = split.model_data
+    with pytest.raises(ConfigError, match=r"metrics.item_embeddings: template field \{titel\}"):
+        item_embeddings((str(enc_dir), "{titel} {year}"), md.items, md.n_items, tmp_path, False)
+    bare = md.items.select("item_idx")  # no side information at all: ild_emb is skipped
+    assert item_embeddings((str(enc_dir), "{title}"), bare, md.n_items, tmp_path, False) is None
+
+
 def test_template_rendering(split):
     items = split.model_data.items
     texts = render_item_texts(items, split.model_data.n_items + 1, "{title} ({year}). {nope}")

@@ -169,7 +169,8 @@ def test_item_template_typo_is_a_config_error_at_fit(split, stub, tmp_path):
     with pytest.raises(ConfigError) as err:
         model.fit(split.model_data, ctx_for(tmp_path))
     msg = str(err.value)
-    assert "\n" not in msg and msg.startswith("llm-rerank: item_template field {titel}")
+    assert "\n" not in msg and msg.startswith("llm-rerank: template field {titel}")
+    assert "fix model.params.item_template" in msg
     assert "did you mean 'title'?" in msg
     assert "available columns: " in msg and all(c in msg for c in ("title", "year", "genres"))
     assert "item_idx" not in msg.split("available columns: ")[1].split(";")[0]
