@@ -29,6 +29,7 @@ from bench.models import registry  # noqa: E402
 from bench.models.base import FitContext  # noqa: E402
 from bench.testing import tiny_split  # noqa: E402
 from tests.models.test_llm_rerank import FIRST, N, cfg  # noqa: E402  (registers FIRST)
+from tests.models.test_llm_rerank import openai_cfg as shared_openai_cfg  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +48,8 @@ def ctx_for(root: Path) -> FitContext:
 
 
 def openai_cfg(stub: StubLLMServer, **kw) -> RerankConfig:
-    base = {
-        "backend": "openai",
-        "base_url": stub.base_url,
-        "llm": "stub-model",
-        "timeout_s": 2.0,
-        "max_retries": 1,
-        "backoff_s": 0.01,
-        "backoff_max_s": 0.05,
-    }
-    return cfg(**{**base, **kw})
+    # the shared helper, with a longer timeout and one retry (these tests send many requests)
+    return shared_openai_cfg(stub, **{"timeout_s": 2.0, "max_retries": 1, **kw})
 
 
 def fitted(config: RerankConfig, split, root: Path) -> LLMRerank:
