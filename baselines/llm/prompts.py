@@ -106,6 +106,10 @@ class ParsedList:
         return not self.order
 
 
+#: bump when parse_listwise reads a reply differently (enters llm-rerank's run key, so runs
+#: parsed the old way are not reused); 2: rankings written with spaces, '>', '-', brackets
+PARSER_VERSION = 2
+
 _ENTRY_SPLIT = re.compile(r"[,;\n]+")
 #: one candidate number as written in a ranking: ``3``, ``[3]``, ``3.``, ``3)``, ``-1``
 _TOKEN = r"(?:\[\s*-?\d{1,6}\s*\]|-?\d{1,6}[.)]?)"

@@ -407,11 +407,15 @@ class LLMRerank(Recommender):
 
     # ------------------------------------------------------------------ reporting
     def provenance(self) -> dict[str, str]:
-        """The local model folder's content sha256 (backend=hf); a served model is known only
-        by its name and ``revision``, which are params."""
-        if self.config.backend != "hf" or not self.config.llm:
-            return {}
-        return {"llm_sha256": hash_model_dir(self.config.llm)}
+        """The local model folder's content sha256 (backend=hf; a served model is known only
+        by its name and ``revision``, which are params) and, in listwise mode, the reply
+        parser's version (runs parsed by an older parser are not reused)."""
+        out = {}
+        if self.config.mode == "listwise":
+            out["listwise_parser"] = str(P.PARSER_VERSION)
+        if self.config.backend == "hf" and self.config.llm:
+            out["llm_sha256"] = hash_model_dir(self.config.llm)
+        return out
 
     def n_parameters(self) -> int:
         """The whole pipeline's parameters: the LLM's (hf: from its safetensors headers; a

@@ -146,8 +146,10 @@ class Recommender(ABC):
         return None
 
     def provenance(self) -> dict[str, str]:
-        """Content fingerprints of inputs the config names only by a path, e.g. a local model
-        folder: ``name -> sha256``. Called once the model is built (before fit). The runner
+        """What produced the numbers beyond the config: content fingerprints of inputs the
+        config names only by a path (``name -> sha256`` of a local model folder) and versions
+        of code whose results changed (``listwise_parser``). Called once the model is built
+        (before fit). The runner
         logs them as tags ``bench.provenance.<name>`` and adds them to the run key, so new
         weights under the same path are a new configuration, never a reused or averaged run."""
         return {}

@@ -405,3 +405,11 @@ def test_numeric_edges_are_accepted():
     ok = {"max_new_tokens": 1, "temperature": 0, "max_history": 0, "max_retries": 0}
     model = registry.build("llm-rerank", {**OPENAI, **ok, "backoff_s": 0.0})
     assert model.config.max_new_tokens == 1 and model.config.temperature == 0.0
+
+
+def test_listwise_runs_carry_the_parser_version_in_their_provenance(stub):
+    from baselines.llm.prompts import PARSER_VERSION
+
+    listwise = LLMRerank(openai_cfg(stub)).provenance()
+    assert listwise == {"listwise_parser": str(PARSER_VERSION)}  # a served model: no hash
+    assert LLMRerank(openai_cfg(stub, mode="pointwise")).provenance() == {}
