@@ -110,21 +110,14 @@ def item_embeddings(
     """
     if spec is None:
         return None
-    from baselines.llm.common import (
-        blank_item_text,
-        check_template,
-        check_template_columns,
-        render_item_texts,
-    )
+    from baselines.llm.common import blank_item_text, check_template, render_item_texts
     from baselines.llm.encoder import embed_items
 
     encoder, template = spec
-    if set(check_template(template, "metrics.item_embeddings")) & set(items.columns):
-        # some fields are columns: a field that is not is a typo, not missing side information
-        check_template_columns(
-            template, items, "metrics.item_embeddings", "metrics.item_embeddings.template"
-        )
-    texts = render_item_texts(items, n_items, template)
+    # some fields are columns: a field that is not is a typo, not missing side information
+    some = set(check_template(template, "metrics.item_embeddings")) & set(items.columns)
+    where = ("metrics.item_embeddings", "metrics.item_embeddings.template")
+    texts = render_item_texts(items, n_items, template, strict=where if some else None)
     blank = blank_item_text(template)
     has_text = np.array([t != blank for t in texts], dtype=bool)
     if not has_text.any():

@@ -189,8 +189,14 @@ def blank_item_text(template: str) -> str:
     return " ".join(template.format(**{f: "" for f in fields}).split())
 
 
-def render_item_texts(items: pl.DataFrame, n_items: int, template: str) -> list[str]:
-    """One text per item index; fields absent from ``items`` or null render as ''."""
+def render_item_texts(
+    items: pl.DataFrame, n_items: int, template: str, *, strict: tuple[str, str] | None = None
+) -> list[str]:
+    """One text per item index; null fields render as ''. A field absent from ``items``
+    renders as '' too, unless ``strict`` = (where, param): then it is the one-line ConfigError
+    of ``check_template_columns`` (a typo must not render every item empty)."""
+    if strict is not None:
+        check_template_columns(template, items, *strict)
     fields = check_template(template, "item template")
     texts = [blank_item_text(template)] * n_items
     if "item_idx" not in items.columns:

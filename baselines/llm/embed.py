@@ -10,7 +10,6 @@ from baselines.llm.common import (
     DEFAULT_ITEM_TEMPLATE,
     check_model_folder,
     check_template,
-    check_template_columns,
     count_safetensors_params,
     default_encoder_path,
     hash_model_dir,
@@ -106,8 +105,9 @@ class LLMEmbed(Recommender):
     def fit(self, data: ModelData, ctx: FitContext) -> None:
         cfg = self.config
         path = cfg.encoder or default_encoder_path()
-        check_template_columns(cfg.template, data.items, self.name, "model.params.template")
-        texts = render_item_texts(data.items, data.n_items, cfg.template)
+        texts = render_item_texts(
+            data.items, data.n_items, cfg.template, strict=(self.name, "model.params.template")
+        )
         self.item_emb, self.encode_stats = embed_items(
             texts,
             path,

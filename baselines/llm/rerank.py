@@ -42,7 +42,6 @@ from baselines.llm.common import (
     atomic_write_bytes,
     check_model_folder,
     check_template,
-    check_template_columns,
     count_safetensors_params,
     hash_model_dir,
     render_item_texts,
@@ -152,10 +151,12 @@ class LLMRerank(Recommender):
     def fit(self, data: ModelData, ctx: FitContext) -> None:
         cfg = self.config
         self.n_items = data.n_items
-        check_template_columns(
-            cfg.item_template, data.items, "llm-rerank", "model.params.item_template"
+        self.texts = render_item_texts(
+            data.items,
+            data.n_items,
+            cfg.item_template,
+            strict=("llm-rerank", "model.params.item_template"),
         )
-        self.texts = render_item_texts(data.items, data.n_items, cfg.item_template)
         self.seed = int(ctx.seed)
         self.identity = _identity(cfg)
         self.template_hash = P.template_hash(cfg.item_template)

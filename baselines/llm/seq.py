@@ -143,11 +143,15 @@ class LLMSeq(Recommender):
     def _text_init(self, model, data: ModelData, ctx: FitContext) -> None:
         import torch
 
-        from baselines.llm.common import check_template_columns, render_item_texts
+        from baselines.llm.common import render_item_texts
         from baselines.llm.encoder import embed_items
 
-        check_template_columns(self.config.template, data.items, "llm-seq", "model.params.template")
-        texts = render_item_texts(data.items, data.n_items, self.config.template)
+        texts = render_item_texts(
+            data.items,
+            data.n_items,
+            self.config.template,
+            strict=("llm-seq", "model.params.template"),
+        )
         emb, _ = embed_items(
             texts,
             self.config.encoder or default_encoder_path(),
