@@ -134,7 +134,7 @@ class HFBackend:
             raise
         self.model.eval()
         self.batch_size = max(1, batch_size)
-        self.identity = {"backend": "hf", "model_sha256": hash_model_dir(path), "rev": revision}
+        self.identity = hf_identity(path, revision)
 
     # -- helpers
     def render_chat(self, messages: list[dict[str, str]]) -> str:
@@ -434,6 +434,12 @@ def normalise_base_url(base_url: str) -> str:
     if not path.endswith("/v1"):
         path += "/v1"
     return urllib.parse.urlunsplit((url.scheme.lower(), netloc, path, "", ""))
+
+
+def hf_identity(path: str | Path, revision: str = "") -> dict[str, Any]:
+    """Replay-cache identity of a local model: the content sha256 of its folder and
+    ``revision``."""
+    return {"backend": "hf", "model_sha256": hash_model_dir(path), "rev": revision}
 
 
 def openai_identity(base_url: str, model: str, revision: str = "") -> dict[str, Any]:

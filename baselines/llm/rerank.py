@@ -34,6 +34,7 @@ from baselines.llm.backends import (
     cache_key,
     check_base_url,
     check_remote_code,
+    hf_identity,
     openai_identity,
 )
 from baselines.llm.common import (
@@ -604,11 +605,10 @@ def _check_first_stage(cfg: RerankConfig) -> None:
 
 
 def _identity(cfg: RerankConfig) -> dict[str, Any]:
-    """Model identity for cache keys, without loading anything (no backend call)."""
+    """Model identity for cache keys, without loading anything (no backend call); ``cfg`` is
+    validated (backend=hf has a model folder)."""
     if cfg.backend == "hf":
-        if not cfg.llm:
-            raise ConfigError("llm-rerank: backend=hf needs params.llm=<local model folder>")
-        return {"backend": "hf", "model_sha256": hash_model_dir(cfg.llm), "rev": cfg.revision}
+        return hf_identity(cfg.llm, cfg.revision)
     return openai_identity(cfg.base_url, cfg.llm, cfg.revision)  # another server never replays
 
 
