@@ -183,26 +183,33 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
 
-class StubLLMServer:
-    """An OpenAI-compatible server on 127.0.0.1 (random port) in a daemon thread."""
+class LocalHTTPServer:
+    """A threaded HTTP server on 127.0.0.1 (random port) in a daemon thread, serving
+    ``handler``; a context manager. ``base_url`` is its OpenAI-style ``/v1`` root."""
 
-    def __init__(self, state: StubState | None = None) -> None:
-        self.state = state or StubState()
-        handler = type("Handler", (_Handler,), {"state": self.state})
+    def __init__(self, handler: type[BaseHTTPRequestHandler], poll_interval: float = 0.05):
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=self.httpd.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True
         )
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
-    def __enter__(self) -> StubLLMServer:
+    def __enter__(self):
         self.thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class StubLLMServer(LocalHTTPServer):
+    """An OpenAI-compatible server on 127.0.0.1 (random port) in a daemon thread."""
+
+    def __init__(self, state: StubState | None = None) -> None:
+        self.state = state or StubState()
+        super().__init__(type("Handler", (_Handler,), {"state": self.state}))

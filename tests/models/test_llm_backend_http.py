@@ -12,12 +12,13 @@ import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from baselines.llm.backends import LLMBackendError, OpenAIBackend, Reply, normalise_base_url
+from baselines.llm.testing import LocalHTTPServer
 from bench.errors import ConfigError
 
 OK_CHAT = {
@@ -26,7 +27,7 @@ OK_CHAT = {
 }
 
 
-class FaultServer:
+class FaultServer(LocalHTTPServer):
     """An OpenAI-compatible server whose replies follow ``script`` (one entry consumed per
     request, then ``default``). Entries: ``("json", obj)``, ``("trickle", every_s)`` (valid
     headers, then one body byte every ``every_s``), ``("trickle_headers", every_s)``,
@@ -38,29 +39,12 @@ class FaultServer:
         self.default: tuple[Any, ...] = ("json", OK_CHAT)
         self.count = 0
         self.lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"server_state": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        super().__init__(type("Handler", (_Handler,), {"server_state": self}), 0.02)
 
     def next(self) -> tuple[Any, ...]:
         with self.lock:
             self.count += 1
             return self.script.pop(0) if self.script else self.default
-
-    def __enter__(self) -> FaultServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):
