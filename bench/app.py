@@ -37,6 +37,7 @@ def check_values(cfg: dict[str, Any]) -> None:
     a FAILED run."""
     from bench.errors import ConfigError
     from bench.latency import LatencyConfig
+    from bench.protocol import EvalProtocol
 
     seed = cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
@@ -60,6 +61,7 @@ def check_values(cfg: dict[str, Any]) -> None:
             f"eval.exclude_seen must be true or false (it is logged, never defaulted), "
             f"got {exclude_seen!r}"
         )
+    EvalProtocol.for_run(cfg)
     LatencyConfig.from_mapping(cfg.get("latency") or {})
 
 

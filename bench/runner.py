@@ -7,21 +7,27 @@ loads (config validation, split checksums, model name and parameters).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from bench import __version__
+from bench import candidates as cands
+from bench.candidates import restrict
 from bench.errors import ConfigError
+from bench.metrics.engine import evaluate_arrays
+from bench.protocol import SEGMENTS, EvalProtocol, population, segments, warm_mask
 from bench.ranking import rank_users, tie_ranks, topk
 
 log = logging.getLogger("bench.run")
@@ -128,21 +134,59 @@ def item_embeddings(
     return out
 
 
-def make_validator(split, cfg: Mapping[str, Any], tie_rank: np.ndarray):
-    """``ctx.validate``: rank valid users on the train history with the harness's own topk and
-    score them with the harness's own accuracy metrics on ``valid``."""
-    from bench.metrics.engine import evaluate_arrays
+def ranker(
+    score: Callable[[np.ndarray], np.ndarray],
+    candidates: sp.csr_matrix | None,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``score`` restricted to the sampled candidate sets (NaN elsewhere), or as it is."""
+    if candidates is None:
+        return score
+    return lambda b: restrict(np.asarray(score(b), dtype=np.float64), candidates[b])
 
+
+def candidate_sets(split, proto: EvalProtocol, part: str) -> sp.csr_matrix | None:
+    """The frozen sampled candidate sets of ``part`` (test or valid), None for full ranking."""
+    if not proto.sampled:
+        return None
+    md = split.model_data
+    positives = split.matrix(part)
+    history = (md.test_history if part == "test" else md.train_history).matrix
+    pop = np.bincount(md.train_history.matrix.indices, minlength=md.n_items)  # distinct users
+    seed = cands.seed_for(md.split_sha256, part, proto.n_negatives, proto.negatives)
+
+    def make() -> sp.csr_matrix:
+        say(f"drawing {part} candidate sets ({proto.candidates_tag}) once for this split")
+        return cands.sample(positives, history, proto.n_negatives, proto.negatives, pop, seed)
+
+    m, _ = cands.frozen(
+        md.split_dir, md.split_sha256, part, proto.n_negatives, proto.negatives, make,
+        md.user_ids, md.item_ids,
+    )
+    return m
+
+
+def make_validator(
+    split,
+    cfg: Mapping[str, Any],
+    tie_rank: np.ndarray,
+    proto: EvalProtocol,
+    candidates: sp.csr_matrix | None = None,
+):
+    """``ctx.validate``: rank the valid users of the run's population (``eval.users``, warm =
+    with train interactions) on the train history with the harness's own topk (within the
+    sampled candidate sets, if any) and score them with the harness's accuracy metrics on
+    ``valid``."""
     md = split.model_data
     truth = split.matrix("valid")
-    users = np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
+    hist = dataclasses.replace(md.train_history, candidates=candidates)
+    valid_users = np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
+    users = population(valid_users, warm_mask(hist.matrix), proto.users)
     ks = tuple(int(k) for k in cfg["eval"]["ks"])
-    hist = md.train_history
     budget = float(cfg["eval"].get("batch_budget_mb", 256))
 
     def validate(model) -> dict[str, float]:
         rec, _, _ = rank_users(
-            lambda b: model.score(b, hist),
+            ranker(lambda b: model.score(b, hist), candidates),
             users,
             max(ks),
             hist.matrix,
@@ -153,6 +197,15 @@ def make_validator(split, cfg: Mapping[str, Any], tie_rank: np.ndarray):
         return evaluate_arrays(users, rec, truth, ks).summary
 
     return validate
+
+
+def refit_data(md):
+    """``ModelData`` for a refit on train+valid: ``train`` is train and valid together and
+    both histories are the test history (``data.valid`` stays, but no validation runs)."""
+    both = pl.concat([md.train, md.valid]).sort(["user_idx", "timestamp", "item_idx"])
+    return dataclasses.replace(
+        md, train=both, train_history=md.test_history, test_history=md.test_history
+    )
 
 
 def recommendations_frame(
@@ -175,11 +228,21 @@ def recommendations_frame(
     )
 
 
-def per_user_frame(split, users: np.ndarray, per_user: Mapping[str, np.ndarray]) -> pl.DataFrame:
-    cols: dict[str, Any] = {"user_id": split.user_ids[users].astype(str)}
-    for k in sorted(per_user):
-        cols[k] = np.asarray(per_user[k], dtype=np.float64)
-    return pl.DataFrame(cols)
+def per_user_frame(split, by_segment: Mapping[str, Any]) -> pl.DataFrame:
+    """``user_id``, ``segment`` (warm | cold) and one column per per-user metric, for every
+    evaluated user of both segments, in user order."""
+    frames = []
+    for name, res in by_segment.items():
+        cols: dict[str, Any] = {
+            "user_id": split.user_ids[res.users].astype(str),
+            "segment": [name] * len(res.users),
+        }
+        for k in sorted(res.per_user):
+            cols[k] = np.asarray(res.per_user[k], dtype=np.float64)
+        frames.append(pl.DataFrame(cols, schema_overrides={"segment": pl.Utf8}))
+    if not frames:
+        return pl.DataFrame(schema={"user_id": pl.Utf8, "segment": pl.Utf8})
+    return pl.concat(frames, how="diagonal").sort("user_id")
 
 
 def reference_metrics(
@@ -240,6 +303,7 @@ def base_tags(cfg: Mapping[str, Any], split, key: str, device: str) -> dict[str,
         "bench.metric_definitions": METRIC_DEFINITIONS_VERSION,
     }
     tags.update(device_tags(device))
+    tags.update(EvalProtocol.for_run(cfg).tags())
     if os.environ.get("BENCH_SWEEP_ID"):
         tags["bench.sweep_id"] = os.environ["BENCH_SWEEP_ID"]
     return tags
@@ -279,9 +343,14 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
             if parent:  # the sweep's summary includes the reused run
                 tracking.record_reuse(store, parent, done.info.run_id)
             return RunOutcome("SKIPPED", done.info.run_id, key, {})
+    params = dict(model_cfg.get("params") or {})
+
+    def rebuild(overrides: dict[str, Any]):
+        return registry.build(str(model_cfg["name"]), {**params, **overrides})
+
     if store is None:
-        metrics, _ = execute(
-            cfg, model, split, device, workdir=Path(tempfile.mkdtemp()), emb_spec=emb_spec
+        metrics, _, _ = execute(
+            cfg, model, split, device, Path(tempfile.mkdtemp()), emb_spec, rebuild
         )
         return RunOutcome("DRY", None, key, metrics)
     parent = os.environ.get(tracking.PARENT_ENV) or None
@@ -292,7 +361,12 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
         run.log_params(tracking.params_of(cfg))
         with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
             workdir = Path(tmp)
-            metrics, files = execute(cfg, model, split, device, workdir, emb_spec)
+            metrics, files, fitted = execute(
+                cfg, model, split, device, workdir, emb_spec, rebuild
+            )
+            overrides = getattr(fitted, "refit_overrides", None)
+            if overrides is not None:  # eval.fit_data=train+valid: what the refit changed
+                run.set_tags({"bench.refit_params": json.dumps(overrides, sort_keys=True)})
             run.log_metrics(metrics)
             for path in files.values():
                 run.log_artifact(path)
@@ -308,14 +382,16 @@ def execute(
     device: str,
     workdir: Path,
     emb_spec: tuple[str, str] | None,
+    rebuild: Callable[[dict[str, Any]], Any] | None = None,
 ):
-    """Fit, rank, evaluate, measure. Returns (metrics, artifact files). ``emb_spec``:
-    ``embedding_spec(cfg)``, checked by the caller before any data work."""
+    """Fit, rank, evaluate, measure. Returns (metrics, artifact files, the fitted model).
+    ``emb_spec``: ``embedding_spec(cfg)``, checked by the caller before any data work;
+    ``rebuild(overrides)``: a fresh model with parameter overrides, for
+    ``eval.fit_data=train+valid``."""
     from bench.latency import LatencyConfig, PeakMemory, Timer, measure
-    from bench.metrics.api import attribute_labels
-    from bench.metrics.engine import evaluate_arrays
     from bench.models.base import FitContext
 
+    proto = EvalProtocol.for_run(cfg)
     ks = tuple(sorted(int(k) for k in cfg["eval"]["ks"]))
     kmax = max(ks)
     exclude_seen = cfg["eval"].get("exclude_seen")
@@ -330,6 +406,8 @@ def execute(
     budget = float(cfg["eval"].get("batch_budget_mb", 256))
     cache_dir = Path(cfg["paths"]["cache"]).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
+    test_cands = candidate_sets(split, proto, "test")
+    validate = make_validator(split, cfg, tie_rank, proto, candidate_sets(split, proto, "valid"))
     ctx = FitContext(
         seed=int(cfg["seed"]),
         device=device,
@@ -337,7 +415,7 @@ def execute(
         cache_dir=cache_dir,
         progress=progress_enabled(cfg),
         early_stopping_metric=str(cfg["eval"].get("early_stopping_metric", "ndcg_at_10")),
-        validate=make_validator(split, cfg, tie_rank),
+        validate=validate,
         extra={"dataset": cfg["dataset"]["name"]},
     )
     metrics: dict[str, float] = {}
@@ -346,67 +424,137 @@ def execute(
     with PeakMemory(device) as mem:
         with timer.stage("fit"):
             model.fit(md, ctx)
+        metrics.update({f"valid/{k}": v for k, v in validate(model).items()})
+        fit_md = md
+        if proto.fit_data == "train+valid":
+            fit_md = refit_data(md)
+            model = refit(model, fit_md, ctx, rebuild, timer)
         truth = split.matrix("test")
-        n_test = np.diff(truth.indptr)
-        users = np.flatnonzero(n_test > 0).astype(np.int64)
-        hist = md.test_history
+        users = np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
+        warm = warm_mask(fit_md.train_history.matrix)
+        headline = population(users, warm, proto.users)
+        hist = dataclasses.replace(md.test_history, candidates=test_cands)
         exclude = hist.matrix if exclude_seen else None
+        score = ranker(lambda b: model.score(b, hist), test_cands)
         with timer.stage("scoring"):
             rec, vals, ties = rank_users(
-                lambda b: model.score(b, hist),
-                users,
-                kmax,
-                exclude,
-                md.n_items,
-                budget,
-                tie_rank=tie_rank,
+                score, users, kmax, exclude, md.n_items, budget, tie_rank=tie_rank
             )
 
         def request(b: np.ndarray):
             ex = exclude[b] if exclude is not None else None
-            return topk(model.score(b, hist), kmax, ex, inplace=True, tie_rank=tie_rank)
+            return topk(score(b), kmax, ex, inplace=True, tie_rank=tie_rank)
 
         model.start_latency_pass()  # timed requests are computed, never replayed from a cache
-        metrics.update(measure(request, users, lcfg, device))
+        # latency of the headline population's requests (all test users when it is empty)
+        metrics.update(measure(request, headline if len(headline) else users, lcfg, device))
     metrics["fit_seconds"] = timer.seconds("fit")
     metrics["scoring_seconds"] = timer.seconds("scoring")
     metrics.update(mem.metrics())
     metrics["n_parameters"] = float(model.n_parameters())
-    metrics[f"tie_rate_at_{kmax}"] = float(ties.mean()) if len(ties) else 0.0
-    train_m = split.matrix("train")
-    attrs = attribute_labels(md.users, list(cfg.get("metrics", {}).get("user_attributes") or []))
-    genres = item_genres(md.items)
-    emb = item_embeddings(emb_spec, md.items, md.n_items, cache_dir, progress_enabled(cfg))
-    res = evaluate_arrays(
-        users,
-        rec,
-        truth,
-        ks,
-        train=train_m,
-        seen=hist.matrix,
-        item_genres=genres,
-        user_attrs=attrs,
-        item_embeddings=emb,
-    )
+    rows = np.searchsorted(users, headline)
+    metrics[f"tie_rate_at_{kmax}"] = float(ties[rows].mean()) if len(rows) else 0.0
+    inputs = metric_inputs(cfg, split, hist, emb_spec, cache_dir)
+    res, by_segment = evaluate_population(users, rec, truth, ks, warm, proto.users, inputs)
     metrics.update(res.summary)
+    metrics.update(segment_metrics(by_segment))
     metrics["n_users_skipped"] = float(md.n_users - len(users))
-    metrics["n_users_evaluated"] = float(len(users))
     metrics.update({k: float(v) for k, v in split_obj.manifest.get("audit", {}).items()})
     metrics.update({k: float(v) for k, v in model.extra_metrics().items()})
     metrics.update({f"latency_ms/{k}": float(v) for k, v in model.stage_latency_ms().items()})
+    in_headline = np.zeros(md.n_users, dtype=bool)
+    in_headline[headline] = True
 
     def ref_eval(u: np.ndarray, r: np.ndarray, full: bool) -> dict[str, float]:
+        keep = in_headline[u]
+        u, r = u[keep], r[keep]
         if not full:
             return evaluate_arrays(u, r, truth, ks).summary
-        return evaluate_arrays(u, r, truth, ks, train=train_m, seen=hist.matrix).summary
+        return evaluate_arrays(u, r, truth, ks, train=inputs["train"], seen=hist.matrix).summary
 
     metrics.update(reference_metrics(model, ref_eval))
-    files = write_artifacts(cfg, split, split_obj, users, rec, vals, res, model, workdir)
-    return metrics, files
+    per_user = per_user_frame(split, by_segment)
+    files = write_artifacts(cfg, split, split_obj, users, rec, vals, per_user, model, workdir)
+    if test_cands is not None:
+        files["candidates.parquet"] = workdir / "candidates.parquet"
+        cands.to_frame(test_cands, md.user_ids, md.item_ids).write_parquet(
+            files["candidates.parquet"]
+        )
+    return metrics, files, model
+
+
+def refit(model, fit_md, ctx, rebuild, timer):
+    """A fresh model with ``model.refit_params()`` fitted on train+valid, no validation."""
+    if rebuild is None:
+        raise ConfigError("eval.fit_data=train+valid needs the model's registry name to refit")
+    overrides = dict(model.refit_params())
+    fresh = rebuild(overrides)
+    fresh.refit_overrides = overrides
+    with timer.stage("fit"):
+        fresh.fit(fit_md, dataclasses.replace(ctx, validate=None))
+    return fresh
+
+
+def metric_inputs(
+    cfg: Mapping[str, Any], split, hist, emb_spec: tuple[str, str] | None, cache_dir: Path
+) -> dict[str, Any]:
+    """The side inputs of ``evaluate_arrays`` for a run: train popularity, the test history as
+    ``seen``, genres, user attributes and (``metrics.item_embeddings``) item embeddings."""
+    from bench.metrics.api import attribute_labels
+
+    md = split.model_data
+    attrs = attribute_labels(md.users, list(cfg.get("metrics", {}).get("user_attributes") or []))
+    emb = item_embeddings(emb_spec, md.items, md.n_items, cache_dir, progress_enabled(cfg))
+    return {
+        "train": split.matrix("train"),
+        "seen": hist.matrix,
+        "item_genres": item_genres(md.items),
+        "user_attrs": attrs,
+        "item_embeddings": emb,
+    }
+
+
+def evaluate_population(users, rec, truth, ks, warm, choice: str, inputs: Mapping[str, Any]):
+    """The headline evaluation over the population ``choice`` and one per non-empty segment.
+
+    ``users`` are sorted (the rows of ``rec``). Returns (headline EvalResult, {segment:
+    EvalResult}); the headline is the segment's own result when it is one."""
+    def evaluate(group: np.ndarray):
+        # the engine evaluates every user with a truth row: keep only the group's rows
+        keep = np.zeros(truth.shape[0], dtype=bool)
+        keep[group] = True
+        group_truth = sp.csr_matrix(sp.diags(keep.astype(np.float32)) @ truth)
+        group_truth.eliminate_zeros()
+        return evaluate_arrays(
+            group, rec[np.searchsorted(users, group)], group_truth, ks, **inputs
+        )
+
+    by_segment = {name: evaluate(seg) for name, seg in segments(users, warm).items() if len(seg)}
+    if choice in by_segment:
+        return by_segment[choice], by_segment
+    return evaluate(population(users, warm, choice)), by_segment
+
+
+def segment_metrics(by_segment: Mapping[str, Any]) -> dict[str, float]:
+    """``<per-user key>/segment/<s>``, ``n_users/segment/<s>`` and
+    ``n_users_without_recommendations/segment/<s>`` for both segments (0 users when empty)."""
+    out: dict[str, float] = {}
+    for name in SEGMENTS:
+        res = by_segment.get(name)
+        out[f"n_users/segment/{name}"] = float(len(res.users)) if res is not None else 0.0
+        out[f"n_users_without_recommendations/segment/{name}"] = (
+            res.summary["n_users_without_recommendations"] if res is not None else 0.0
+        )
+        if res is None:
+            continue
+        for key in res.per_user:
+            if key in res.summary:
+                out[f"{key}/segment/{name}"] = res.summary[key]
+    return out
 
 
 def write_artifacts(
-    cfg, split, split_obj, users, rec, vals, res, model, workdir: Path
+    cfg, split, split_obj, users, rec, vals, per_user: pl.DataFrame, model, workdir: Path
 ) -> dict[str, Path]:
     import yaml
 
@@ -422,7 +570,7 @@ def write_artifacts(
     }
     files["config.yaml"].write_text(yaml.safe_dump(redact(dict(cfg)), sort_keys=False))
     recommendations_frame(split, users, rec, vals).write_parquet(files["recommendations.parquet"])
-    per_user_frame(split, users, res.per_user).write_parquet(files["per_user.parquet"])
+    per_user.write_parquet(files["per_user.parquet"])
     files["environment.json"].write_text(json.dumps(environment_info(), indent=2, default=str))
     files["split_manifest.json"].write_text(json.dumps(split_obj.manifest, indent=2, default=str))
     for name, path in model.artifacts().items():

@@ -134,7 +134,8 @@ class LLMRerank(Recommender):
         _validate(self.config)
         self._backend: Any = None
         self._cache: ReplayCache | None = None
-        self._cands: dict[int, np.ndarray] = {}
+        self._cands: dict[int, np.ndarray] = {}  # frozen first-stage top-N, test history
+        self._cands_by: dict[str, dict[int, np.ndarray]] = {}  # by History.name
         self.stats = _Stats()
         self.rankings = _Rankings()
         self.candidates_path: Path | None = None
@@ -146,7 +147,11 @@ class LLMRerank(Recommender):
         self._latency_pass = False  # start_latency_pass() was called: no replay cache
         self._said: set[str] = set()  # warnings already printed since fit
         self._progress = False
-        self._scored: set[int] = set()  # users scored since fit (the progress bar skips them)
+        # (history name, user) ranked since fit: ranked again = a timed request; the progress
+        # bar skips them
+        self._scored: set[tuple[str, int]] = set()
+        self._ranked: set[tuple[str, int]] = set()
+        self._sampled = False  # the test ranking used sampled candidate sets
 
     # ------------------------------------------------------------------ fit
     def fit(self, data: ModelData, ctx: FitContext) -> None:
@@ -164,7 +169,10 @@ class LLMRerank(Recommender):
         self._perm_seed = int(ctx.rng(stream=7).integers(2**31))
         self._progress = bool(ctx.progress)
         t0 = time.perf_counter()
+        self._data, self._ctx = data, ctx
+        self._test_history = data.test_history.name
         self._cands, self.candidates_path = freeze_candidates(data, ctx, cfg, self)
+        self._cands_by = {self._test_history: self._cands}
         self.stats.freeze_ms = (time.perf_counter() - t0) * 1e3
         self._shots = _few_shots(data, ctx, cfg, self.texts)
         self._cache = (
@@ -181,7 +189,8 @@ class LLMRerank(Recommender):
         self._timed = self._latency_pass = False
         self._said = set()
         self.rankings = _Rankings()
-        self._scored = set()
+        self._scored, self._ranked = set(), set()
+        self._sampled = False
 
     def start_latency_pass(self) -> None:
         """Every later ``score`` call (until the next ``fit``) is a timed request that calls
@@ -202,7 +211,7 @@ class LLMRerank(Recommender):
             raise RuntimeError("llm-rerank: score() called before fit()")
         users = np.asarray(users, dtype=np.int64)
         out = np.full((len(users), self.n_items), np.nan)
-        bar = self._progress_bar(users)
+        bar = self._progress_bar(users, history)
         try:
             for row, u in enumerate(users.tolist()):
                 self._score_user(out, row, u, history)
@@ -217,37 +226,59 @@ class LLMRerank(Recommender):
         # the first ranking of a user is the evaluation; a user ranked again (the runner's
         # latency pass) or any user after start_latency_pass() is a timed request: outside
         # the llm_* rates, prompts.jsonl and the permutation probe (see _cached_call)
-        self._timed = self._latency_pass or u in self.rankings.first
+        key = (history.name, u)
+        self._timed = self._latency_pass or key in self._ranked
         st = self._count = self.latency_stats if self._timed else self.stats
         t0 = time.perf_counter()
         cands = self._user_candidates(u, history)
         st.cand_ms += (time.perf_counter() - t0) * 1e3
         st.users += 1
-        self._scored.add(u)
+        self._scored.add(key)
         if len(cands) == 0:
             return
         order = self._rank(u, cands, history, None)
         out[row, order] = len(order) - np.arange(len(order), dtype=np.float64)
         if self._timed:
             return
+        self._ranked.add(key)
+        if history.name != self._test_history:  # the validation pass: no reference rankings
+            return
+        self._sampled = history.candidates is not None
         self.rankings.first[u] = cands
         for i in range(self.config.permutations):
             self.rankings.perms.setdefault(i, {})[u] = self._rank(u, cands, history, i)
 
-    def _progress_bar(self, users: np.ndarray) -> Any:
+    def _progress_bar(self, users: np.ndarray, history: History) -> Any:
         """A per-user bar over this call (``ctx.progress``: on a terminal unless the config's
         ``progress`` says otherwise), only when it ranks a user for the first time: the
         runner's latency pass re-scores users one by one, barless."""
-        if not self._progress or self._latency_pass or self._scored.issuperset(users.tolist()):
+        keys = [(history.name, u) for u in users.tolist()]
+        if not self._progress or self._latency_pass or self._scored.issuperset(keys):
             return None
         from tqdm.auto import tqdm
 
         return tqdm(total=len(users), desc="llm-rerank", unit="user")
 
     def _user_candidates(self, u: int, history: History) -> np.ndarray:
-        cands = self._cands.get(u, np.zeros(0, dtype=np.int64))
+        """The first stage's frozen top-N for this history, or, under sampled candidates
+        (``history.candidates``), the user's whole sampled set in a seeded random order."""
+        if history.candidates is not None:
+            cands = history.candidates[u].indices.astype(np.int64)
+            cands = cands[np.random.default_rng([self._perm_seed, 1 << 20, u]).permutation(
+                len(cands))]
+        else:
+            cands = self._frozen(history).get(u, np.zeros(0, dtype=np.int64))
         seen = history.matrix[u].indices if u < history.n_users else np.zeros(0, np.int32)
         return cands[~np.isin(cands, seen)] if len(seen) else cands
+
+    def _frozen(self, history: History) -> dict[int, np.ndarray]:
+        """The first stage's frozen top-N of every user for ``history`` (frozen on first use
+        for a history other than the test one, e.g. the validation pass's train history)."""
+        if history.name not in self._cands_by:
+            self._cands_by[history.name], _ = freeze_candidates(
+                self._data, self._ctx, self.config, None, history.name
+            )
+        return self._cands_by[history.name]
 
     def _history_texts(self, u: int, history: History) -> list[str]:
         seq = history.sequences[u] if u < len(history.sequences) else np.zeros(0, np.int64)
@@ -505,7 +536,9 @@ class LLMRerank(Recommender):
         users = np.array(sorted(self.rankings.first), dtype=np.int64)
         if len(users) == 0:
             return {}
-        out = {"first_stage": (users, _pad([self.rankings.first[u] for u in users]))}
+        out = {}
+        if not self._sampled:  # under sampled candidates the "first stage" is a shuffled set
+            out["first_stage"] = (users, _pad([self.rankings.first[u] for u in users]))
         for i, ranks in sorted(self.rankings.perms.items()):
             us = np.array(sorted(ranks), dtype=np.int64)
             out[f"permutation/{i}"] = (us, _pad([ranks[u] for u in us]))
@@ -665,9 +698,14 @@ def top_n(scores: np.ndarray, seen, n: int) -> list[np.ndarray]:
 
 
 def freeze_candidates(
-    data: ModelData, ctx: FitContext, cfg: RerankConfig, owner: LLMRerank | None = None
+    data: ModelData,
+    ctx: FitContext,
+    cfg: RerankConfig,
+    owner: LLMRerank | None = None,
+    history_name: str | None = None,
 ) -> tuple[dict[int, np.ndarray], Path]:
-    """Load, or compute once and freeze, the first stage's top-N for the test history.
+    """Load, or compute once and freeze, the first stage's top-N for the test history (or the
+    history named ``history_name``: ``train`` for the validation pass).
 
     ``<cache_dir>/candidates/<key>.parquet`` (user_idx, rank, item_idx) + ``<key>.sha256``
     + ``<key>.json`` (the first stage's ``n_parameters``, so ``owner.n_parameters()`` is the
@@ -676,6 +714,9 @@ def freeze_candidates(
     whose digest changed is refused.
     """
     params = thaw(cfg.first_stage_params) or {}
+    hist = data.test_history
+    if history_name not in (None, hist.name) and history_name == data.train_history.name:
+        hist = data.train_history
     key = sha256_json(
         {
             "format": CANDIDATES_FORMAT,
@@ -684,7 +725,7 @@ def freeze_candidates(
             "params": params,
             "n": cfg.n_candidates,
             "seed": int(ctx.seed),
-            "history": "test",
+            "history": "test" if hist.name == data.test_history.name else hist.name,
         }
     )
     folder = Path(ctx.cache_dir) / "candidates"
@@ -706,7 +747,7 @@ def freeze_candidates(
     else:
         model = _fit_first_stage(data, ctx, cfg, params)
         n_params = int(model.n_parameters())
-        frame = _compute_candidates(data, cfg, model)
+        frame = _compute_candidates(data, cfg, model, hist)
         tmp = folder / f".{key}.{os.getpid()}.parquet"
         folder.mkdir(parents=True, exist_ok=True)
         _write_first_stage_params(meta, cfg, n_params)
@@ -748,8 +789,9 @@ def _write_first_stage_params(meta: Path, cfg: RerankConfig, n: int) -> None:
     atomic_write_bytes(meta, (json.dumps(record) + "\n").encode())
 
 
-def _compute_candidates(data: ModelData, cfg: RerankConfig, model: Any) -> pl.DataFrame:
-    hist = data.test_history
+def _compute_candidates(
+    data: ModelData, cfg: RerankConfig, model: Any, hist: History
+) -> pl.DataFrame:
     rows_u, rows_r, rows_i = [], [], []
     for start in range(0, data.n_users, 256):
         users = np.arange(start, min(start + 256, data.n_users), dtype=np.int64)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +94,7 @@ class LLMSeq(Recommender):
             check_model_folder(cfg.encoder or default_encoder_path(), "llm-seq", "encoder")
         self.model = None
         self.history_: list[dict[str, float]] = []
+        self.best_epoch = -1  # 0-based epoch early stopping kept (-1: no validation)
 
     def provenance(self) -> dict[str, str]:
         if self.config.init != "text":
@@ -194,6 +196,7 @@ class LLMSeq(Recommender):
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         out_w = model.get_output_embeddings().weight
         best, best_state, bad = -np.inf, None, 0
+        self.best_epoch = -1
         t_start = time.perf_counter()
         for epoch in tqdm(range(cfg.epochs), desc="llm-seq", disable=not ctx.progress):
             model.train()
@@ -216,7 +219,7 @@ class LLMSeq(Recommender):
                 metric = float(ctx.validate(self)[ctx.early_stopping_metric])
                 record[ctx.early_stopping_metric] = metric
                 if metric > best:
-                    best, bad = metric, 0
+                    best, bad, self.best_epoch = metric, 0, epoch
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 else:
                     bad += 1
@@ -259,6 +262,10 @@ class LLMSeq(Recommender):
 
     def n_parameters(self) -> int:
         return 0 if self.model is None else int(sum(p.numel() for p in self.model.parameters()))
+
+    def refit_params(self) -> dict[str, Any]:
+        """The refit on train+valid trains for the epochs that early stopping chose."""
+        return {"epochs": self.best_epoch + 1} if self.best_epoch >= 0 else {}
 
     def extra_metrics(self) -> dict[str, float]:
         if not self.history_:

@@ -342,6 +342,10 @@ class RecBoleModel(Recommender):
             return 0
         return int(sum(p.numel() for p in self.model.parameters()))
 
+    def refit_params(self) -> dict[str, Any]:
+        """The refit on train+valid trains for the epochs that early stopping chose."""
+        return {"epochs": self.best_epoch + 1} if self.best_epoch >= 0 else {}
+
     def extra_metrics(self) -> dict[str, float]:
         """Best epoch (0-based) and epochs trained, for the run's record."""
         return {

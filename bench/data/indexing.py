@@ -87,9 +87,12 @@ def sequences(frame: pl.DataFrame, n_users: int) -> list[np.ndarray]:
 
 
 def history(frames: list[pl.DataFrame], n_users: int, n_items: int) -> History:
-    """History over the concatenation of indexed frames."""
+    """History over the concatenation of indexed frames (train, or train and valid)."""
     frame = pl.concat(frames) if len(frames) > 1 else frames[0]
-    return History(matrix=to_csr(frame, n_users, n_items), sequences=sequences(frame, n_users))
+    name = ("train", "train+valid")[min(len(frames), 2) - 1]
+    return History(
+        matrix=to_csr(frame, n_users, n_items), sequences=sequences(frame, n_users), name=name
+    )
 
 
 def index_split(

@@ -42,6 +42,9 @@ class SyntheticConfig:
     start: int = 946684800  # 2000-01-01T00:00:00Z
     span_days: int = 3650
     relevance_threshold: float | None = 4.0
+    #: share of users who arrive late: all their interactions fall in the last 5 % of the
+    #: span, so a temporal split makes them cold (no train history); 0 draws nothing extra
+    late_user_fraction: float = 0.0
 
     def validate(self) -> SyntheticConfig:
         for k in ("n_users", "n_items", "n_interactions"):
@@ -56,6 +59,10 @@ class SyntheticConfig:
             raise ValueError(
                 f"synthetic min_per_user={self.min_per_user} x n_users={self.n_users:,} exceeds "
                 f"n_interactions={self.n_interactions:,}; lower min_per_user"
+            )
+        if not 0.0 <= self.late_user_fraction <= 1.0:
+            raise ValueError(
+                f"synthetic late_user_fraction must be in [0, 1], got {self.late_user_fraction}"
             )
         if self.zipf < 0 or self.user_zipf < 0 or self.span_days < 1:
             raise ValueError("synthetic zipf and user_zipf must be >= 0 and span_days >= 1")
@@ -226,6 +233,13 @@ def generate(cfg: SyntheticConfig | None = None, name: str = "synthetic") -> Raw
     quality = rng.normal(3.6, 0.6, cfg.n_items)
     ratings = np.clip(np.rint(quality[items] + rng.normal(0.0, 0.9, len(items))), 1, 5)
     ts = cfg.start + rng.integers(0, cfg.span_days * 86400, len(items), dtype=np.int64)
+    if cfg.late_user_fraction > 0:  # a stream of its own: the other draws stay as they are
+        late_rng = np.random.default_rng([cfg.seed, 1])
+        late = late_rng.random(cfg.n_users) < cfg.late_user_fraction
+        span = cfg.span_days * 86400
+        shifted = cfg.start + int(0.95 * span) + late_rng.integers(0, span - int(0.95 * span),
+                                                                     len(items))
+        ts = np.where(late[users], shifted, ts)
     inter = pl.DataFrame({"u": users, "i": items, "timestamp": ts, "rating": ratings}).select(
         (pl.lit("u") + (pl.col("u") + 1).cast(pl.Utf8)).alias("user_id"),
         (pl.lit("i") + (pl.col("i") + 1).cast(pl.Utf8)).alias("item_id"),

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 from bench.errors import ConfigError, unknown
 
-#: bump when the meaning of any metric changes (logged as the tag ``bench.metric_definitions``)
-METRIC_DEFINITIONS_VERSION = "1"
+#: bump when the meaning of any metric changes (logged as the tag ``bench.metric_definitions``).
+#: 2: a run's headline keys average over the population ``eval.users`` (default: warm users,
+#: with fit data), not over every test user; ``eval.users=all`` gives version 1's values.
+METRIC_DEFINITIONS_VERSION = "2"
 
 GROUPS = ("accuracy", "beyond-accuracy", "fairness", "efficiency", "llm", "data")
 

@@ -30,10 +30,17 @@ class History:
 
     ``matrix`` is a binary CSR (n_users x n_items); ``sequences[u]`` is user u's item indices in
     time order (ties by timestamp broken by item index), duplicates collapsed to the last event.
+    ``name`` says which history it is: ``train`` (validation) or ``train+valid`` (the test
+    history by default). ``candidates`` (binary CSR like ``matrix``) is set under
+    ``eval.candidates=sampled``: the only items the harness ranks for each user (it turns every
+    other score into NaN); a model that ranks a candidate list itself (an LLM reranker) ranks
+    exactly these. None = every item (full ranking).
     """
 
     matrix: sp.csr_matrix
     sequences: list[np.ndarray]
+    name: str = ""
+    candidates: sp.csr_matrix | None = None
 
     @property
     def n_users(self) -> int:
@@ -138,6 +145,13 @@ class Recommender(ABC):
     def n_parameters(self) -> int:
         """Number of learned parameters (0 for memory-based models unless they store weights)."""
         return 0
+
+    def refit_params(self) -> dict[str, Any]:
+        """Parameter overrides for a refit on train+valid (``eval.fit_data=train+valid``),
+        chosen by this fit on train: e.g. ``{"epochs": 7}`` when early stopping on valid picked
+        epoch 7. The runner builds a fresh model with the overrides and fits it without
+        validation. Nothing to choose for most models."""
+        return {}
 
     def start_latency_pass(self) -> None:
         """Called by the runner after the evaluation's scoring and before it times requests:

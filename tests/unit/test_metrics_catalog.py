@@ -103,8 +103,8 @@ def test_contract_keys_are_in_the_catalog():
         "llm_cache_hit_rate",
     ):
         assert name in catalog.CATALOG, name
-    assert METRIC_DEFINITIONS_VERSION == "1"
-    assert all(s.version == "1" and s.group in catalog.GROUPS for s in catalog.specs())
+    assert METRIC_DEFINITIONS_VERSION == "2"
+    assert all(s.version == "2" and s.group in catalog.GROUPS for s in catalog.specs())
     assert len(known_metric_names()) == len(catalog.CATALOG)
 
 
