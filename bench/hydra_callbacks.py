@@ -100,6 +100,7 @@ class BenchCallback(Callback):
                 HydraConfig.instance().set_config(config)
             rep = _section(config, "report")
             from bench.report import runs as report_runs
+            from bench.report.runs import PROTOCOL_CHOICES, protocol_of
 
             base = [
                 "--tracking-uri",
@@ -113,12 +114,17 @@ class BenchCallback(Callback):
             found = report_runs.find_runs(
                 report_runs.client(self.store.uri), self.store.experiment_name, sweep=self.parent_id
             )
-            combos = sorted({(r.dataset, r.split) for r in found})
+            # ... and per evaluation protocol (-m eval.users=warm,cold): never mixed in one
+            combos = sorted({(r.dataset, r.split, *protocol_of(r)) for r in found})
             if not combos:
                 say("summary: the sweep has no FINISHED run to rank")
                 return
-            for dataset, split in combos:
+            varies = [len({c[i] for c in combos}) > 1 for i in range(len(combos[0]))]
+            for combo in combos:
+                dataset, split, *proto = combo
                 argv = [*base, "--dataset", dataset, "--split", split]
+                for (_, _, option), value in zip(PROTOCOL_CHOICES, proto, strict=True):
+                    argv += [option, value] if value else []
                 if rep.get("leaderboard_on_end", True):
                     from bench.report.leaderboard import leaderboard_main
 
@@ -128,8 +134,11 @@ class BenchCallback(Callback):
                     from bench.report.build import report_main
 
                     out = Path(str(rep["out"])).resolve()
-                    if len(combos) > 1:
-                        out = out / f"{dataset}_{split}"
+                    if any(varies):  # dataset_split[_population_fit_candidates that vary]
+                        parts = [dataset, split] + [
+                            v.replace("+", "-") for v, x in zip(proto, varies[2:], strict=True) if x
+                        ]
+                        out = out / "_".join(parts)
                     spec = ["--spec", str(rep["spec"])] if rep.get("spec") else []
                     report_main([*argv, *spec, "--out", str(out), "--force"])
         except Exception as e:  # noqa: BLE001 - the sweep itself succeeded; say why the summary failed

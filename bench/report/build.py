@@ -28,13 +28,22 @@ import numpy as np
 from bench.errors import BenchError, ConfigError, did_you_mean, unknown
 from bench.report import metrics as cat
 from bench.report import stats
-from bench.report.leaderboard import Cell, add_store_args, fmt, summarize
+from bench.report.leaderboard import (
+    Cell,
+    add_store_args,
+    deterministic,
+    fmt,
+    has_spread,
+    seeds_phrase,
+    summarize,
+)
 from bench.report.runs import ReportError, Run, Selection, redact_uri
 
 DEFAULT_METRICS = ("ndcg_at_10", "recall_at_10", "hit_rate_at_10", "mrr_at_10",
                    "coverage_at_10", "novelty_at_10")
-SPEC_KEYS = ("dataset", "split", "split_sha256", "experiment", "device", "metrics", "baseline",
-             "test", "correction", "alpha", "figures", "n_resamples", "n_bootstrap", "seed")
+SPEC_KEYS = ("dataset", "split", "split_sha256", "experiment", "device", "eval_users",
+             "fit_data", "candidates", "metrics", "baseline", "test", "correction", "alpha",
+             "figures", "n_resamples", "n_bootstrap", "seed")
 
 
 @dataclass
@@ -47,6 +56,9 @@ class ReportConfig:
     experiment: str = "bench"
     device: str | None = None
     sweep: str | None = None  # a sweep's parent run id (command line only)
+    eval_users: str | None = None  # bench.eval_users to keep (None: the runs' one value)
+    fit_data: str | None = None  # bench.fit_data to keep
+    candidates: str | None = None  # bench.candidates to keep
     metrics: list[str] | None = None
     baseline: str | None = None
     test: str = "ttest"
@@ -320,14 +332,18 @@ def _legend(report: Report, latex: bool) -> str:
     """The caption: dataset, split protocol and sha256 prefix, definitions, test, correction."""
     cfg, sel = report.config, report.selection
     esc = latex_escape if latex else str
-    seeds = sorted({len(rs) for rs in sel.by_model().values()})
-    n = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
-    n += " seed" if n == "1" else " seeds"
-    pm = r"$\pm$" if latex else "±"
+    identical = [m for m, row in report.table.items()
+                 if deterministic({k: c.cell for k, c in row.items()})]
+    seeds = seeds_phrase([len(rs) for rs in sel.by_model().values()], identical)
+    seeds = seeds[0].upper() + seeds[1:]
     text = (f"{esc(sel.dataset)}, split {esc(sel.split)} (protocol {esc(sel.split_protocol)}, "
             f"sha256 {esc(sel.split_sha256[:12])}), metric definitions "
-            f"v{esc(sel.metric_definitions)}. Mean {pm} std over {n}; best in bold, "
-            "second underlined.")
+            f"v{esc(sel.metric_definitions)}. Evaluated: {esc(sel.population)}. "
+            f"{esc(seeds)}; best in bold, second underlined.")
+    if sel.candidates_note:
+        text += " " + esc(sel.candidates_note)
+    if latex:
+        text = text.replace("±", r"$\pm$")
     if not cfg.baseline:
         return text
     dag, base = (r"$^{\dagger}$", r"\emph{" + latex_escape(cfg.baseline) + "}") if latex \
@@ -364,7 +380,7 @@ def _tex_cell(c: Comparison, place: int, sig: bool) -> str:
         return "--"
     value = fmt(c.cell.mean)
     value = {1: rf"\benchbest{{{value}}}", 2: rf"\benchsecond{{{value}}}"}.get(place, value)
-    std = "" if math.isnan(c.cell.std) else rf"{{\scriptsize$\pm${fmt(c.cell.std)}}}"
+    std = rf"{{\scriptsize$\pm${fmt(c.cell.std)}}}" if has_spread(c.cell) else ""
     return value + std + (r"$^{\dagger}$" if sig else "")
 
 
@@ -398,7 +414,7 @@ def _md_cell(c: Comparison, place: int, sig: bool) -> str:
         return "—"
     value = fmt(c.cell.mean)
     value = {1: f"**{value}**", 2: f"<u>{value}</u>"}.get(place, value)
-    std = "" if math.isnan(c.cell.std) else f" ± {fmt(c.cell.std)}"
+    std = f" ± {fmt(c.cell.std)}" if has_spread(c.cell) else ""
     return value + std + ("†" if sig else "")
 
 
@@ -654,7 +670,9 @@ def build(cfg: ReportConfig, out: Path, uri: str, argv: list[str], force: bool =
     mlflow_client = rr.client(uri)
     check_out(out, force, protected_paths(uri, mlflow_client))  # + the experiments' artifacts
     found = rr.find_runs(mlflow_client, cfg.experiment, dataset=cfg.dataset, split=cfg.split,
-                         split_sha256=cfg.split_sha256, device=cfg.device, sweep=cfg.sweep)
+                         split_sha256=cfg.split_sha256, device=cfg.device, sweep=cfg.sweep,
+                         eval_users=cfg.eval_users, fit_data=cfg.fit_data,
+                         candidates=cfg.candidates)
     selection = rr.select(found, cfg.dataset, cfg.split)
     keys = choose_keys(selection, cfg)
     notes: list[str] = []

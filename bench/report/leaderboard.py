@@ -54,9 +54,36 @@ def fmt(value: float, digits: int = 4) -> str:
 
 
 def fmt_cell(cell: Cell | None) -> str:
+    """``mean ± std``; the mean alone for one seed or seeds that agree exactly."""
     if cell is None or math.isnan(cell.mean):
         return "—"
-    return fmt(cell.mean) if math.isnan(cell.std) else f"{fmt(cell.mean)} ± {fmt(cell.std)}"
+    return f"{fmt(cell.mean)} ± {fmt(cell.std)}" if has_spread(cell) else fmt(cell.mean)
+
+
+def has_spread(cell: Cell) -> bool:
+    """Several seeds that do not all give the same value (a ± is worth printing)."""
+    return not math.isnan(cell.std) and cell.std != 0
+
+
+def deterministic(cells: dict[str, Cell]) -> bool:
+    """Several seeds, and each shown metric that is not device-bound (latency, ...) is the same
+    for all of them."""
+    shown = [c for k, c in cells.items() if not cat.device_bound(k) and not math.isnan(c.mean)]
+    return bool(shown) and all(c.n > 1 and c.std == 0 for c in shown)
+
+
+def seeds_phrase(n_seeds: Sequence[int], identical: Sequence[str]) -> str:
+    """What the cells are: 'values of 1 seed (no ±)' or 'mean ± std over 3 seeds', naming the
+    rows whose seeds agree exactly (printed without ±)."""
+    most, least = max(n_seeds, default=1), min(n_seeds, default=1)
+    if most == 1:
+        return "values of 1 seed (no ±)"
+    n = f"{most} seeds" if most == least else f"{least}-{most} seeds"
+    text = f"mean ± std over {n}"
+    if identical:
+        text += (f"; {', '.join(identical)}: identical across seeds (deterministic), "
+                 "shown without ±")
+    return text
 
 
 def summarize(values: Sequence[float]) -> Cell:
@@ -114,7 +141,8 @@ def header(keys: Sequence[str]) -> list[str]:
 
 
 def body(rows: Sequence[Row], keys: Sequence[str]) -> list[list[str]]:
-    return [[str(i), r.model, *[fmt_cell(r.cells[k]) for k in keys], str(r.n_seeds)]
+    return [[str(i), r.model, *[fmt_cell(r.cells[k]) for k in keys],
+             f"{r.n_seeds}*" if deterministic(r.cells) else str(r.n_seeds)]
             for i, r in enumerate(rows, 1)]
 
 
@@ -170,12 +198,18 @@ def _print_rich(rows: Sequence[Row], keys: Sequence[str], title: str) -> None:
     Console().print(table)
 
 
-def title_line(selection: Selection, key: str) -> str:
+def title_line(selection: Selection, key: str, rows: Sequence[Row] = ()) -> str:
+    """What the table ranks, over whom (population and its size, the other segment's size),
+    the candidate protocol and what a cell is (seeds)."""
     direction = "higher" if cat.higher_is_better(key) else "lower"
-    return (f"{selection.dataset} / {selection.split} (protocol {selection.split_protocol}, "
+    identical = [f"{r.model}*" for r in rows if deterministic(r.cells)]
+    text = (f"{selection.dataset} / {selection.split} (protocol {selection.split_protocol}, "
             f"split {selection.split_sha256[:12]}, metric definitions "
             f"v{selection.metric_definitions}): ranked by {cat.display(key)} "
-            f"({direction} is better), mean ± std over seeds")
+            f"({direction} is better) over {selection.population}; "
+            f"{seeds_phrase([r.n_seeds for r in rows], identical)}")
+    note = selection.candidates_note
+    return text + (f"\n{note}" if note else "")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -217,6 +251,14 @@ def add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None,
                    help="only runs of this bench.device (needed to compare latency across runs "
                         "made on several devices)")
+    p.add_argument("--eval-users", default=None, choices=("warm", "all", "cold"),
+                   help="only runs whose headline population (bench.eval_users) is this; runs "
+                        "of different populations are never compared")
+    p.add_argument("--fit-data", default=None, choices=("train", "train+valid"),
+                   help="only runs whose models were fitted on this (bench.fit_data)")
+    p.add_argument("--candidates", default=None, metavar="full|sampled-N-HOW",
+                   help="only runs of this candidate protocol (bench.candidates, e.g. full or "
+                        "sampled-100-uniform); sampled and full ranking are never compared")
     p.add_argument("--sweep", default=None, metavar="PARENT_RUN_ID",
                    help="only the runs of one sweep: the children of this sweep parent run "
                         "(named sweep-<id> in the MLflow UI) and the FINISHED runs its jobs "
@@ -231,7 +273,8 @@ def load_selection(args: argparse.Namespace) -> tuple[Selection, str]:
     client = rr.client(uri)
     found = rr.find_runs(client, args.experiment or "bench", dataset=args.dataset,
                          split=args.split, split_sha256=args.split_sha256, device=args.device,
-                         sweep=args.sweep)
+                         sweep=args.sweep, eval_users=args.eval_users, fit_data=args.fit_data,
+                         candidates=args.candidates)
     return rr.select(found, args.dataset, args.split), uri
 
 
@@ -254,9 +297,9 @@ def leaderboard_main(argv: list[str]) -> int:
     elif args.format == "md":
         sys.stdout.write(to_markdown(rows, keys))
     elif sys.stdout.isatty():
-        _print_rich(rows, keys, title_line(selection, keys[0]))
+        _print_rich(rows, keys, title_line(selection, keys[0], rows))
     else:
-        sys.stdout.write(title_line(selection, keys[0]) + "\n" + to_plain(rows, keys))
+        sys.stdout.write(title_line(selection, keys[0], rows) + "\n" + to_plain(rows, keys))
     return 0
 
 

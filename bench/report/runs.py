@@ -96,6 +96,11 @@ class Run:
     def device(self) -> str:
         return self.tag("device", "unknown")
 
+    @property
+    def eval_users(self) -> str:
+        """``bench.eval_users`` (``all`` for runs made before populations existed)."""
+        return self.tag("eval_users", "all")
+
     def provenance(self) -> dict[str, Any]:
         """The fields ``provenance.json`` lists for every run."""
         return {
@@ -113,6 +118,9 @@ class Run:
             "bench_version": self.tag("version") or None,
             "metric_definitions": self.tag("metric_definitions") or None,
             "device": self.device,
+            "eval_users": self.tag("eval_users") or None,
+            "fit_data": self.tag("fit_data") or None,
+            "candidates": self.tag("candidates") or None,
             "sweep_id": self.tag("sweep_id") or None,
             "parent_run_id": self.tags.get("mlflow.parentRunId"),
             "start_time_ms": self.start_time,
@@ -150,6 +158,48 @@ class Selection:
     def by_model(self) -> dict[str, list[Run]]:
         """Runs grouped by row label (model [+ config params], sorted), each sorted by seed."""
         return group_by_model(self.runs)
+
+    @property
+    def candidates(self) -> str:
+        return self.runs[0].tag("candidates", "full")
+
+    @property
+    def population(self) -> str:
+        """Who the headline metrics average over, its size and the other segment's, e.g.
+        ``warm users (n = 57; 96 cold users not evaluated)``; plus the fit data when the
+        models were refitted on train+valid."""
+        users = self.runs[0].eval_users
+        n = _count(self.runs, "n_users_evaluated")
+        warm, cold = (_count(self.runs, f"n_users/segment/{s}") for s in ("warm", "cold"))
+        if users == "warm":
+            text = f"warm users (n = {n}; {cold} cold users not evaluated)"
+        elif users == "cold":
+            text = f"cold users (n = {n}; {warm} warm users not evaluated)"
+        elif warm == "?":  # made before segments were logged
+            text = f"all test users (n = {n})"
+        else:
+            text = f"all test users (n = {n}: {warm} warm, {cold} cold)"
+        fit = self.runs[0].tag("fit_data")
+        return text + (", models refitted on train+valid" if fit == "train+valid" else "")
+
+    @property
+    def candidates_note(self) -> str:
+        """'' for full ranking; else what was sampled and that it is not comparable."""
+        tag = self.candidates
+        if not tag.startswith("sampled-"):
+            return ""
+        _, n, how = tag.split("-", 2)
+        return (f"Sampled candidates: each user ranks its test items plus {n} {how}-sampled "
+                "negatives (frozen per split); not comparable to full-ranking results "
+                "(Krichene & Rendle 2020).")
+
+
+def _count(runs: Sequence[Run], key: str) -> str:
+    """A count metric over runs: one value, a range when runs differ, '?' when unlogged."""
+    values = sorted({int(r.metrics[key]) for r in runs if key in r.metrics})
+    if not values:
+        return "?"
+    return f"{values[0]:,}" if len(values) == 1 else f"{values[0]:,}-{values[-1]:,}"
 
 
 # ----------------------------------------------------------------------------- store access
@@ -210,10 +260,14 @@ def _quote(value: str, what: str) -> str:
 
 
 def filter_string(dataset: str | None = None, split: str | None = None,
-                  split_sha256: str | None = None, device: str | None = None) -> str:
+                  split_sha256: str | None = None, device: str | None = None,
+                  eval_users: str | None = None, fit_data: str | None = None,
+                  candidates: str | None = None) -> str:
     """The MLflow search filter for FINISHED bench runs with the given tags."""
     parts = ["attributes.status = 'FINISHED'"]
-    for tag, value in (("dataset", dataset), ("split", split), ("device", device)):
+    for tag, value in (("dataset", dataset), ("split", split), ("device", device),
+                       ("eval_users", eval_users), ("fit_data", fit_data),
+                       ("candidates", candidates)):
         if value:
             parts.append(f"tags.\"bench.{tag}\" = '{_quote(value, tag)}'")
     if split_sha256:
@@ -224,7 +278,8 @@ def filter_string(dataset: str | None = None, split: str | None = None,
 def search_runs(mlflow_client: Any, experiment: str = "bench", **tags: str | None) -> list[Run]:
     """Every FINISHED evaluation run of the experiment matching the tags, newest first.
 
-    ``tags``: ``dataset``, ``split``, ``split_sha256`` (a prefix), ``device``. Sweep parents and
+    ``tags``: ``dataset``, ``split``, ``split_sha256`` (a prefix), ``device``, ``eval_users``,
+    ``fit_data``, ``candidates``. Sweep parents and
     runs without ``bench.model`` are left out.
     """
     exp = mlflow_client.get_experiment_by_name(experiment)
@@ -284,12 +339,14 @@ def sweep_runs(mlflow_client: Any, runs: Sequence[Run], parent_id: str) -> list[
 
 def find_runs(mlflow_client: Any, experiment: str = "bench", *, dataset: str | None = None,
               split: str | None = None, split_sha256: str | None = None,
-              device: str | None = None, sweep: str | None = None) -> list[Run]:
+              device: str | None = None, sweep: str | None = None,
+              **protocol: str | None) -> list[Run]:
     """``search_runs`` (then only the runs of ``sweep``, a parent run id); when a --dataset or
     --split matches nothing, a ``ReportError`` names the value, a did-you-mean and the
-    dataset/split combos there are."""
+    dataset/split combos there are. ``protocol``: ``eval_users``, ``fit_data``,
+    ``candidates`` tag values to keep."""
     found = search_runs(mlflow_client, experiment, dataset=dataset, split=split,
-                        split_sha256=split_sha256, device=device)
+                        split_sha256=split_sha256, device=device, **protocol)
     if sweep:
         found = sweep_runs(mlflow_client, found, sweep)
     if not found and (dataset or split):
@@ -338,7 +395,8 @@ def download_artifact(mlflow_client: Any, run_id: str, name: str, dst: Path) -> 
 
 
 def per_user_frame(mlflow_client: Any, run: Run, cache_dir: Path | None = None) -> pl.DataFrame:
-    """The run's ``per_user.parquet`` (``user_id`` + one column per per-user metric)."""
+    """The run's ``per_user.parquet`` (``user_id`` + one column per per-user metric), rows of
+    its headline population (``bench.eval_users``) only."""
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
         base = cache_dir if cache_dir is not None else Path(tmp)
         path = download_artifact(mlflow_client, run.run_id, "per_user.parquet", base / run.run_id)
@@ -346,6 +404,10 @@ def per_user_frame(mlflow_client: Any, run: Run, cache_dir: Path | None = None) 
     if "user_id" not in frame.columns:
         raise ReportError(f"per_user.parquet of run {run.run_name} ({run.run_id}) has no user_id "
                           f"column (columns: {', '.join(frame.columns)})")
+    if "segment" in frame.columns:  # every evaluated user: keep the headline population's
+        if run.eval_users != "all":
+            frame = frame.filter(pl.col("segment") == run.eval_users)
+        frame = frame.drop("segment")
     return frame
 
 
@@ -384,10 +446,25 @@ def pick_combo(runs: Sequence[Run], dataset: str | None, split: str | None) -> t
     return combos[newest], newest[0], newest[1], notes
 
 
+#: protocol tags never mixed in one comparison: (tag, what it is, the option choosing one)
+PROTOCOL_CHOICES = (
+    ("eval_users", "evaluated populations (bench.eval_users)", "--eval-users"),
+    ("fit_data", "fit data (bench.fit_data)", "--fit-data"),
+    ("candidates", "candidate protocols (bench.candidates; sampled metrics are not comparable "
+                   "to full ranking)", "--candidates"),
+)
+
+
+def protocol_of(run: Run) -> tuple[str, ...]:
+    """The run's ``PROTOCOL_CHOICES`` tag values ('' where unrecorded)."""
+    return tuple(run.tag(tag) for tag, _, _ in PROTOCOL_CHOICES)
+
+
 def _refuse_mixed(runs: Sequence[Run], tag: str, what: str, fix: str) -> None:
     counts = Counter(r.tag(tag) or "unrecorded" for r in runs)
     if len(counts) > 1:
-        shown = ", ".join(f"{v[:12]} ({n} runs)" for v, n in counts.most_common())
+        width = 12 if tag == "split_sha256" else 40
+        shown = ", ".join(f"{v[:width]} ({n} runs)" for v, n in counts.most_common())
         raise ReportError(f"refusing to compare runs with different {what}: {shown}; {fix}")
 
 
@@ -490,6 +567,8 @@ def select(runs: Sequence[Run], dataset: str | None = None, split: str | None = 
                   "choose one with --split-sha256 PREFIX (or re-run the models on one split)")
     _refuse_mixed(combo, "metric_definitions", "metric definitions versions",
                   "re-run the older models with the current bench, or filter them out")
+    for tag, what, option in PROTOCOL_CHOICES:
+        _refuse_mixed(combo, tag, what, f"choose one with {option} VALUE")
     kept, ignored, dnotes = dedupe(combo)
     kept = label_rows(kept)
     relabelled = sorted({r.model for r in kept if r.label != r.model})

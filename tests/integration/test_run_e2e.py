@@ -97,11 +97,20 @@ def test_lists_respect_exclusions_and_every_test_user_is_evaluated(pop_run):
     per_user = pl.read_parquet(artifact(cwd, run, "per_user.parquet"))
     test_users = set(split.test["user_id"].unique())
     assert set(per_user["user_id"]) == test_users == set(recs["user_id"].unique())
-    assert run.data.metrics["n_users_evaluated"] == len(test_users)
+    # the headline population (warm: users with train interactions) plus the cold segment
+    m = run.data.metrics
+    warm = set(split.train["user_id"].unique()) & test_users
+    assert set(per_user.filter(pl.col("segment") == "warm")["user_id"]) == warm
+    assert m["n_users_evaluated"] == m["n_users/segment/warm"] == len(warm)
+    assert m["n_users/segment/warm"] + m["n_users/segment/cold"] == len(test_users)
+    assert run.data.tags["bench.eval_users"] == "warm"
     assert recs.group_by("user_id").len()["len"].max() == 20
 
 
-def test_logged_accuracy_equals_trec_eval_and_ranx_on_the_logged_lists(pop_run):
+@pytest.mark.parametrize("segment", ["warm", "cold"])
+def test_logged_accuracy_equals_trec_eval_and_ranx_on_the_logged_lists(pop_run, segment):
+    """The headline keys (warm users) and the cold segment's keys equal trec_eval and ranx on
+    that segment's logged lists."""
     cwd, run = pop_run
     import pytrec_eval
     from ranx import Qrels, Run, evaluate
@@ -110,22 +119,29 @@ def test_logged_accuracy_equals_trec_eval_and_ranx_on_the_logged_lists(pop_run):
 
     split = load_split(run.data.tags["bench.split_dir"])
     recs = pl.read_parquet(artifact(cwd, run, "recommendations.parquet"))
+    per_user = pl.read_parquet(artifact(cwd, run, "per_user.parquet"))
+    users = set(per_user.filter(pl.col("segment") == segment)["user_id"])
+    assert users
     qrels = {}
     for u, i in split.test.select("user_id", "item_id").iter_rows():
-        qrels.setdefault(u, {})[i] = 1
+        if u in users:
+            qrels.setdefault(u, {})[i] = 1
     runmap = {}
     for u, r, i in recs.select("user_id", "rank", "item_id").iter_rows():
-        runmap.setdefault(u, {})[i] = float(100 - r)  # tie-free scores in logged order
+        if u in users:
+            runmap.setdefault(u, {})[i] = float(100 - r)  # tie-free scores in logged order
     m = run.data.metrics
+    suffix = "" if segment == "warm" else "/segment/cold"
     for k in (5, 10, 20):
         ev = pytrec_eval.RelevanceEvaluator(qrels, {f"P_{k}", f"recall_{k}", f"ndcg_cut_{k}"})
         res = ev.evaluate(runmap)
         for ours, theirs in (("precision", "P"), ("recall", "recall"), ("ndcg", "ndcg_cut")):
             ref = np.mean([res[u][f"{theirs}_{k}"] for u in qrels])
-            assert abs(m[f"{ours}_at_{k}"] - ref) < 1e-9, (ours, k)
+            assert abs(m[f"{ours}_at_{k}{suffix}"] - ref) < 1e-9, (ours, k)
+            assert abs(m[f"{ours}_at_{k}/segment/{segment}"] - ref) < 1e-9, (ours, k)
         r = evaluate(Qrels(qrels), Run(runmap), [f"map@{k}", f"mrr@{k}", f"hit_rate@{k}"])
         for ours, theirs in (("map", "map"), ("mrr", "mrr"), ("hit_rate", "hit_rate")):
-            assert abs(m[f"{ours}_at_{k}"] - r[f"{theirs}@{k}"]) < 1e-9, (ours, k)
+            assert abs(m[f"{ours}_at_{k}{suffix}"] - r[f"{theirs}@{k}"]) < 1e-9, (ours, k)
 
 
 def test_rerun_is_skipped_and_forced_rerun_is_identical(pop_run):
