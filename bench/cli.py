@@ -366,6 +366,13 @@ def cmd_evaluate(argv: list[str]) -> int:
     p.add_argument("--ks", default="5,10,20", help="cut-offs, comma-separated (default 5,10,20)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument(
+        "--users",
+        choices=("warm", "all", "cold"),
+        default="warm",
+        help="the test users the metrics average over, as bench run's eval.users: warm "
+        "(default: with train interactions), all, or cold (without)",
+    )
+    p.add_argument(
         "--per-user",
         metavar="FILE",
         help="write the per-user metrics to this parquet file (a new file: an existing one is "
@@ -399,12 +406,13 @@ def cmd_evaluate(argv: list[str]) -> int:
     seen = pl.concat(
         [split.train.select("user_id", "item_id"), split.valid.select("user_id", "item_id")]
     )
+    test, left_out = population_of(split, a.users)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SeenItemsWarning)  # said below, naming the file
             ev = evaluate(
                 recs,
-                split.test,
+                test,
                 train=split.train,
                 items=split.items,
                 users=split.users,
@@ -415,6 +423,8 @@ def cmd_evaluate(argv: list[str]) -> int:
         if str(e).startswith("recommendations"):  # name the file: ties, ranks < 1, nulls
             raise DataError(f"{path}: {e}") from e
         raise
+    # users without test items, as a run counts them (not the other segment's users)
+    ev.summary["n_users_skipped"] -= left_out
     n_seen = ev.n_seen_recommended
     if n_seen:
         print(
@@ -442,6 +452,23 @@ def cmd_evaluate(argv: list[str]) -> int:
     for metric, reason in getattr(ev, "skipped", []) or []:
         print(f"skipped {metric}: {reason}", file=sys.stderr)
     return 0
+
+
+def population_of(split, users: str):
+    """The split's test rows of the ``--users`` population (warm: users with train
+    interactions), said on stderr with its size and the other segment's; and the number of test
+    users left out."""
+    import polars as pl
+
+    in_train = pl.col("user_id").is_in(split.train["user_id"].unique().implode())
+    warm = split.test.filter(in_train)
+    n_warm, n_all = warm["user_id"].n_unique(), split.test["user_id"].n_unique()
+    test = {"warm": warm, "all": split.test, "cold": split.test.filter(~in_train)}[users]
+    sizes = {"warm": f"{n_warm}; {n_all - n_warm} cold users not evaluated",
+             "cold": f"{n_all - n_warm}; {n_warm} warm users not evaluated",
+             "all": f"{n_all}: {n_warm} warm, {n_all - n_warm} cold"}[users]
+    print(f"evaluated: {users} test users (n = {sizes}; --users chooses)", file=sys.stderr)
+    return test, n_all - test["user_id"].n_unique()
 
 
 def check_per_user(out: Path, recs: Path, force: bool) -> Path:
