@@ -130,20 +130,22 @@ def cmd_verify(a: argparse.Namespace) -> int:
     cfg = dataset_config(a.id, a.data_root)
     directory = _directory(a.id, cfg)
     spec = fetch.fetch_spec(m)
-    if directory is not None and spec is not None:
-        absent = fetch.missing(spec, directory)
-        if absent:
+    if directory is not None:
+        absent = fetch.missing(spec, directory) if spec is not None else []
+        if spec is not None and absent:
             raise DataError(
                 f"dataset '{a.id}': {', '.join(absent)} missing in {directory}; run "
                 f"`bench data fetch {a.id}`, or {fetch.manual_hint(spec, directory)}"
             )
-        lock = fetch.verify_lock(directory, a.id)
-        root = resolve_directory(a.id, cfg)[1]
-        verify_pins(DatasetSpec(a.id, directory, root, cfg, m))
-        said = f"{len(lock['files'])} file(s) match {directory / fetch.LOCK_NAME}" if lock else (
-            f"no {fetch.LOCK_NAME} (files put there by hand): only the manifest's pins checked"
-        )
-        print(f"checksums ok: {said}")
+        lock = fetch.verify_lock(directory, a.id) if directory.is_dir() else None
+        verify_pins(DatasetSpec(a.id, directory, resolve_directory(a.id, cfg)[1], cfg, m))
+        pins = [f for f, v in (m.get("sha256") or {}).items() if v]
+        said = [f"{len(lock['files'])} file(s) match {directory / fetch.LOCK_NAME}"] if lock else []
+        said += [f"{len(pins)} file(s) match the manifest's sha256 pins"] if pins else []
+        none = "nothing recorded to check (files put there by hand, no pins)"
+        print(f"checksums ok: {'; '.join(said) or none}")
+    else:
+        print(f"dataset '{a.id}' is generated: no files to check")
     if a.counts:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", L.DatasetWarning)

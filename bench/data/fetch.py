@@ -469,9 +469,9 @@ def _fetch(spec: FetchSpec, directory: Path, downloads: Path, mirror: str | None
     for src in spec.files:
         url = mirrored(src.url, mirror)
         md5 = src.md5
-        published = expected_md5(src, mirrored(src.md5_url, mirror), spec, directory) if (
-            src.md5_url
-        ) else None
+        published = None
+        if src.md5_url:
+            published = expected_md5(src, mirrored(src.md5_url, mirror), spec, directory)
         if md5 and published and md5 != published:
             raise DataError(
                 f"{src.md5_url}: publishes md5 {published}, the manifest pins {md5}; the "

@@ -365,3 +365,19 @@ def test_cli_fetch_then_verify_then_tamper(server, tmp_path, capsys):
 def test_cli_fetch_of_a_dataset_without_files(capsys):
     assert cli_main(["data", "fetch", "synthetic"]) == 2
     assert "has nothing to fetch" in capsys.readouterr().err
+    assert cli_main(["data", "verify", "synthetic"]) == 0
+    assert "is generated: no files to check" in capsys.readouterr().out
+
+
+def test_cli_verify_the_bundled_ml100k_pins_and_counts(capsys):
+    assert cli_main(["data", "verify", "ml-100k", "--counts"]) == 0
+    out = capsys.readouterr().out
+    assert "checksums ok: 3 file(s) match the manifest's sha256 pins" in out
+    assert "interactions: 100,000\nusers: 943\nitems: 1,682" in out
+
+
+def test_cli_verify_a_missing_dataset_names_the_fetch(tmp_path, capsys):
+    assert cli_main(["data", "verify", "ml-32m", "--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"ratings.csv, movies.csv missing in {tmp_path / 'ml-32m'}; run `bench data fetch "
+    f"ml-32m`, or download {GL}/ml-32m.zip by hand" in err

@@ -93,10 +93,31 @@ def test_amazon2023_missing_metadata_file_names_it(tmp_path):
 def test_amazon2023_not_json_is_one_line(tmp_path):
     folder = amazon_folder(tmp_path)
     (folder / "Video_Games.jsonl.gz").write_bytes(gzip.compress(b"user_id,rating\nA1,5\n"))
-    with pytest.raises(DataError, match=r"Video_Games\.jsonl\.gz: not Amazon Reviews 2023 JSON "
-                       r"Lines with fields user_id, parent_asin, rating, timestamp") as e:
+    with pytest.raises(DataError, match=r"Video_Games\.jsonl\.gz: line 1 not Amazon Reviews 2023 "
+                       r"JSON Lines with fields user_id, parent_asin, rating, timestamp") as e:
         load(conf("amazon2023-video-games", tmp_path))
     assert "\n" not in str(e.value)
+    (folder / "Video_Games.jsonl.gz").write_bytes(b"not gzip")
+    with pytest.raises(DataError, match=r"Video_Games\.jsonl\.gz: cannot be read \(.*\); "
+                       r"re-download it"):
+        load(conf("amazon2023-video-games", tmp_path))
+
+
+def test_amazon2023_reads_in_blocks_of_whole_lines(tmp_path):
+    """Blocks smaller than a line still give every row once; a bad line is located."""
+    from bench.data.formats import amazon2023
+
+    path = tmp_path / "r.jsonl.gz"
+    rows = amazon_reviews()
+    path.write_bytes(jsonl_gz(rows))
+    for size in (1, 50, 1 << 20):
+        frame = amazon2023.read_jsonl(path, amazon2023.REVIEW_SCHEMA, block_bytes=size)
+        assert frame["parent_asin"].to_list() == [r["parent_asin"] for r in rows]
+    text = gzip.decompress(path.read_bytes()).split(b"\n")
+    text[4] = b'{"user_id": "A9", "rating": 5'
+    path.write_bytes(gzip.compress(b"\n".join(text)))
+    with pytest.raises(DataError, match=r"r\.jsonl\.gz: line 5 not Amazon"):
+        amazon2023.read_jsonl(path, amazon2023.REVIEW_SCHEMA, block_bytes=50)
 
 
 def test_amazon2023_review_without_user_is_located(tmp_path):

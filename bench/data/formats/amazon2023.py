@@ -9,6 +9,9 @@ strings), ``price`` (float; null when the source has ``null``, ``"None"`` or no 
 
 from __future__ import annotations
 
+import gzip
+import io
+import json
 from pathlib import Path
 
 import polars as pl
@@ -17,6 +20,7 @@ from bench.data import loaders as L
 from bench.errors import DataError
 
 LOADER = "amazon2023"
+BLOCK_BYTES = 1 << 26  # 64 MiB of JSON text per parse
 REVIEW_SCHEMA: dict[str, pl.DataType] = {
     "user_id": pl.Utf8(),
     "parent_asin": pl.Utf8(),
@@ -34,17 +38,54 @@ META_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def read_jsonl(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """A JSON Lines file (``.gz`` or plain) with only the ``schema`` fields, typed."""
+def read_jsonl(
+    path: Path, schema: dict[str, pl.DataType], block_bytes: int = BLOCK_BYTES
+) -> pl.DataFrame:
+    """A JSON Lines file (``.gz`` or plain) with only the ``schema`` fields, typed. Read in
+    blocks of whole lines, so memory holds the kept columns, not the decompressed file."""
     L.require_file(path, LOADER)
+    frames, line = [], 1
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        return pl.read_ndjson(path, schema=schema)
-    except (pl.exceptions.PolarsError, OSError) as e:
+        with opener(path, "rb") as f:
+            while block := f.read(block_bytes):
+                block += f.readline()  # finish the last line
+                frames.append(_parse_block(block, schema, path, line))
+                line += block.count(b"\n")
+    except (OSError, EOFError) as e:  # gzip: truncated or not gzip at all
+        raise DataError(f"{path}: cannot be read ({e}); {_REFETCH}") from None
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+_REFETCH = "re-download it (delete it and run `bench data fetch <id>`)"
+
+
+def _parse_block(
+    block: bytes, schema: dict[str, pl.DataType], path: Path, line: int
+) -> pl.DataFrame:
+    try:
+        return pl.read_ndjson(io.BytesIO(block), schema=schema)
+    except pl.exceptions.PolarsError as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        bad = _first_bad_line(block)
+        where = f" line {line + bad}" if bad is not None else ""
         raise DataError(
-            f"{path}: not Amazon Reviews 2023 JSON Lines with fields {', '.join(schema)} "
-            f"({first}); re-download it (delete it and run `bench data fetch <id>`)"
+            f"{path}:{where} not Amazon Reviews 2023 JSON Lines with fields {', '.join(schema)} "
+            f"({first}); {_REFETCH}"
         ) from None
+
+
+def _first_bad_line(block: bytes) -> int | None:
+    """0-based index of the first non-empty line of ``block`` that is not a JSON object."""
+    for i, raw in enumerate(block.splitlines()):
+        if not raw.strip():
+            continue
+        try:
+            if not isinstance(json.loads(raw), dict):
+                return i
+        except ValueError:
+            return i
+    return None
 
 
 def reviews(path: Path) -> pl.DataFrame:
