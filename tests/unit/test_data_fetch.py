@@ -379,5 +379,8 @@ def test_cli_verify_the_bundled_ml100k_pins_and_counts(capsys):
 def test_cli_verify_a_missing_dataset_names_the_fetch(tmp_path, capsys):
     assert cli_main(["data", "verify", "ml-32m", "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert f"ratings.csv, movies.csv missing in {tmp_path / 'ml-32m'}; run `bench data fetch "
-    f"ml-32m`, or download {GL}/ml-32m.zip by hand" in err
+    want = (
+        f"ratings.csv, movies.csv missing in {tmp_path / 'ml-32m'}; run `bench data fetch "
+        f"ml-32m`, or download {GL}/ml-32m.zip by hand"
+    )
+    assert want in err
