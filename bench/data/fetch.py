@@ -500,6 +500,10 @@ def _fetch(spec: FetchSpec, directory: Path, downloads: Path, mirror: str | None
             )
         write_lock(tmp, spec, sources)
         _move_into_place(tmp, directory)
+    except BaseException:
+        for _, done in staged:  # a refused archive is not kept either
+            done.unlink(missing_ok=True)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

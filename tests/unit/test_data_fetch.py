@@ -284,8 +284,26 @@ def test_zip_path_traversal_is_refused_and_nothing_is_written(server, tmp_path, 
     with pytest.raises(DataError, match=r"entry .* has an absolute path or '\.\.' .* refused"):
         load("ml-100k-grouplens", tmp_path / "root")
     assert not (tmp_path / "root" / "ml-100k-grouplens").exists()
+    assert not (tmp_path / "root" / ".downloads" / "ml-100k-grouplens").exists()  # not kept
     assert not list(tmp_path.rglob("*escape*"))
     assert leftovers(tmp_path) == []
+
+
+def test_a_zip_with_a_symlink_entry_is_refused(server, tmp_path):
+    import io
+    import stat
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("ml-100k/u.data", b"1\t1\t5\t874965758\n")
+        link = zipfile.ZipInfo("ml-100k/u.item")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        z.writestr(link, "/etc/passwd")
+    serve_grouplens(server, "ml-100k.zip", buf.getvalue())
+    with pytest.raises(DataError, match=r"entry 'ml-100k/u\.item' is a symbolic link; refused"):
+        load("ml-100k-grouplens", tmp_path)
+    assert not (tmp_path / "ml-100k-grouplens").exists()
 
 
 def test_an_archive_without_the_expected_files_keeps_nothing(server, tmp_path):
@@ -293,6 +311,7 @@ def test_an_archive_without_the_expected_files_keeps_nothing(server, tmp_path):
     with pytest.raises(DataError, match=r"do not contain u\.item, u\.user; nothing was kept"):
         load("ml-100k-grouplens", tmp_path)
     assert not (tmp_path / "ml-100k-grouplens").exists()
+    assert not (tmp_path / ".downloads" / "ml-100k-grouplens").exists()
     assert leftovers(tmp_path) == []
 
 
