@@ -1,4 +1,4 @@
-"""``bench``: run | leaderboard | report | evaluate.
+"""``bench``: run | leaderboard | report | evaluate | data.
 
 This module imports only the standard library at start-up: ``bench --help`` never loads torch,
 transformers, recbole or mlflow.
@@ -25,6 +25,7 @@ commands:
   leaderboard          rank the MLflow runs of one dataset+split by a metric
   report               paper tables (LaTeX/Markdown/CSV), figures and provenance.json from MLflow
   evaluate             score an external recommendation file against a materialized split
+  data                 datasets: list | info <id> | fetch <id> | verify <id>
 
 `bench <command> --help` describes each command; `bench run --help` shows the config groups.
 Errors in your input print one line and exit with code 2 (BENCH_TRACEBACK=1 shows tracebacks).
@@ -471,6 +472,12 @@ def population_of(split, users: str):
     return test, n_all - test["user_id"].n_unique()
 
 
+def cmd_data(argv: list[str]) -> int:
+    from bench.data.commands import data_main
+
+    return data_main(argv)
+
+
 def check_per_user(out: Path, recs: Path, force: bool) -> Path:
     """The resolved ``--per-user`` target, checked before any work: never a folder, a file
     inside a split folder or the recommendations file; an existing file only with --force."""
@@ -567,6 +574,7 @@ COMMANDS = {
     "leaderboard": cmd_leaderboard,
     "report": cmd_report,
     "evaluate": cmd_evaluate,
+    "data": cmd_data,
 }
 
 

@@ -173,14 +173,45 @@ def check_template_columns(template: str, items: pl.DataFrame, where: str, param
             )
 
 
-def _render_value(value: Any) -> str:
+ELLIPSIS = "\u2026"  # the one character that marks a truncated field
+
+
+def truncate_field(text: str, max_chars: int) -> str:
+    """The item-template truncation rule (``max_field_chars``, docs/llm.md): whitespace runs
+    become one space; a value still longer than ``max_chars`` keeps its first ``max_chars - 1``
+    characters, cut back to the last space among them when that space lies past their middle
+    (a word boundary), loses trailing spaces and ``,;:-``, and ends with "\u2026", so it is at
+    most ``max_chars`` characters long. ``max_chars`` 0 keeps every value whole."""
+    if max_chars <= 0:
+        return text
+    text = " ".join(text.split())
+    if len(text) <= max_chars:
+        return text
+    head = text[: max_chars - 1]
+    space = head.rfind(" ")
+    if space > (max_chars - 1) // 2:
+        head = head[:space]
+    return head.rstrip(" ,;:-") + ELLIPSIS
+
+
+def check_max_field_chars(value: Any, where: str) -> None:
+    """``max_field_chars`` is an integer >= 0 (one-line ConfigError otherwise)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(
+            f"{where}: max_field_chars={value!r} is invalid: it must be an integer >= 0 (the "
+            f"longest rendered item-template field, in characters; 0 keeps fields whole); "
+            f"e.g. model.params.max_field_chars=300"
+        )
+
+
+def _render_value(value: Any, max_chars: int = 0) -> str:
     if value is None:
         return ""
     if isinstance(value, float) and np.isnan(value):
         return ""
     if isinstance(value, list | tuple | pl.Series):
-        return ", ".join(str(v) for v in value if v is not None)
-    return str(value)
+        return truncate_field(", ".join(str(v) for v in value if v is not None), max_chars)
+    return truncate_field(str(value), max_chars)
 
 
 def blank_item_text(template: str) -> str:
@@ -190,11 +221,17 @@ def blank_item_text(template: str) -> str:
 
 
 def render_item_texts(
-    items: pl.DataFrame, n_items: int, template: str, *, strict: tuple[str, str] | None = None
+    items: pl.DataFrame,
+    n_items: int,
+    template: str,
+    *,
+    strict: tuple[str, str] | None = None,
+    max_field_chars: int = 0,
 ) -> list[str]:
     """One text per item index; null fields render as ''. A field absent from ``items``
     renders as '' too, unless ``strict`` = (where, param): then it is the one-line ConfigError
-    of ``check_template_columns`` (a typo must not render every item empty)."""
+    of ``check_template_columns`` (a typo must not render every item empty). Each field's value
+    is cut by ``truncate_field`` to ``max_field_chars`` characters (0: whole)."""
     if strict is not None:
         check_template_columns(template, items, *strict)
     fields = check_template(template, "item template")
@@ -206,7 +243,10 @@ def render_item_texts(
     for row, i in enumerate(idx):
         if i is None or not 0 <= i < n_items:
             continue
-        values = {f: _render_value(c[row]) if c is not None else "" for f, c in cols.items()}
+        values = {
+            f: _render_value(c[row], max_field_chars) if c is not None else ""
+            for f, c in cols.items()
+        }
         texts[i] = " ".join(template.format(**values).split())
     return texts
 

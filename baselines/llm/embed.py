@@ -8,6 +8,7 @@ import numpy as np
 
 from baselines.llm.common import (
     DEFAULT_ITEM_TEMPLATE,
+    check_max_field_chars,
     check_model_folder,
     check_template,
     count_safetensors_params,
@@ -26,6 +27,7 @@ class EmbedConfig:
 
     encoder: str = ""  # local HF encoder folder; '' = the bundled all-MiniLM-L6-v2
     template: str = DEFAULT_ITEM_TEMPLATE  # item text; {column} of items.parquet, missing = ''
+    max_field_chars: int = 300  # each template field cut to this many characters (0 = whole)
     decay: float = 0.9  # weight of the j-th most recent history item is decay**j
     max_history: int = 50  # only the most recent items enter the user profile (0 = all)
     #: weight of a popularity prior log(1+pop)/log(1+max pop) added to the cosine (train
@@ -78,6 +80,7 @@ class LLMEmbed(Recommender):
         super().__init__(config)
         cfg = self.config
         check_template(cfg.template, "llm-embed")
+        check_max_field_chars(cfg.max_field_chars, "llm-embed")
         if not 0.0 < cfg.decay <= 1.0:
             raise ConfigError(f"llm-embed: decay must be in (0, 1], got {cfg.decay}")
         if cfg.pop_weight < 0:
@@ -106,7 +109,11 @@ class LLMEmbed(Recommender):
         cfg = self.config
         path = cfg.encoder or default_encoder_path()
         texts = render_item_texts(
-            data.items, data.n_items, cfg.template, strict=(self.name, "model.params.template")
+            data.items,
+            data.n_items,
+            cfg.template,
+            strict=(self.name, "model.params.template"),
+            max_field_chars=cfg.max_field_chars,
         )
         self.item_emb, self.encode_stats = embed_items(
             texts,

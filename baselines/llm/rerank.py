@@ -72,6 +72,7 @@ class RerankConfig:
     mode: str = "listwise"  # listwise | pointwise
     pointwise_norm: str = "mean"  # mean | sum of the candidate's token log-probabilities
     item_template: str = DEFAULT_ITEM_TEMPLATE
+    max_field_chars: int = 300  # each item_template field cut to this many characters (0 = whole)
     max_history: int = 10  # most recent history items shown in the prompt
     few_shot: int = 0  # worked examples from train sequences placed before the task
     max_new_tokens: int = 96
@@ -162,6 +163,7 @@ class LLMRerank(Recommender):
             data.n_items,
             cfg.item_template,
             strict=("llm-rerank", "model.params.item_template"),
+            max_field_chars=cfg.max_field_chars,
         )
         self.seed = int(ctx.seed)
         self.identity = _identity(cfg)
@@ -550,6 +552,7 @@ class LLMRerank(Recommender):
 _NUMBERS = (
     ("n_candidates", True, 1, False, "candidates reranked per user"),
     ("max_history", True, 0, False, "history items in the prompt; 0: none"),
+    ("max_field_chars", True, 0, False, "characters per item_template field; 0: whole"),
     ("few_shot", True, 0, False, "worked examples; 0: none"),
     ("max_new_tokens", True, 1, False, "tokens the LLM may generate per reply"),
     ("temperature", False, 0, False, "0: greedy decoding"),

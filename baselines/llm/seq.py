@@ -16,6 +16,7 @@ import numpy as np
 
 from baselines.llm.common import (
     DEFAULT_ITEM_TEMPLATE,
+    check_max_field_chars,
     check_model_folder,
     check_template,
     default_encoder_path,
@@ -43,6 +44,7 @@ class SeqConfig:
     init: str = "random"  # random | text (hybrid: item embeddings from the text encoder)
     encoder: str = ""  # init=text: local encoder folder ('' = bundled all-MiniLM-L6-v2)
     template: str = DEFAULT_ITEM_TEMPLATE  # init=text: item text template
+    max_field_chars: int = 300  # init=text: each template field cut to this many chars (0 = whole)
     max_train_seconds: float = 0.0  # stop after the epoch that crosses it (0 = no limit)
 
 
@@ -90,6 +92,7 @@ class LLMSeq(Recommender):
         if cfg.hidden_size % cfg.n_heads:
             raise ConfigError("llm-seq: hidden_size must be divisible by n_heads")
         check_template(cfg.template, "llm-seq")
+        check_max_field_chars(cfg.max_field_chars, "llm-seq")
         if cfg.init == "text":  # the encoder folder is checked now, not when fit() reads it
             check_model_folder(cfg.encoder or default_encoder_path(), "llm-seq", "encoder")
         self.model = None
@@ -153,6 +156,7 @@ class LLMSeq(Recommender):
             data.n_items,
             self.config.template,
             strict=("llm-seq", "model.params.template"),
+            max_field_chars=self.config.max_field_chars,
         )
         emb, _ = embed_items(
             texts,

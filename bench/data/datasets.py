@@ -17,12 +17,14 @@ from typing import Any
 
 import yaml
 
+from bench.data import fetch
 from bench.data import loaders as L
 from bench.data.loaders import DatasetWarning, RawDataset
 from bench.errors import ConfigError, DataError, unknown
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # parent of the `bench` package
 MANIFEST_DIR = REPO_ROOT / "datasets"
+CONF_DATASET_DIR = REPO_ROOT / "conf" / "dataset"
 RECBOLE_SCHEME = "recbole://"
 
 
@@ -121,12 +123,46 @@ def _synthetic(spec: DatasetSpec) -> RawDataset:
         raise ConfigError(f"dataset '{spec.name}': {e}") from None
 
 
+def _amazon2023(spec: DatasetSpec) -> RawDataset:
+    from bench.data.formats import amazon2023
+
+    category = spec.cfg.get("category")
+    if not category:
+        raise ConfigError(
+            f"dataset '{spec.name}': the amazon2023 loader needs category: <Category> (the file "
+            f"stem of <Category>.jsonl.gz, e.g. All_Beauty)"
+        )
+    files = dict(spec.cfg.get("files") or {})
+    for fname in files.values():
+        if fname is not None:
+            L.confine(spec.root, L.confine(spec.directory, fname), what="file")
+    return amazon2023.load(
+        spec.directory,
+        name=spec.name,
+        category=L.check_name(str(category), what="category"),
+        files=files,
+        relevance_threshold=spec.threshold,
+    )
+
+
+def _mind(spec: DatasetSpec) -> RawDataset:
+    from bench.data.formats import mind
+
+    parts = spec.cfg.get("parts") or ("train", "dev")
+    parts = [L.check_name(str(p), what="MIND part") for p in parts]
+    return mind.load(
+        spec.directory, name=spec.name, parts=parts, relevance_threshold=spec.threshold
+    )
+
+
 LOADERS: dict[str, Callable[[DatasetSpec], RawDataset]] = {
     "recbole_atomic": _recbole_atomic,
     "movielens_100k_raw": _movielens(L.load_movielens_100k_raw),
     "movielens_1m": _movielens(L.load_movielens_1m),
     "movielens_csv": _movielens(L.load_movielens_csv),
     "table": _table,
+    "amazon2023": _amazon2023,
+    "mind": _mind,
     "synthetic": _synthetic,
 }
 NO_FILES = {"synthetic"}
@@ -215,11 +251,23 @@ def verify_pins(spec: DatasetSpec) -> None:
             )
 
 
+def ensure_fetched(spec: DatasetSpec) -> None:
+    """Fetch a dataset whose manifest says how (``fetch:``) when its files are missing, then
+    verify the files against the lock file written by the fetch (if any)."""
+    fs = fetch.fetch_spec(spec.manifest)
+    if fs is None or str(spec.cfg.get("path") or "").startswith(RECBOLE_SCHEME):
+        return
+    fetch.ensure(fs, spec.directory)
+    fetch.verify_lock(spec.directory, spec.name)
+
+
 def warn_unpinned(spec: DatasetSpec, ds: RawDataset) -> None:
-    """Warn for every file read that the manifest does not pin (null or absent)."""
+    """Warn for every file read that neither the manifest nor a fetch's lock file pins."""
     if not spec.manifest:
         return
     pins = dict(spec.manifest.get("sha256") or {})
+    lock = fetch.read_lock(spec.directory) if spec.directory.is_dir() else None
+    pins.update((lock or {}).get("files") or {})
     where = spec.manifest.get("_path", "the manifest")
     base = spec.directory.absolute()
     for path, digest in ds.source_files.items():
@@ -276,6 +324,7 @@ def load_dataset(cfg: Mapping[str, Any]) -> RawDataset:
         return _finish(spec, LOADERS[loader](spec), manifest)
     directory, root = resolve_directory(name, merged)
     spec = DatasetSpec(name, directory, root, merged, manifest)
+    ensure_fetched(spec)
     verify_pins(spec)
     ds = LOADERS[loader](spec)
     warn_unpinned(spec, ds)
