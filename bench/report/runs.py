@@ -502,7 +502,9 @@ def distinguishing_params(params: dict[str, dict[str, str]]) -> list[str]:
     """The fewest logged params that tell the configurations (config_key -> params) apart:
     greedily the param that separates the most still-confused pairs; ``model.params.*`` first,
     then by name, among params that separate as many. Returned in name order."""
-    names = sorted({k for p in params.values() for k in p} - {"seed"},
+    from bench.tracking import identity_param
+
+    names = sorted({k for p in params.values() for k in p if identity_param(k)},
                    key=lambda k: (not k.startswith("model.params."), k))
     keys = list(params)
     pairs = {(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]}
