@@ -196,3 +196,27 @@ def test_fairness_groups_in_natural_order_and_bounded_width():
     fig, _ = figures.fairness(data)
     width, height = fig.get_size_inches()
     assert width <= 14 and len(fig.axes) == 3 and height < 10
+
+
+def test_terminal_leaderboard_never_drops_or_cuts_a_column():
+    """At 80 columns the rich table used to drop every column after recall and cut headers to
+    'recal…'; at 120 it dropped latency and n_seeds. Now narrow terminals get several tables."""
+    import math
+
+    from bench.report.leaderboard import Cell, Row, header, render_rich
+
+    keys = ["ndcg_at_10", "recall_at_10", "hit_rate_at_10", "mrr_at_10", "coverage_at_10",
+            "novelty_at_10", "latency_p50_ms"]
+    rows = [Row(f"model-{i}", 3, {k: Cell(0.1234 + i, 0.0123, 3) for k in keys}, ())
+            for i in range(3)]
+    rows.append(Row("itemknn (k=100, shrink=10)", 1, {k: Cell(0.5, math.nan, 1) for k in keys},
+                    ()))
+    for width in (80, 120, 200):
+        out = render_rich(rows, keys, "a title", width)
+        assert max(len(line.rstrip()) for line in out.splitlines()) <= width
+        for head in header(keys):
+            assert head in out, (width, head)
+        assert "…" not in out
+        assert out.count("itemknn (k=100, shrink=10)") >= 1
+    assert "columns 1/" in render_rich(rows, keys, "t", 80)
+    assert "columns" not in render_rich(rows, keys, "t", 200)
