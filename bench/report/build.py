@@ -80,6 +80,7 @@ class Comparison:
     p: float = math.nan
     p_adj: float = math.nan
     dz: float = math.nan
+    better: bool | None = None  # tested: is the model better than the baseline on this key?
 
 
 @dataclass
@@ -280,6 +281,7 @@ def _significance(table: dict[str, dict[str, Comparison]], cfg: ReportConfig, ke
                     continue
                 res = stats.run_test(cfg.test, x, y, cfg.n_resamples, cfg.seed)
                 row[k].p, row[k].dz = res.p_value, stats.cohens_dz(x, y)
+                row[k].better = bool((x.mean() > y.mean()) == cat.higher_is_better(k))
                 family.append(row[k])
     adjusted = stats.correct([c.p for c in family], cfg.correction)
     for comp, p_adj in zip(family, adjusted, strict=True):
@@ -300,6 +302,17 @@ def ranks(table: dict[str, dict[str, Comparison]], key: str) -> dict[str, int]:
 
 def significant(comp: Comparison, alpha: float) -> bool:
     return not math.isnan(comp.p_adj) and comp.p_adj < alpha
+
+
+#: significance marks by direction: (Markdown, LaTeX) for better and worse than the baseline
+MARKS = {True: ("†", r"$^{\dagger}$"), False: ("‡", r"$^{\ddagger}$")}
+
+
+def mark(comp: Comparison, alpha: float, latex: bool) -> str:
+    """† when significantly better than the baseline, ‡ when significantly worse, else ''."""
+    if not significant(comp, alpha) or comp.better is None:
+        return ""
+    return MARKS[comp.better][int(latex)]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -346,10 +359,11 @@ def _legend(report: Report, latex: bool) -> str:
         text = text.replace("±", r"$\pm$")
     if not cfg.baseline:
         return text
-    dag, base = (r"$^{\dagger}$", r"\emph{" + latex_escape(cfg.baseline) + "}") if latex \
-        else ("†", cfg.baseline)
+    dag, ddag = (m[int(latex)] for m in (MARKS[True], MARKS[False]))
+    base = r"\emph{" + latex_escape(cfg.baseline) + "}" if latex else cfg.baseline
     alpha = rf"$\alpha = {cfg.alpha}$" if latex else f"alpha = {cfg.alpha}"
-    text = (f"{text} {dag}: different from {base} at {alpha} ({stats.TEST_NAMES[cfg.test]} "
+    text = (f"{text} {dag}/{ddag}: significantly better/worse than {base} at {alpha} "
+            f"({stats.TEST_NAMES[cfg.test]} "
             f"over users, {stats.CORRECTION_NAMES[cfg.correction]} correction over the "
             f"{_family_size(report)} comparisons of the table).")
     by_reason: dict[str, list[str]] = {}
@@ -375,13 +389,13 @@ def latex_escape(text: str) -> str:
     return "".join(_TEX.get(ch, ch) for ch in text)
 
 
-def _tex_cell(c: Comparison, place: int, sig: bool) -> str:
+def _tex_cell(c: Comparison, place: int, sig: str) -> str:
     if math.isnan(c.cell.mean):
         return "--"
     value = fmt(c.cell.mean)
     value = {1: rf"\benchbest{{{value}}}", 2: rf"\benchsecond{{{value}}}"}.get(place, value)
     std = rf"{{\scriptsize$\pm${fmt(c.cell.std)}}}" if has_spread(c.cell) else ""
-    return value + std + (r"$^{\dagger}$" if sig else "")
+    return value + std + sig
 
 
 def table_tex(report: Report) -> str:
@@ -402,20 +416,20 @@ def table_tex(report: Report) -> str:
         r"\begin{tabular}{l" + "r" * len(keys) + "}", r"\toprule", head + r" \\", r"\midrule",
     ]
     for model, row in report.table.items():
-        cells = [_tex_cell(row[k], places[k].get(model, 0), significant(row[k], alpha))
+        cells = [_tex_cell(row[k], places[k].get(model, 0), mark(row[k], alpha, latex=True))
                  for k in keys]
         lines.append(" & ".join([latex_escape(model), *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
-def _md_cell(c: Comparison, place: int, sig: bool) -> str:
+def _md_cell(c: Comparison, place: int, sig: str) -> str:
     if math.isnan(c.cell.mean):
         return "—"
     value = fmt(c.cell.mean)
     value = {1: f"**{value}**", 2: f"<u>{value}</u>"}.get(place, value)
     std = f" ± {fmt(c.cell.std)}" if has_spread(c.cell) else ""
-    return value + std + ("†" if sig else "")
+    return value + std + sig
 
 
 def table_md(report: Report) -> str:
@@ -426,8 +440,8 @@ def table_md(report: Report) -> str:
                                         zip(keys, arrows, strict=True)) + " |",
              "|:---|" + "---:|" * len(keys)]
     for model, row in report.table.items():
-        cells = [_md_cell(row[k], places[k].get(model, 0), significant(row[k],
-                                                                        report.config.alpha))
+        cells = [_md_cell(row[k], places[k].get(model, 0), mark(row[k], report.config.alpha,
+                                                                 latex=False))
                  for k in keys]
         lines.append(f"| {model.replace('|', '/')} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + _legend(report, latex=False) + "\n"

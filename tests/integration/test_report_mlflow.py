@@ -433,10 +433,15 @@ def test_report_md_numbers_bold_and_marks(store, report_dir):
         assert nums[0] == fmt(np.mean(vals))
         if len(vals) > 1:
             assert nums[1] == fmt(np.std(vals, ddof=1))
-        assert ("†" in cell) == (model != "pop" and float(rows[model]["ndcg_at_10_p_adj"]) < 0.05)
+        sig = model != "pop" and float(rows[model]["ndcg_at_10_p_adj"]) < 0.05
+        assert ("†" in cell or "‡" in cell) == sig
+        if sig:  # † better than the baseline, ‡ worse
+            better = np.mean(vals) > np.mean(truth["pop"])
+            assert ("†" in cell, "‡" in cell) == (better, not better), model
     assert "**" in lines["ease"].split("|")[2] and "<u>" in lines["itemknn"].split("|")[2]
     assert "**" in lines["pop"].split("|")[5]  # latency: lower is better
     assert "paired t-test" in md and "Holm" in md
+    assert "†/‡: significantly better/worse than pop" in md
 
 
 def test_report_tex_caption_and_escaping(report_dir):
