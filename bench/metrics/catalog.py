@@ -79,7 +79,8 @@ _SPECS: list[MetricSpec] = [
         "precision",
         "sum_{i<=k} h_i / k (a list shorter than k still divides by k)",
         "RecBole divides by k too; Elliot/LensKit divide by the list length when it is shorter "
-        "than k (LensKit `Precision`).",
+        "than k (LensKit `Precision`), and LensKit returns NaN for an empty list where this "
+        "harness scores 0.",
         _TREC,
     ),
     _acc(
@@ -98,8 +99,9 @@ _SPECS: list[MetricSpec] = [
         "ndcg",
         "sum_{i<=k} h_i / log2(i+1), divided by sum_{i<=min(|R|,k)} 1/log2(i+1) (binary gains)",
         "Same as RecBole and trec_eval `ndcg_cut`; Elliot's default nDCG uses graded gains "
-        "2^rel-1 and nDCGRendle2020 binary ones; LensKit's ideal list has length k, not "
-        "min(|R|, k), only when the test set is longer.",
+        "2^rel-1 and nDCGRendle2020 binary ones; LensKit's ideal list has length min(|R|, n) "
+        "like this one, but its discount is 1/max(log2(rank), 1) (ranks 1 and 2 both "
+        "undiscounted) instead of 1/log2(rank+1).",
         "Jarvelin & Kekalainen, ACM TOIS 2002; " + _TREC,
     ),
     _acc(
@@ -112,7 +114,8 @@ _SPECS: list[MetricSpec] = [
         "map",
         "sum_{i<=k} h_i * precision_at_i / |R| (trec_eval / ranx convention)",
         "RecBole divides by min(|R|, k) (and rounds to 4 decimals by default), so its MAP is "
-        "larger whenever |R| > k; Elliot divides by k; trec_eval `map_cut` and ranx by |R|.",
+        "larger whenever |R| > k; Elliot divides by k; trec_eval `map_cut` and ranx by |R|; "
+        "LensKit's average precision is NaN for an empty list where this harness scores 0.",
         _TREC,
     ),
     # ---------------------------------------------------------------- beyond accuracy
@@ -142,7 +145,8 @@ _SPECS: list[MetricSpec] = [
         "are left out of the mean",
         "Zhou et al., PNAS 2010 (self-information novelty)",
         "Elliot's EFD/EPC are rank- and relevance-discounted (Vargas & Castells 2011); MS "
-        "recommenders uses -log2(pop/n_users) without smoothing.",
+        "Recommenders' `novelty` uses -log2(count(i)/N) with count(i) the item's train "
+        "interactions and N all train interactions (no smoothing, interactions not users).",
     ),
     MetricSpec(
         "ild_at_{k}",
