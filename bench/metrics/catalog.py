@@ -457,6 +457,31 @@ def display(key: str) -> str:
     return f"{prefix}/{out}" if prefix else out
 
 
+#: how papers write each metric (tables of ``bench report``): nDCG@10, Recall@10, ...
+PAPER_NAMES = {
+    "precision": "P", "recall": "Recall", "hit_rate": "HR", "ndcg": "nDCG", "mrr": "MRR",
+    "map": "MAP", "coverage": "Cov.", "novelty": "Nov.", "ild": "ILD", "ild_emb": "ILD-emb",
+    "gini": "Gini", "arp": "ARP", "aplt": "APLT", "aclt": "ACLT", "tail_percentage": "Tail%",
+    "entropy": "Entropy", "epc": "EPC", "serendipity": "Seren.", "pop_reo": "PopREO",
+    "pop_rsp": "PopRSP", "long_tail_hit_share": "LT hits", "latency_p50_ms": "p50 (ms)",
+    "latency_p95_ms": "p95 (ms)", "latency_p99_ms": "p99 (ms)", "fit_seconds": "Fit (s)",
+    "throughput_users_per_s": "Users/s", "peak_memory_mb": "Mem. (MB)",
+    "n_parameters": "Params",
+}  # fmt: skip
+
+
+def paper_display(key: str) -> str:
+    """The paper form of a key (``ndcg_at_10`` -> ``nDCG@10``); ``display`` where there is
+    none (group breakdowns keep their suffix: ``nDCG@10/gender/gap``)."""
+    spec, k, suffix = parse_key(key)
+    parts = key.split("/")
+    prefixed = len(parts) - (len(suffix.split("/")) if suffix else 0) > 1  # first_stage/...
+    if spec.name not in PAPER_NAMES or prefixed:
+        return display(key)
+    head = PAPER_NAMES[spec.name] + (f"@{k}" if spec.has_k else "")
+    return head + (f"/{suffix}" if suffix else "")
+
+
 def higher_is_better(key: str) -> bool:
     """Direction of a key; a group ``gap`` is always lower-is-better."""
     spec, _, suffix = parse_key(key)
