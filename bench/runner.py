@@ -27,6 +27,7 @@ from bench import candidates as cands
 from bench.candidates import restrict
 from bench.errors import ConfigError
 from bench.metrics.engine import evaluate_arrays
+from bench.metrics.fairness import MIN_GROUP_SIZE
 from bench.protocol import SEGMENTS, EvalProtocol, population, segments, warm_mask
 from bench.ranking import rank_users, tie_ranks, topk
 
@@ -505,12 +506,20 @@ def metric_inputs(
     md = split.model_data
     attrs = attribute_labels(md.users, list(cfg.get("metrics", {}).get("user_attributes") or []))
     emb = item_embeddings(emb_spec, md.items, md.n_items, cache_dir, progress_enabled(cfg))
+    fair = (cfg.get("metrics") or {}).get("fairness") or {}
+    min_size = fair.get("min_group_size", MIN_GROUP_SIZE)
+    if not isinstance(min_size, int) or isinstance(min_size, bool) or min_size < 1:
+        raise ConfigError(
+            f"metrics.fairness.min_group_size must be an integer >= 1, got {min_size!r} "
+            "(1 = every group counts in the gap)"
+        )
     return {
         "train": split.matrix("train"),
         "seen": hist.matrix,
         "item_genres": item_genres(md.items),
         "user_attrs": attrs,
         "item_embeddings": emb,
+        "min_group_size": min_size,
     }
 
 

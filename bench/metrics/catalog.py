@@ -16,7 +16,9 @@ from bench.errors import ConfigError, unknown
 
 #: bump when the meaning of any metric changes (logged as the tag ``bench.metric_definitions``).
 #: 2: a run's headline keys average over the population ``eval.users`` (default: warm users,
-#: with fit data), not over every test user; ``eval.users=all`` gives version 1's values.
+#: with fit data), not over every test user (``eval.users=all`` gives version 1's values), and
+#: fairness gaps leave out groups under ``metrics.fairness.min_group_size`` users (default 5;
+#: 1 gives version 1's gaps).
 METRIC_DEFINITIONS_VERSION = "2"
 
 GROUPS = ("accuracy", "beyond-accuracy", "fairness", "efficiency", "llm", "data")
@@ -401,6 +403,11 @@ _SPECS: list[MetricSpec] = [
         MetricSpec(key, key, "data", True, False, ("test",), d, "this harness", "")
         for key, d in [
             ("n_users_evaluated", "users with at least one test item (their metrics are averaged)"),
+            (
+                "n_users",
+                "users of a group: n_users/<attribute>/<group> (fairness groups of the evaluated "
+                "users) and n_users/segment/warm|cold (test users with and without fit data)",
+            ),
             ("n_users_skipped", "users of the split without a test item (not evaluated)"),
             (
                 "n_users_without_recommendations",
