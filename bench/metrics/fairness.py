@@ -115,9 +115,9 @@ def breakdown(
         codes = codes.astype(np.int64, copy=False)
         sums, counts = _kernels.group_sums(table.values, rows, codes, len(names))
         sizes = np.bincount(codes[codes >= 0], minlength=len(names))
-        for g in range(len(names)):
-            if sizes[g]:
-                out[f"n_users/{safe_attr}/{names[g]}"] = float(sizes[g])
+        for g, size in enumerate(sizes.tolist()):
+            if size:
+                out[f"n_users/{safe_attr}/{names[g]}"] = float(size)
         for j, key in enumerate(keys):
             means = {
                 names[g]: float(sums[j, g] / counts[j, g])
@@ -128,8 +128,8 @@ def breakdown(
                      if counts[j, g] > 0 and sizes[g] >= min_group_size]
             if large:
                 means["gap"] = max(large) - min(large)
-            for g, v in means.items():
-                out[f"{key}/{safe_attr}/{g}"] = v
+            for name, v in means.items():
+                out[f"{key}/{safe_attr}/{name}"] = v
     return out
 
 

@@ -104,6 +104,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     untested: dict[str, str] = field(default_factory=dict)  # key -> why no test (baseline set)
     pair_tests: int = 0  # --all-pairs: tests in the family
+    users: dict[str, Any] = field(default_factory=dict)  # row -> per-user frame (seed means)
 
 
 # ----------------------------------------------------------------------------- spec and options
@@ -641,23 +642,85 @@ def figure_data(selection: Selection) -> dict[str, dict[str, Cell]]:
     return model_cells(selection, keys)
 
 
-def draw_figures(selection: Selection, cfg: ReportConfig, out: Path) -> tuple[list[str],
-                                                                              list[str]]:
-    """Write every figure asked for (default: all); returns (files written, skip notes)."""
+@dataclass(frozen=True)
+class Point:
+    """A figure's value: mean and std over seeds, and a bootstrap CI over users (lo, hi)."""
+
+    mean: float
+    std: float
+    n: int
+    lo: float = math.nan
+    hi: float = math.nan
+
+
+#: keys whose figure error bars are bootstrap CIs over users (when per-user values exist)
+CI_PATTERN = re.compile(r"^(ndcg|recall|novelty)_at_\d+$")
+
+
+def with_cis(data: dict[str, dict[str, Cell]], users: dict[str, Any],
+             cfg: ReportConfig) -> dict[str, dict[str, Any]]:
+    """``data`` with a bootstrap CI over users on the per-user keys the figures plot."""
+    out: dict[str, dict[str, Any]] = {}
+    for model, cells in data.items():
+        frame = users.get(model)
+        row: dict[str, Any] = {}
+        for k, c in cells.items():
+            if frame is not None and CI_PATTERN.match(k) and k in frame.columns:
+                lo, hi = stats.bootstrap_ci(frame[k].to_numpy(), cfg.n_bootstrap, cfg.seed)
+                row[k] = Point(c.mean, c.std, c.n, lo, hi)
+            else:
+                row[k] = c
+        out[model] = row
+    return out
+
+
+def min_group_size(selection: Selection) -> int:
+    """The runs' ``metrics.fairness.min_group_size`` (the largest; 1 for older runs)."""
+    values = [r.params.get("metrics.fairness.min_group_size") for r in selection.runs]
+    return max((int(v) for v in values if v and v.isdigit()), default=1)
+
+
+def figs_tolerance() -> float:
+    from bench.report.figures import LATENCY_TOLERANCE
+
+    return LATENCY_TOLERANCE
+
+
+def small_groups(report: Report, min_size: int) -> str:
+    """'3 of 29 groups' under ``min_size`` users (from ``n_users/<attr>/<group>``)."""
+    sizes: dict[str, float] = {}
+    for r in report.selection.runs:
+        for k, v in r.metrics.items():
+            if k.startswith("n_users/") and not k.startswith("n_users/segment/"):
+                sizes[k] = max(sizes.get(k, 0.0), v)
+    n_small = sum(0 < v < min_size for v in sizes.values())
+    return f"{n_small} of {len(sizes)} groups"
+
+
+def draw_figures(report: Report, out: Path) -> tuple[list[str], list[str]]:
+    """Write every figure asked for (default: all) at one-column width (``<name>.png/.pdf``,
+    3.3 in) and two-column width (``<name>-wide.png/.pdf``, 7 in); returns (files written,
+    skip notes)."""
+    import matplotlib
+
     from bench.report import figures as figs
 
-    data = figure_data(selection)
+    selection, cfg = report.selection, report.config
+    data = with_cis(figure_data(selection), report.users, cfg)
     written, skipped = [], []
     for name in cfg.figures or list(figs.FIGURES):
         if name == "accuracy_vs_latency" and len(selection.devices) > 1:
             skipped.append(f"{name}: runs come from {len(selection.devices)} devices "
                            f"({', '.join(selection.devices)}); rebuild with --device")
             continue
-        fig, reason = figs.FIGURES[name](data)
-        if fig is None:
-            skipped.append(f"{name}: {reason}")
-            continue
-        written += [p.name for p in figs.save(fig, out, name)]
+        kw = {"min_group_size": min_group_size(selection)} if name == "fairness" else {}
+        for size, suffix in (("column", ""), ("wide", "-wide")):
+            with matplotlib.rc_context(figs.FONTS[size]):
+                fig, reason = figs.FIGURES[name](data, size=size, **kw)
+                if fig is None:
+                    skipped.append(f"{name}: {reason}")
+                    break
+                written += [p.name for p in figs.save(fig, out, name + suffix)]
     return written, skipped
 
 
@@ -715,6 +778,19 @@ def readme(report: Report, files: list[str], skipped: list[str]) -> str:
                      f"{stats.CORRECTION_NAMES[cfg.correction]}-corrected; `_dz`: Cohen's d_z.")
     else:
         lines.append("- no baseline given: no significance tests (`--baseline MODEL`).")
+    lines += ["", "## Figures", "",
+              "- `<name>.pdf`/`.png` fit one column of a two-column paper (3.3 in), "
+              "`<name>-wide.*` both columns (7 in);",
+              "- error bars: 95 % bootstrap CI over users for nDCG, recall and novelty (per-user "
+              "values averaged over seeds), else the std over seeds;",
+              "- accuracy vs latency: latencies within "
+              f"{int(100 * figs_tolerance())} % of each other count as one cost on the Pareto "
+              "front (timer noise);"]
+    small = min_group_size(sel)
+    if small > 1:
+        lines.append(f"- fairness: groups with fewer than {small} evaluated users "
+                     f"(metrics.fairness.min_group_size) are hatched and left out of the logged "
+                     f"gap ({small_groups(report, small)}); every bar names its group size.")
     notes = sel.notes + report.notes + [f"figure skipped: {s}" for s in skipped]
     if notes or sel.warnings:
         lines += ["", "## Notes", "", *[f"- warning: {w}" for w in sel.warnings],
@@ -880,7 +956,7 @@ def build(cfg: ReportConfig, out: Path, uri: str, argv: list[str], force: bool =
     untested: dict[str, str] = {}
     pair_tests: list[int] = []
     table = compute(selection, cfg, keys, users, notes, untested, pair_tests)
-    report = Report(selection, cfg, keys, table, notes, untested, sum(pair_tests))
+    report = Report(selection, cfg, keys, table, notes, untested, sum(pair_tests), users)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -901,7 +977,7 @@ def write_all(report: Report, tmp: Path, uri: str, argv: list[str]) -> None:
              "table.csv": table_csv(report)}
     for name, text in texts.items():
         (tmp / name).write_text(text, encoding="utf-8")
-    written, skipped = draw_figures(report.selection, report.config, tmp)
+    written, skipped = draw_figures(report, tmp)
     report.notes += [f"figure skipped: {s}" for s in skipped]
     files = [*texts, *written, "provenance.json", "README.md"]
     (tmp / "README.md").write_text(readme(report, files, []), encoding="utf-8")
