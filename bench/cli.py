@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from bench import __version__
+from bench.confpaths import CONF_DIR, conf_dirs, find
 
 HELP = f"""usage: bench <command> [options]
 
@@ -31,12 +32,12 @@ commands:
 Errors in your input print one line and exit with code 2 (BENCH_TRACEBACK=1 shows tracebacks).
 """
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("dataset", "split", "model", "eval", "metrics", "latency", "tracking", "experiment")
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """The options of a config group in conf/ and in the packages' ``bench.conf`` folders."""
+    return sorted({p.stem for d in conf_dirs() for p in (d / group).glob("*.yaml")})
 
 
 # flags after which the primary config is not conf/config.yaml: its keys are not known here
@@ -55,8 +56,8 @@ def _conf(rel: str) -> dict:
 def _parsed_conf(rel: str) -> dict:
     import yaml
 
-    path = CONF_DIR / rel
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    path = find(rel)
+    return (yaml.safe_load(path.read_text()) or {}) if path is not None else {}
 
 
 def _defaults(rel: str) -> dict[str, str]:
@@ -282,7 +283,7 @@ def check_sweep_values(argv: list[str]) -> None:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from bench.app import CONF_DIR, check_values
+    from bench.app import check_values
     from bench.errors import ConfigError
 
     if any(a.split("=", 1)[0] in _CONFIG_FLAGS for a in argv):

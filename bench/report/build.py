@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -715,7 +715,7 @@ def draw_figures(report: Report, out: Path) -> tuple[list[str], list[str]]:
             continue
         kw = {"min_group_size": min_group_size(selection)} if name == "fairness" else {}
         for size, suffix in (("column", ""), ("wide", "-wide")):
-            with matplotlib.rc_context(figs.FONTS[size]):
+            with matplotlib.rc_context(cast(Any, figs.FONTS[size])):
                 fig, reason = figs.FIGURES[name](data, size=size, **kw)
                 if fig is None:
                     skipped.append(f"{name}: {reason}")
