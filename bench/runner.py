@@ -279,7 +279,9 @@ def reference_metrics(
 
 
 def run_name(cfg: Mapping[str, Any]) -> str:
-    return f"{cfg['model']['name']}-{cfg['dataset']['name']}-{cfg['split']['name']}-s{cfg['seed']}"
+    """``{model}-s{seed}-{dataset}-{split}``: model and seed first, where the MLflow runs
+    table cuts long names."""
+    return f"{cfg['model']['name']}-s{cfg['seed']}-{cfg['dataset']['name']}-{cfg['split']['name']}"
 
 
 def base_tags(cfg: Mapping[str, Any], split, key: str, device: str) -> dict[str, str]:
@@ -360,6 +362,10 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
     with tracking.TrackedRun(store, run_name(cfg), tags, parent_run_id=parent) as run:
         say(f"run {run_name(cfg)} -> {run.run_id}")
         run.log_params(tracking.params_of(cfg))
+        tracking.log_split_input(
+            store, run.run_id, str(cfg["dataset"]["name"]), str(cfg["split"]["name"]),
+            split.sha256, str(split.path), split.manifest.get("counts", {}),
+        )
         with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
             workdir = Path(tmp)
             metrics, files, fitted = execute(

@@ -550,3 +550,16 @@ def end_parent(store: Store, parent_id: str) -> dict[str, int]:
     ok = counts.get("FINISHED", 0) == len(children) and not n_jobs_failed
     retry(lambda: store.client.set_terminated(parent_id, "FINISHED" if ok else "FAILED"))
     return counts
+
+
+def log_split_input(store: Store, run_id: str, dataset: str, split: str, split_sha: str,
+                    split_dir: str, counts: Mapping[str, Any]) -> None:
+    """The split as the run's MLflow dataset input (the UI's Dataset column shows
+    ``<dataset>/<split>`` with its sha256 prefix as digest; context ``test``)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    profile = json.dumps({k: counts[k] for k in sorted(counts)}, default=str)
+    ds = Dataset(name=f"{dataset}/{split}", digest=split_sha[:12], source_type="local",
+                 source=json.dumps({"uri": split_dir}), profile=profile)
+    tags = [InputTag(key="mlflow.data.context", value="test")]
+    retry(partial(store.client.log_inputs, run_id, [DatasetInput(ds, tags)]))
