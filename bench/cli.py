@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench import __version__
 from bench.confpaths import CONF_DIR, conf_dirs, find
+from bench.errors import BenchError
 
 HELP = f"""usage: bench <command> [options]
 
@@ -447,13 +448,37 @@ def cmd_evaluate(argv: list[str]) -> int:
         for k in sorted(ev.summary):
             print(f"{k},{ev.summary[k]:.10g}")
     else:
-        width = max(len(k) for k in ev.summary)
-        for k in sorted(ev.summary):
-            print(f"{k:<{width}}  {ev.summary[k]:.6f}")
+        print_summary(ev.summary)
     # on stderr in every format: stdout stays machine-readable for json/csv
     for metric, reason in getattr(ev, "skipped", []) or []:
         print(f"skipped {metric}: {reason}", file=sys.stderr)
     return 0
+
+
+def print_summary(summary: dict[str, float]) -> None:
+    """The headline keys first, by metric group in catalog order (accuracy, beyond accuracy,
+    data), each metric's cut-offs together; then the breakdowns (``/`` keys) under a rule."""
+    from bench.metrics import catalog
+
+    order = {s.name: i for i, s in enumerate(catalog.specs())}
+
+    def rank(key: str) -> tuple:
+        try:
+            spec, k, suffix = catalog.parse_key(key)
+            return (bool(suffix) or "/" in key, order.get(spec.name, 99), k or 0, key)
+        except BenchError:
+            return ("/" in key, 100, 0, key)
+
+    keys = sorted(summary, key=rank)
+    width = max((len(k) for k in keys if "/" not in k), default=10)
+    head = [k for k in keys if "/" not in k]
+    for k in head:
+        print(f"{k:<{width}}  {summary[k]:.6f}")
+    rest = keys[len(head):]
+    if rest:
+        print(f"-- breakdowns ({len(rest)}: per user group and gap) --")
+        for k in rest:
+            print(f"{k}  {summary[k]:.6f}")
 
 
 def population_of(split, users: str):
