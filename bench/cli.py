@@ -495,6 +495,9 @@ def population_of(split, users: str):
              "cold": f"{n_all - n_warm}; {n_warm} warm users not evaluated",
              "all": f"{n_all}: {n_warm} warm, {n_all - n_warm} cold"}[users]
     print(f"evaluated: {users} test users (n = {sizes}; --users chooses)", file=sys.stderr)
+    if test.is_empty() and n_all:
+        print(f"warning: no {users} test user in {split.path}: no metric can be computed; "
+              "--users all evaluates every test user", file=sys.stderr)
     return test, n_all - test["user_id"].n_unique()
 
 
