@@ -43,7 +43,7 @@ DEFAULT_METRICS = ("ndcg_at_10", "recall_at_10", "hit_rate_at_10", "mrr_at_10",
                    "coverage_at_10", "novelty_at_10")
 SPEC_KEYS = ("dataset", "split", "split_sha256", "experiment", "device", "eval_users",
              "fit_data", "candidates", "metrics", "baseline", "test", "correction", "alpha",
-             "figures", "n_resamples", "n_bootstrap", "seed")
+             "figures", "n_resamples", "n_bootstrap", "seed", "tuned")
 
 
 @dataclass
@@ -68,6 +68,7 @@ class ReportConfig:
     n_resamples: int = 10_000  # randomisation test
     n_bootstrap: int = 2_000  # bootstrap CI over users
     seed: int = 0  # of the randomisation test and the bootstrap
+    tuned: bool = False  # only the final runs of `bench tune` (and the tuning figure)
 
 
 @dataclass
@@ -145,9 +146,11 @@ def _validate(cfg: ReportConfig) -> None:
         raise unknown("test", cfg.test, stats.TESTS)
     if cfg.correction not in stats.CORRECTIONS:
         raise unknown("correction", cfg.correction, stats.CORRECTIONS)
+    from bench.report.figures import TUNING_FIGURES
+
     for name in cfg.figures or []:
-        if name not in FIGURES:
-            raise unknown("figure", name, FIGURES)
+        if name not in FIGURES and name not in TUNING_FIGURES:
+            raise unknown("figure", name, [*FIGURES, *TUNING_FIGURES])
     try:
         cfg.alpha, cfg.n_resamples = float(cfg.alpha), int(cfg.n_resamples)
         cfg.n_bootstrap, cfg.seed = int(cfg.n_bootstrap), int(cfg.seed)
@@ -342,6 +345,8 @@ def _legend(report: Report, latex: bool) -> str:
             f"{esc(seeds)}; best in bold, second underlined.")
     if sel.candidates_note:
         text += " " + esc(sel.candidates_note)
+    if sel.tuning:
+        text += " " + esc(sel.tuning)
     if latex:
         text = text.replace("±", r"$\pm$")
     if not cfg.baseline:
@@ -448,12 +453,21 @@ def draw_figures(selection: Selection, cfg: ReportConfig, out: Path) -> tuple[li
 
     data = figure_data(selection)
     written, skipped = [], []
-    for name in cfg.figures or list(figs.FIGURES):
+    for name in [f for f in cfg.figures or list(figs.FIGURES) if f in figs.FIGURES]:
         if name == "accuracy_vs_latency" and len(selection.devices) > 1:
             skipped.append(f"{name}: runs come from {len(selection.devices)} devices "
                            f"({', '.join(selection.devices)}); rebuild with --device")
             continue
         fig, reason = figs.FIGURES[name](data)
+        if fig is None:
+            skipped.append(f"{name}: {reason}")
+            continue
+        written += [p.name for p in figs.save(fig, out, name)]
+    for name in figs.TUNING_FIGURES if selection.curves else ():
+        if cfg.figures and name not in cfg.figures:
+            continue
+        metric = selection.runs[0].tag("tuning.metric") or "valid/ndcg_at_10"
+        fig, reason = figs.TUNING_FIGURES[name](selection.curves, metric)
         if fig is None:
             skipped.append(f"{name}: {reason}")
             continue
@@ -672,8 +686,11 @@ def build(cfg: ReportConfig, out: Path, uri: str, argv: list[str], force: bool =
     found = rr.find_runs(mlflow_client, cfg.experiment, dataset=cfg.dataset, split=cfg.split,
                          split_sha256=cfg.split_sha256, device=cfg.device, sweep=cfg.sweep,
                          eval_users=cfg.eval_users, fit_data=cfg.fit_data,
-                         candidates=cfg.candidates)
+                         candidates=cfg.candidates, tuned=bool(cfg.tuned))
     selection = rr.select(found, cfg.dataset, cfg.split)
+    if cfg.tuned:
+        selection.tuning = rr.tuning_caption(selection.runs)
+        selection.curves = rr.trial_curves(mlflow_client, selection.runs)
     keys = choose_keys(selection, cfg)
     notes: list[str] = []
     users = load_user_tables(selection, mlflow_client, notes)
