@@ -214,3 +214,27 @@ def test_sigkill_mid_trial_then_the_same_command_continues_to_the_budget(tmp_pat
     finished = [r for r in role(runs, "trial") if r.info.status == "FINISHED"]
     assert sorted(int(r.data.tags["bench.tuning.trial"]) for r in finished) == [0, 2, 3]
     assert len(role(runs, "final")) == 1 and len(role(runs, "study")) == 1
+
+
+def test_budget_counts_finished_trials_and_their_time():
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+
+    from bench.tuning import TuningConfig, budget_left
+    from bench.tuning_space import Param, SearchSpace
+
+    def cfg(trials, seconds):
+        raw = {"trials": trials, "time_budget_s": seconds, "seeds": [0]}
+        return TuningConfig.from_mapping(raw, [10])
+
+    t0 = datetime(2026, 1, 1)
+    done = [SimpleNamespace(datetime_start=t0, datetime_complete=t0 + timedelta(seconds=40))] * 2
+    space = SearchSpace("ease", Path("ease.yaml"), "s", (Param("l2", "float", 1.0, 2.0),))
+    empty = SearchSpace("pop", Path("pop.yaml"), "s", ())
+    assert budget_left(cfg(3, None), space, done) and not budget_left(cfg(2, None), space, done)
+    assert budget_left(cfg(None, 81), space, done) and not budget_left(cfg(None, 80), space, done)
+    assert not budget_left(cfg(10, 1000), space, [*done] * 5)
+    assert budget_left(cfg(3, None), empty, []) and not budget_left(cfg(3, None), empty, done[:1])
+    assert cfg(20, 600).budget == "trials=20,time=600s" and cfg(None, 60).budget == "time=60s"
+    with pytest.raises(Exception, match="both null"):
+        cfg(None, None)
