@@ -238,3 +238,22 @@ def test_budget_counts_finished_trials_and_their_time():
     assert cfg(20, 600).budget == "trials=20,time=600s" and cfg(None, 60).budget == "time=60s"
     with pytest.raises(Exception, match="both null"):
         cfg(None, None)
+
+
+def test_tuned_comparisons_refuse_mixed_budgets_and_keep_the_latest_study():
+    from bench.report.runs import ReportError, Run, tuned_only, tuning_caption
+
+    def run(rid, model, study, budget, start, role="final"):
+        tags = {"bench.model": model, "bench.dataset": "d", "bench.split": "s",
+                "bench.tuning.role": role, "bench.tuning.study": study,
+                "bench.tuning.budget": budget, "bench.tuning.metric": "valid/ndcg_at_10",
+                "bench.tuning.sampler": "tpe seed 0", "bench.tuning.trials": "5"}
+        return Run(rid, rid, start, tags, {})
+
+    runs = [run("a", "ease", "old", "trials=5", 1), run("b", "ease", "new", "trials=5", 2),
+            run("c", "pop", "p", "trials=5", 1), run("t", "ease", "new", "trials=5", 3, "trial")]
+    assert sorted(r.run_id for r in tuned_only(runs)) == ["b", "c"]
+    assert "equal budget per model (trials=5; finished trials: ease 5, pop 5)" in \
+        tuning_caption(tuned_only(runs))
+    with pytest.raises(ReportError, match="different tuning budgets"):
+        tuning_caption([runs[1], run("d", "pop", "p2", "trials=9", 4)])
