@@ -33,8 +33,6 @@ import re
 import signal
 import socket
 import sys
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -47,7 +45,7 @@ from bench.tuning_space import SearchSpace, load_space
 ROLE = "bench.tuning.role"
 STUDY = "bench.tuning.study"
 TRIAL = "bench.tuning.trial"
-#: test hook: SIGKILL this process while trial number N's MLflow run is RUNNING
+#: test hook: SIGKILL this process inside trial number N (its MLflow run RUNNING)
 KILL_ENV = "BENCH_TUNE_SIGKILL_AT_TRIAL"
 SAMPLERS = ("tpe", "random")
 TUNING_KEYS = ("models", "trials", "time_budget_s", "metric", "seeds", "sampler",
@@ -340,21 +338,16 @@ def say(msg: str) -> None:
     print(f"[bench tune] {msg}", file=sys.stderr, flush=True)
 
 
-def _kill_hook(store: Any, study: str, number: int) -> None:
-    """Test hook (``BENCH_TUNE_SIGKILL_AT_TRIAL``): SIGKILL this process as soon as trial
-    ``number``'s MLflow run is RUNNING, as a crash or the OOM killer would."""
-    from bench.tracking import Store
+def _kill_hook() -> None:
+    """Test hook (``BENCH_TUNE_SIGKILL_AT_TRIAL``): SIGKILL this process inside the trial's
+    evaluation, i.e. while its MLflow run and its Optuna trial are RUNNING, as a crash or the
+    OOM killer would."""
+    from bench import runner
 
-    def watch() -> None:
-        own = Store(store.uri, store.experiment_name)
-        query = (f"tags.\"{STUDY}\" = '{study}' and tags.\"{TRIAL}\" = '{number}' and "
-                 "attributes.status = 'RUNNING'")
-        while True:
-            if own.search(query):
-                os.kill(os.getpid(), signal.SIGKILL)
-            time.sleep(0.02)
+    def die(*args: Any, **kwargs: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGKILL)
 
-    threading.Thread(target=watch, daemon=True).start()
+    runner.validation_only = die  # type: ignore[assignment]
 
 
 def run_trial(job: Job, study: Any, tcfg: TuningConfig, store: Any, name: str,
@@ -376,7 +369,7 @@ def run_trial(job: Job, study: Any, tcfg: TuningConfig, store: Any, name: str,
     tags = {ROLE: "trial", STUDY: name, TRIAL: str(trial.number),
             "bench.tuning.metric": tcfg.metric, "bench.tuning.params": json.dumps(params)}
     if os.environ.get(KILL_ENV) == str(trial.number):
-        _kill_hook(store, name, trial.number)
+        _kill_hook()
     try:
         outcome = run_experiment(cfg, store, test=False, tags=tags, parent_run_id=parent)
         value = outcome.metrics.get(tcfg.metric)
