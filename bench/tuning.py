@@ -474,25 +474,34 @@ def tune_main(argv: list[str]) -> int:
         say(f"marked {len(reaped)} stale RUNNING run(s) KILLED: {', '.join(reaped)}")
     say(f"{len(jobs)} studies, budget {tcfg.budget} each, objective {tcfg.metric}, sampler "
         f"{tcfg.sampler} (seed {tcfg.seed}); storage {storage_url(tcfg, store, root)}")
+    names = []
     for job in jobs:
         study, name, parent = tune_one(job, tcfg, store, root)
+        names.append(name)
         say(f"{name}: best trial {study.best_trial.number} {tcfg.metric} = "
             f"{study.best_value:.6f} {study.best_trial.params}; final runs on test, seeds "
             f"{list(tcfg.seeds)}")
         run_finals(job, tcfg, store, study, name, parent)
         finish_parent(store, parent, study)
-    return summary(jobs, store)
+    return summary(jobs, store, names)
 
 
-def summary(jobs: list[Job], store: Any) -> int:
-    """The tuned leaderboard of the dataset/split and protocol just tuned."""
-    from bench.protocol import EvalProtocol
-    from bench.report.leaderboard import leaderboard_main
+def summary(jobs: list[Job], store: Any, names: list[str]) -> int:
+    """The tuned leaderboard of this command's studies (``bench leaderboard --tuned`` would
+    also show other models' latest studies on the dataset)."""
+    from bench.report import runs as rr
+    from bench.report.leaderboard import rank_rows, resolve_columns, title_line, to_plain
 
-    cfg = jobs[0].cfg
-    proto = EvalProtocol.for_run(cfg).tags()
-    return leaderboard_main([
-        "--tuned", "--tracking-uri", store.uri, "--experiment", store.experiment_name,
-        "--dataset", str(cfg["dataset"]["name"]), "--split", str(cfg["split"]["name"]),
-        "--eval-users", proto["bench.eval_users"], "--fit-data", proto["bench.fit_data"],
-        "--candidates", proto["bench.candidates"]])
+    found = rr.search_runs(rr.client(store.uri), store.experiment_name,
+                           dataset=str(jobs[0].cfg["dataset"]["name"]))
+    finals = [r for r in found if r.tags.get(ROLE) == "final" and r.tags.get(STUDY) in names]
+    try:
+        selection = rr.select(finals)
+        selection.tuning = rr.tuning_caption(selection.runs)
+        keys = resolve_columns(selection, "ndcg_at_10", None)
+        rows = rank_rows(selection, keys)
+    except BenchError as e:
+        say(f"no summary table: {e}")
+        return 0
+    sys.stdout.write(title_line(selection, keys[0], rows) + "\n" + to_plain(rows, keys))
+    return 0

@@ -111,7 +111,11 @@ def test_rerunning_the_command_resumes_and_duplicates_nothing(tuned, capsys):
     before = sorted(r.info.run_id for r in all_runs(root))
     assert cli_main(argv) == 0
     assert sorted(r.info.run_id for r in all_runs(root)) == before
-    assert "resuming with 3 finished trials" in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "resuming with 3 finished trials" in out.err
+    # the command ends with the tuned leaderboard of its own studies
+    assert "Tuned on validation with an equal budget per model (trials=3" in out.out
+    assert {"pop", "itemknn", "ease"} <= set(out.out.split())
 
 
 def test_tuned_leaderboard_and_report_state_the_budget(tuned, capsys):
