@@ -10,9 +10,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from bench.confpaths import CONF_DIR
 from bench.errors import BenchError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 FRESH_ENV = "BENCH_FRESH_PROCESS"
 
 

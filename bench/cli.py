@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 
 from bench import __version__
+from bench.confpaths import CONF_DIR, conf_dirs, find
+from bench.errors import BenchError
 
 HELP = f"""usage: bench <command> [options]
 
@@ -32,13 +34,13 @@ commands:
 Errors in your input print one line and exit with code 2 (BENCH_TRACEBACK=1 shows tracebacks).
 """
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("dataset", "split", "model", "eval", "metrics", "latency", "tracking", "experiment",
           "tuning")
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    """The options of a config group in conf/ and in the packages' ``bench.conf`` folders."""
+    return sorted({p.stem for d in conf_dirs() for p in (d / group).glob("*.yaml")})
 
 
 # flags after which the primary config is not conf/config.yaml: its keys are not known here
@@ -57,8 +59,8 @@ def _conf(rel: str) -> dict:
 def _parsed_conf(rel: str) -> dict:
     import yaml
 
-    path = CONF_DIR / rel
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    path = find(rel)
+    return (yaml.safe_load(path.read_text()) or {}) if path is not None else {}
 
 
 def _defaults(rel: str) -> dict[str, str]:
@@ -284,7 +286,7 @@ def check_sweep_values(argv: list[str]) -> None:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from bench.app import CONF_DIR, check_values
+    from bench.app import check_values
     from bench.errors import ConfigError
 
     if any(a.split("=", 1)[0] in _CONFIG_FLAGS for a in argv):
@@ -448,13 +450,37 @@ def cmd_evaluate(argv: list[str]) -> int:
         for k in sorted(ev.summary):
             print(f"{k},{ev.summary[k]:.10g}")
     else:
-        width = max(len(k) for k in ev.summary)
-        for k in sorted(ev.summary):
-            print(f"{k:<{width}}  {ev.summary[k]:.6f}")
+        print_summary(ev.summary)
     # on stderr in every format: stdout stays machine-readable for json/csv
     for metric, reason in getattr(ev, "skipped", []) or []:
         print(f"skipped {metric}: {reason}", file=sys.stderr)
     return 0
+
+
+def print_summary(summary: dict[str, float]) -> None:
+    """The headline keys first, by metric group in catalog order (accuracy, beyond accuracy,
+    data), each metric's cut-offs together; then the breakdowns (``/`` keys) under a rule."""
+    from bench.metrics import catalog
+
+    order = {s.name: i for i, s in enumerate(catalog.specs())}
+
+    def rank(key: str) -> tuple:
+        try:
+            spec, k, suffix = catalog.parse_key(key)
+            return (bool(suffix) or "/" in key, order.get(spec.name, 99), k or 0, key)
+        except BenchError:
+            return ("/" in key, 100, 0, key)
+
+    keys = sorted(summary, key=rank)
+    width = max((len(k) for k in keys if "/" not in k), default=10)
+    head = [k for k in keys if "/" not in k]
+    for k in head:
+        print(f"{k:<{width}}  {summary[k]:.6f}")
+    rest = keys[len(head):]
+    if rest:
+        print(f"-- breakdowns ({len(rest)}: per user group and gap) --")
+        for k in rest:
+            print(f"{k}  {summary[k]:.6f}")
 
 
 def population_of(split, users: str):
@@ -471,6 +497,9 @@ def population_of(split, users: str):
              "cold": f"{n_all - n_warm}; {n_warm} warm users not evaluated",
              "all": f"{n_all}: {n_warm} warm, {n_all - n_warm} cold"}[users]
     print(f"evaluated: {users} test users (n = {sizes}; --users chooses)", file=sys.stderr)
+    if test.is_empty() and n_all:
+        print(f"warning: no {users} test user in {split.path}: no metric can be computed; "
+              "--users all evaluates every test user", file=sys.stderr)
     return test, n_all - test["user_id"].n_unique()
 
 

@@ -83,7 +83,10 @@ class BenchCallback(Callback):
             _ACTIVE.remove(self)
         counts = tracking.end_parent(self.store, self.parent_id)
         SWEEP_FAILED.append(any(k != "FINISHED" for k in counts))
-        say(f"sweep {os.environ.get(tracking.SWEEP_ENV)}: {counts or 'no new runs'}")
+        runs = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        say(f"sweep {os.environ.get(tracking.SWEEP_ENV)} (parent run {self.parent_id}): "
+            f"{runs or 'no new runs'}; `bench leaderboard --sweep "
+            f"{os.environ.get(tracking.SWEEP_ENV)}` shows it again")
         os.environ.pop(tracking.PARENT_ENV, None)
         self._leaderboard(config)
 

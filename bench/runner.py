@@ -27,6 +27,7 @@ from bench import candidates as cands
 from bench.candidates import restrict
 from bench.errors import ConfigError
 from bench.metrics.engine import evaluate_arrays
+from bench.metrics.fairness import MIN_GROUP_SIZE
 from bench.protocol import SEGMENTS, EvalProtocol, population, segments, warm_mask
 from bench.ranking import rank_users, tie_ranks, topk
 
@@ -278,7 +279,9 @@ def reference_metrics(
 
 
 def run_name(cfg: Mapping[str, Any]) -> str:
-    return f"{cfg['model']['name']}-{cfg['dataset']['name']}-{cfg['split']['name']}-s{cfg['seed']}"
+    """``{model}-s{seed}-{dataset}-{split}``: model and seed first, where the MLflow runs
+    table cuts long names."""
+    return f"{cfg['model']['name']}-s{cfg['seed']}-{cfg['dataset']['name']}-{cfg['split']['name']}"
 
 
 def base_tags(cfg: Mapping[str, Any], split, key: str, device: str) -> dict[str, str]:
@@ -374,6 +377,10 @@ def run_experiment(
     with tracking.TrackedRun(store, run_name(cfg), run_tags, parent_run_id=parent) as run:
         say(f"run {run_name(cfg)} -> {run.run_id}")
         run.log_params(tracking.params_of(cfg))
+        tracking.log_split_input(
+            store, run.run_id, str(cfg["dataset"]["name"]), str(cfg["split"]["name"]),
+            split.sha256, str(split.path), split.manifest.get("counts", {}),
+        )
         with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
             workdir = Path(tmp)
             metrics, files, fitted = execute(
@@ -548,12 +555,20 @@ def metric_inputs(
     md = split.model_data
     attrs = attribute_labels(md.users, list(cfg.get("metrics", {}).get("user_attributes") or []))
     emb = item_embeddings(emb_spec, md.items, md.n_items, cache_dir, progress_enabled(cfg))
+    fair = (cfg.get("metrics") or {}).get("fairness") or {}
+    min_size = fair.get("min_group_size", MIN_GROUP_SIZE)
+    if not isinstance(min_size, int) or isinstance(min_size, bool) or min_size < 1:
+        raise ConfigError(
+            f"metrics.fairness.min_group_size must be an integer >= 1, got {min_size!r} "
+            "(1 = every group counts in the gap)"
+        )
     return {
         "train": split.matrix("train"),
         "seen": hist.matrix,
         "item_genres": item_genres(md.items),
         "user_attrs": attrs,
         "item_embeddings": emb,
+        "min_group_size": min_size,
     }
 
 

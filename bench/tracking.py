@@ -363,10 +363,31 @@ def run_key(cfg: Mapping[str, Any], split_sha: str) -> str:
     return _config_hash(cfg, split_sha, VOLATILE_KEYS)
 
 
+#: config sections and keys that do not change a model's recommendations: what is measured
+#: about them (metrics, latency, device, cut-offs, batch memory). They are in the run key (a
+#: run measured differently is another run) but not in the configuration's identity.
+MEASUREMENT_KEYS = ("metrics", "latency", "device")
+MEASUREMENT_EVAL_KEYS = ("ks", "batch_budget_mb")
+
+
 def config_key(cfg: Mapping[str, Any], split_sha: str) -> str:
-    """``run_key`` without the seed: the runs of one configuration share it (tag
-    ``bench.config_key``), so reports average seeds of one configuration only."""
-    return _config_hash(cfg, split_sha, (*VOLATILE_KEYS, "seed"))
+    """The identity of a model configuration (tag ``bench.config_key``): the resolved config
+    without the seed and without what only changes how runs are measured
+    (``MEASUREMENT_KEYS``, ``eval.ks``, ``eval.batch_budget_mb``); the runs of one
+    configuration share it, so reports average seeds of one configuration only, and a
+    metric-only setting (``metrics.item_embeddings``) never splits a model in two."""
+    ident = dict(cfg)
+    if isinstance(ident.get("eval"), Mapping):
+        ident["eval"] = {k: v for k, v in ident["eval"].items() if k not in MEASUREMENT_EVAL_KEYS}
+    return _config_hash(ident, split_sha, (*VOLATILE_KEYS, *MEASUREMENT_KEYS, "seed"))
+
+
+def identity_param(name: str) -> bool:
+    """A logged param (``eval.ks``, ``model.params.k``, ...) that is part of the identity."""
+    head, _, rest = name.partition(".")
+    if head in MEASUREMENT_KEYS or head == "seed":
+        return False
+    return not (head == "eval" and rest in MEASUREMENT_EVAL_KEYS)
 
 
 def record_reuse(store: Store, parent_id: str, run_id: str) -> None:
@@ -530,3 +551,16 @@ def end_parent(store: Store, parent_id: str) -> dict[str, int]:
     ok = counts.get("FINISHED", 0) == len(children) and not n_jobs_failed
     retry(lambda: store.client.set_terminated(parent_id, "FINISHED" if ok else "FAILED"))
     return counts
+
+
+def log_split_input(store: Store, run_id: str, dataset: str, split: str, split_sha: str,
+                    split_dir: str, counts: Mapping[str, Any]) -> None:
+    """The split as the run's MLflow dataset input (the UI's Dataset column shows
+    ``<dataset>/<split>`` with its sha256 prefix as digest; context ``test``)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    profile = json.dumps({k: counts[k] for k in sorted(counts)}, default=str)
+    ds = Dataset(name=f"{dataset}/{split}", digest=split_sha[:12], source_type="local",
+                 source=json.dumps({"uri": split_dir}), profile=profile)
+    tags = [InputTag(key="mlflow.data.context", value="test")]
+    retry(partial(store.client.log_inputs, run_id, [DatasetInput(ds, tags)]))

@@ -75,18 +75,24 @@ class SearchSpace:
         return {p.name: p.suggest(trial) for p in self.params}
 
 
-def default_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "conf" / "search"
+def space_file(model: str, search_dir: Path | None) -> tuple[Path, list[Path]]:
+    """(the space file of ``model``, the folders looked in): ``search_dir``, else
+    ``search/`` of the harness's conf/ and of the packages' ``bench.conf`` folders."""
+    from bench.confpaths import conf_dirs, find
+
+    if search_dir:
+        return Path(search_dir) / f"{model}.yaml", [Path(search_dir)]
+    folders = [d / "search" for d in conf_dirs()]
+    return find(f"search/{model}.yaml") or folders[0] / f"{model}.yaml", folders
 
 
 def load_space(model: str, model_name: str, base_params: Mapping[str, Any],
                search_dir: Path | None = None) -> SearchSpace:
     """The checked search space of ``model`` (its conf/model option) whose registry name is
     ``model_name`` and whose configured params are ``base_params``."""
-    folder = Path(search_dir) if search_dir else default_dir()
-    path = folder / f"{model}.yaml"
+    path, folders = space_file(model, search_dir)
     if not path.is_file():
-        have = sorted(p.stem for p in folder.glob("*.yaml"))
+        have = sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
         raise ConfigError(
             f"model '{model}' has no search space: {path} does not exist; add one (docs/"
             f"tuning.md){did_you_mean(model, have)}; spaces exist for: {', '.join(have) or 'none'}"

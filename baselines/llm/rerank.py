@@ -53,7 +53,9 @@ from bench.errors import ConfigError, IntegrityError, did_you_mean
 from bench.hashing import sha256_file
 from bench.models.base import FitContext, History, ModelData, Recommender
 
-CANDIDATES_FORMAT = 1  # bump if the frozen candidate file's meaning changes
+# bump if the frozen candidate file's meaning changes (2: ranked by the harness's topk, ties by
+# the sha256 tie rank, not by item index)
+CANDIDATES_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -691,13 +693,13 @@ def split_fingerprint(data: ModelData) -> str:
     return "unsaved-" + h.hexdigest()
 
 
-def top_n(scores: np.ndarray, seen, n: int) -> list[np.ndarray]:
-    """Per row, the top-n item indices: NaN and seen items excluded, ties by item index."""
-    s = np.where(np.isnan(scores), -np.inf, scores.astype(np.float64))
-    rows, cols = seen.nonzero()
-    s[rows, cols] = -np.inf
-    order = np.argsort(-s, axis=1, kind="stable")[:, :n]
-    return [o[np.isfinite(s[r, o])] for r, o in enumerate(order)]
+def top_n(scores: np.ndarray, seen, n: int, tie_rank: np.ndarray) -> list[np.ndarray]:
+    """Per row, the first stage's top-n item indices exactly as the harness ranks them
+    (``bench.ranking.topk``: NaN and seen items excluded, ties by the sha256 tie rank)."""
+    from bench.ranking import PAD, topk
+
+    idx, _ = topk(np.asarray(scores, dtype=np.float64), n, seen, tie_rank=tie_rank)
+    return [row[row != PAD] for row in idx]
 
 
 def freeze_candidates(
@@ -795,13 +797,15 @@ def _write_first_stage_params(meta: Path, cfg: RerankConfig, n: int) -> None:
 def _compute_candidates(
     data: ModelData, cfg: RerankConfig, model: Any, hist: History
 ) -> pl.DataFrame:
+    from bench.ranking import tie_ranks
+
+    tie_rank = tie_ranks(data.item_ids)
     rows_u, rows_r, rows_i = [], [], []
     for start in range(0, data.n_users, 256):
         users = np.arange(start, min(start + 256, data.n_users), dtype=np.int64)
         scores = np.asarray(model.score(users, hist), dtype=np.float64)
-        for u, top in zip(
-            users.tolist(), top_n(scores, hist.matrix[users], cfg.n_candidates), strict=True
-        ):
+        tops = top_n(scores, hist.matrix[users], cfg.n_candidates, tie_rank)
+        for u, top in zip(users.tolist(), tops, strict=True):
             rows_u += [u] * len(top)
             rows_r += list(range(1, len(top) + 1))
             rows_i += top.tolist()

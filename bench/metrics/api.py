@@ -41,7 +41,7 @@ import scipy.sparse as sp
 
 from bench.errors import DataError
 from bench.metrics.engine import evaluate_arrays
-from bench.metrics.fairness import sanitize_label
+from bench.metrics.fairness import MIN_GROUP_SIZE, sanitize_label
 
 MAX_GROUPS = 50
 ML_AGE_CODES = (1, 18, 25, 35, 45, 50, 56)
@@ -387,13 +387,16 @@ def evaluate(
     users: pl.DataFrame | None = None,
     ks: Sequence[int] = (10, 20),
     seen: pl.DataFrame | None = None,
+    min_group_size: int = MIN_GROUP_SIZE,
 ) -> Evaluation:
     """Score ranked lists against a test set: the same keys and values a run logs to MLflow.
 
     ``recommendations``: user_id, item_id, rank (1-based); ``test``/``train``/``seen``: user_id,
     item_id; ``items``: item_id + genres and/or embedding (a list of floats per item, for
-    ``ild_emb``); ``users``: user_id + attributes. Metrics whose inputs are missing are left
-    out (listed in ``.skipped``). See the module docstring for policies.
+    ``ild_emb``); ``users``: user_id + attributes; ``min_group_size``: user groups smaller than
+    this are left out of the fairness gaps (as ``metrics.fairness.min_group_size`` in runs).
+    Metrics whose inputs are missing are left out (listed in ``.skipped``). See the module
+    docstring for policies.
     """
     if isinstance(ks, int) or not len(ks) or any(int(k) < 1 for k in ks):
         raise DataError(f"ks must be a non-empty sequence of positive integers, got {ks!r}")
@@ -441,6 +444,7 @@ def evaluate(
         item_genres=_genres(items, iix),
         user_attrs=_attrs(users, uix, skipped) or None,
         item_embeddings=_embeddings(items, iix),
+        min_group_size=min_group_size,
     )
     rec_users = np.flatnonzero(np.bincount(ru, minlength=len(uix)))
     summary = dict(res.summary)

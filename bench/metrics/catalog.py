@@ -16,7 +16,9 @@ from bench.errors import ConfigError, unknown
 
 #: bump when the meaning of any metric changes (logged as the tag ``bench.metric_definitions``).
 #: 2: a run's headline keys average over the population ``eval.users`` (default: warm users,
-#: with fit data), not over every test user; ``eval.users=all`` gives version 1's values.
+#: with fit data), not over every test user (``eval.users=all`` gives version 1's values), and
+#: fairness gaps leave out groups under ``metrics.fairness.min_group_size`` users (default 5;
+#: 1 gives version 1's gaps).
 METRIC_DEFINITIONS_VERSION = "2"
 
 GROUPS = ("accuracy", "beyond-accuracy", "fairness", "efficiency", "llm", "data")
@@ -79,7 +81,8 @@ _SPECS: list[MetricSpec] = [
         "precision",
         "sum_{i<=k} h_i / k (a list shorter than k still divides by k)",
         "RecBole divides by k too; Elliot/LensKit divide by the list length when it is shorter "
-        "than k (LensKit `Precision`).",
+        "than k (LensKit `Precision`), and LensKit returns NaN for an empty list where this "
+        "harness scores 0.",
         _TREC,
     ),
     _acc(
@@ -98,8 +101,9 @@ _SPECS: list[MetricSpec] = [
         "ndcg",
         "sum_{i<=k} h_i / log2(i+1), divided by sum_{i<=min(|R|,k)} 1/log2(i+1) (binary gains)",
         "Same as RecBole and trec_eval `ndcg_cut`; Elliot's default nDCG uses graded gains "
-        "2^rel-1 and nDCGRendle2020 binary ones; LensKit's ideal list has length k, not "
-        "min(|R|, k), only when the test set is longer.",
+        "2^rel-1 and nDCGRendle2020 binary ones; LensKit's ideal list has length min(|R|, n) "
+        "like this one, but its discount is 1/max(log2(rank), 1) (ranks 1 and 2 both "
+        "undiscounted) instead of 1/log2(rank+1).",
         "Jarvelin & Kekalainen, ACM TOIS 2002; " + _TREC,
     ),
     _acc(
@@ -112,7 +116,8 @@ _SPECS: list[MetricSpec] = [
         "map",
         "sum_{i<=k} h_i * precision_at_i / |R| (trec_eval / ranx convention)",
         "RecBole divides by min(|R|, k) (and rounds to 4 decimals by default), so its MAP is "
-        "larger whenever |R| > k; Elliot divides by k; trec_eval `map_cut` and ranx by |R|.",
+        "larger whenever |R| > k; Elliot divides by k; trec_eval `map_cut` and ranx by |R|; "
+        "LensKit's average precision is NaN for an empty list where this harness scores 0.",
         _TREC,
     ),
     # ---------------------------------------------------------------- beyond accuracy
@@ -142,7 +147,8 @@ _SPECS: list[MetricSpec] = [
         "are left out of the mean",
         "Zhou et al., PNAS 2010 (self-information novelty)",
         "Elliot's EFD/EPC are rank- and relevance-discounted (Vargas & Castells 2011); MS "
-        "recommenders uses -log2(pop/n_users) without smoothing.",
+        "Recommenders' `novelty` uses -log2(count(i)/N) with count(i) the item's train "
+        "interactions and N all train interactions (no smoothing, interactions not users).",
     ),
     MetricSpec(
         "ild_at_{k}",
@@ -397,6 +403,11 @@ _SPECS: list[MetricSpec] = [
         MetricSpec(key, key, "data", True, False, ("test",), d, "this harness", "")
         for key, d in [
             ("n_users_evaluated", "users with at least one test item (their metrics are averaged)"),
+            (
+                "n_users",
+                "users of a group: n_users/<attribute>/<group> (fairness groups of the evaluated "
+                "users) and n_users/segment/warm|cold (test users with and without fit data)",
+            ),
             ("n_users_skipped", "users of the split without a test item (not evaluated)"),
             (
                 "n_users_without_recommendations",
@@ -451,6 +462,31 @@ def display(key: str) -> str:
     prefix = "/".join(head[:-1])
     out = spec.display(k) + (f"/{suffix}" if suffix else "")
     return f"{prefix}/{out}" if prefix else out
+
+
+#: how papers write each metric (tables of ``bench report``): nDCG@10, Recall@10, ...
+PAPER_NAMES = {
+    "precision": "P", "recall": "Recall", "hit_rate": "HR", "ndcg": "nDCG", "mrr": "MRR",
+    "map": "MAP", "coverage": "Cov.", "novelty": "Nov.", "ild": "ILD", "ild_emb": "ILD-emb",
+    "gini": "Gini", "arp": "ARP", "aplt": "APLT", "aclt": "ACLT", "tail_percentage": "Tail%",
+    "entropy": "Entropy", "epc": "EPC", "serendipity": "Seren.", "pop_reo": "PopREO",
+    "pop_rsp": "PopRSP", "long_tail_hit_share": "LT hits", "latency_p50_ms": "p50 (ms)",
+    "latency_p95_ms": "p95 (ms)", "latency_p99_ms": "p99 (ms)", "fit_seconds": "Fit (s)",
+    "throughput_users_per_s": "Users/s", "peak_memory_mb": "Mem. (MB)",
+    "n_parameters": "Params",
+}  # fmt: skip
+
+
+def paper_display(key: str) -> str:
+    """The paper form of a key (``ndcg_at_10`` -> ``nDCG@10``); ``display`` where there is
+    none (group breakdowns keep their suffix: ``nDCG@10/gender/gap``)."""
+    spec, k, suffix = parse_key(key)
+    parts = key.split("/")
+    prefixed = len(parts) - (len(suffix.split("/")) if suffix else 0) > 1  # first_stage/...
+    if spec.name not in PAPER_NAMES or prefixed:
+        return display(key)
+    head = PAPER_NAMES[spec.name] + (f"@{k}" if spec.has_k else "")
+    return head + (f"/{suffix}" if suffix else "")
 
 
 def higher_is_better(key: str) -> bool:

@@ -125,6 +125,7 @@ def evaluate_arrays(
     item_genres: Sequence[frozenset[str] | None] | None = None,
     user_attrs: Mapping[str, np.ndarray] | None = None,
     item_embeddings: np.ndarray | None = None,
+    min_group_size: int = 1,
 ) -> EvalResult:
     """Every metric of the catalog that the inputs allow, at every k in ``ks``.
 
@@ -132,7 +133,8 @@ def evaluate_arrays(
     truth: (n_users, n_items) test positives; train: train interactions (popularity, catalog,
     activity); seen: items excluded from each user's ranking (serendipity baseline, PopRSP);
     item_genres: genre set per item index (ILD); user_attrs: attribute -> labels (n_users,);
-    item_embeddings: (n_items, d) vector per item index, NaN rows = none (ild_emb).
+    item_embeddings: (n_items, d) vector per item index, NaN rows = none (ild_emb);
+    min_group_size: user groups smaller than this are left out of the fairness gaps.
     """
     ks = _check_ks(ks)
     truth = _binary_csr(truth, "truth", None)
@@ -154,7 +156,7 @@ def evaluate_arrays(
     _beyond(ctx, train_m, seen_m)
     _ild(ctx, item_genres, shape[1])
     _ild_emb(ctx, item_embeddings, shape[1])
-    _user_fairness(ctx, train_m, user_attrs, shape[0])
+    _user_fairness(ctx, train_m, user_attrs, shape[0], min_group_size)
     _means(ctx.tables, summary, skipped)
     if not len(users):
         skipped.append(("*", "no evaluated user (every truth row is empty)"))
@@ -270,7 +272,7 @@ def _ild_emb(ctx: _Context, emb: np.ndarray | None, n_items: int) -> None:
     ctx.tables.append(beyond.ild_embedding(emb, ctx.top, ctx.ks))
 
 
-def _user_fairness(ctx: _Context, train, user_attrs, n_users: int) -> None:
+def _user_fairness(ctx: _Context, train, user_attrs, n_users: int, min_size: int = 1) -> None:
     if train is None:
         ctx.skipped.append(("<key>/activity/*", "needs train"))
     if not user_attrs:
@@ -289,4 +291,4 @@ def _user_fairness(ctx: _Context, train, user_attrs, n_users: int) -> None:
     if train is not None:
         attrs["activity"] = fairness.activity_codes(np.diff(train.indptr)[ctx.users])
     keys = [f"{m}_at_{k}" for k in ctx.ks for m in ("ndcg", "recall")]
-    ctx.summary.update(fairness.breakdown(ctx.acc.table, keys, attrs))
+    ctx.summary.update(fairness.breakdown(ctx.acc.table, keys, attrs, min_size))

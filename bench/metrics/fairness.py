@@ -83,18 +83,24 @@ def activity_codes(counts: np.ndarray) -> tuple[np.ndarray, list[str]]:
     return idx, list(ACTIVITY_GROUPS)
 
 
+#: groups with fewer evaluated users are left out of the gap (``metrics.fairness``)
+MIN_GROUP_SIZE = 5
+
+
 def breakdown(
     table: PerUser,
     keys: Sequence[str],
     attrs: Mapping[str, np.ndarray | tuple[np.ndarray, list[str]]],
+    min_group_size: int = 1,
 ) -> dict[str, float]:
-    """``<key>/<attr>/<group>`` and ``<key>/<attr>/gap`` for the rows ``keys`` of ``table``
-    and every attribute.
+    """``<key>/<attr>/<group>``, ``<key>/<attr>/gap`` and ``n_users/<attr>/<group>`` for the
+    rows ``keys`` of ``table`` and every attribute.
 
     ``attrs`` maps an attribute to labels per user, or to ready ``(codes, names)``. A group
     named ``gap`` would shadow the gap key; it is renamed ``gap_``. A group's value is the
     mean of the metric over its users (NaN values ignored; summed in user order); ``gap`` =
-    max - min over the groups with a value.
+    max - min over the groups with a value and at least ``min_group_size`` users (a group of
+    one user would otherwise set the gap); smaller groups keep their own keys.
     """
     out: dict[str, float] = {}
     if not attrs or not keys:
@@ -108,16 +114,22 @@ def breakdown(
         safe_attr = sanitize_label(attr) or "attr"
         codes = codes.astype(np.int64, copy=False)
         sums, counts = _kernels.group_sums(table.values, rows, codes, len(names))
+        sizes = np.bincount(codes[codes >= 0], minlength=len(names))
+        for g, size in enumerate(sizes.tolist()):
+            if size:
+                out[f"n_users/{safe_attr}/{names[g]}"] = float(size)
         for j, key in enumerate(keys):
             means = {
                 names[g]: float(sums[j, g] / counts[j, g])
                 for g in range(len(names))
                 if counts[j, g] > 0
             }
-            if means:
-                means["gap"] = max(means.values()) - min(means.values())
-            for g, v in means.items():
-                out[f"{key}/{safe_attr}/{g}"] = v
+            large = [float(sums[j, g] / counts[j, g]) for g in range(len(names))
+                     if counts[j, g] > 0 and sizes[g] >= min_group_size]
+            if large:
+                means["gap"] = max(large) - min(large)
+            for name, v in means.items():
+                out[f"{key}/{safe_attr}/{name}"] = v
     return out
 
 

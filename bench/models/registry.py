@@ -1,27 +1,50 @@
 """Lazy model registry: names map to ``"module:attr"`` strings, imported only when used.
 
-Built-in models come from the ``MODELS`` dict of each package in ``MODEL_PACKAGES`` (their
-``__init__`` must stay light: no torch/transformers/recbole import). Third-party packages add
-models through the ``bench.models`` entry-point group, or at run time with ``register()``.
+Model families are packages with a ``MODELS`` dict in their ``__init__`` (which must stay
+light: no torch/transformers/recbole import). Every subpackage of a package named in the
+``bench.model_packages`` entry-point group is one (this distribution names ``baselines``, so
+a new ``baselines/<family>/`` is found without editing anything here); the harness itself
+imports no model package by name. Third-party packages add models through the
+``bench.models`` entry-point group (one model each), ``bench.model_packages`` (a package of
+families), or at run time with ``register()``; their configs through ``bench.conf``
+(``hydra_plugins/bench_searchpath``).
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
 from bench.errors import ConfigError, did_you_mean, unknown
 
-MODEL_PACKAGES = ("baselines.classical", "baselines.recbole", "baselines.llm")
 _EXTRA: dict[str, str] = {}
+
+
+def model_packages() -> list[str]:
+    """The family packages: subpackages (sorted) of each ``bench.model_packages`` entry point
+    whose ``__init__`` has a ``MODELS`` dict, and the entry-point package itself if it has
+    one."""
+    out: list[str] = []
+    for ep in sorted(entry_points(group="bench.model_packages"), key=lambda e: e.name):
+        root = importlib.import_module(ep.value)
+        if isinstance(getattr(root, "MODELS", None), dict):
+            out.append(ep.value)
+        for info in sorted(pkgutil.iter_modules(getattr(root, "__path__", [])),
+                           key=lambda i: i.name):
+            if info.ispkg and not info.name.startswith("_"):
+                name = f"{ep.value}.{info.name}"
+                if isinstance(getattr(importlib.import_module(name), "MODELS", None), dict):
+                    out.append(name)
+    return out
 
 
 @cache
 def _builtin() -> dict[str, str]:
     table: dict[str, str] = {}
-    for pkg in MODEL_PACKAGES:
+    for pkg in model_packages():
         for name, target in importlib.import_module(pkg).MODELS.items():
             if name in table:
                 raise ConfigError(

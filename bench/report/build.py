@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import math
@@ -21,7 +22,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -43,7 +44,11 @@ DEFAULT_METRICS = ("ndcg_at_10", "recall_at_10", "hit_rate_at_10", "mrr_at_10",
                    "coverage_at_10", "novelty_at_10")
 SPEC_KEYS = ("dataset", "split", "split_sha256", "experiment", "device", "eval_users",
              "fit_data", "candidates", "metrics", "baseline", "test", "correction", "alpha",
-             "figures", "n_resamples", "n_bootstrap", "seed", "tuned")
+             "figures", "n_resamples", "n_bootstrap", "seed", "models", "rename", "precision",
+             "layout", "label", "all_pairs", "tuned")
+LAYOUTS = ("auto", "column", "wide")
+#: \columnwidth of a two-column article (pt); wider tables go to table* in layout auto
+COLUMN_PT = 235.0
 
 
 @dataclass
@@ -68,6 +73,12 @@ class ReportConfig:
     n_resamples: int = 10_000  # randomisation test
     n_bootstrap: int = 2_000  # bootstrap CI over users
     seed: int = 0  # of the randomisation test and the bootstrap
+    models: list[str] | None = None  # rows to show, in this order (row labels); None: all
+    rename: dict[str, str] | None = None  # shown names: row label or metric key -> name
+    precision: int = 4  # decimals of the table cells
+    layout: str = "auto"  # auto | column (table) | wide (table*)
+    label: str | None = None  # \label of table.tex (default: unique per table)
+    all_pairs: bool = False  # test every pair of rows; cells get compact letter codes
     tuned: bool = False  # only the final runs of `bench tune` (and the tuning figure)
 
 
@@ -81,6 +92,8 @@ class Comparison:
     p: float = math.nan
     p_adj: float = math.nan
     dz: float = math.nan
+    better: bool | None = None  # tested: is the model better than the baseline on this key?
+    beats: list[str] = field(default_factory=list)  # --all-pairs: letters of rows it beats
 
 
 @dataclass
@@ -91,6 +104,8 @@ class Report:
     table: dict[str, dict[str, Comparison]]  # row label -> key -> numbers
     notes: list[str] = field(default_factory=list)
     untested: dict[str, str] = field(default_factory=dict)  # key -> why no test (baseline set)
+    pair_tests: int = 0  # --all-pairs: tests in the family
+    users: dict[str, Any] = field(default_factory=dict)  # row -> per-user frame (seed means)
 
 
 # ----------------------------------------------------------------------------- spec and options
@@ -123,15 +138,36 @@ def _as_list(value: Any) -> list[str] | None:
     return [str(v) for v in value]
 
 
+def _as_mapping(value: Any) -> dict[str, str] | None:
+    """``{old: new}`` from a spec mapping or ``old=new,old2=new2`` on the command line."""
+    if value is None or isinstance(value, dict):
+        return None if value is None else {str(k): str(v) for k, v in value.items()}
+    out = {}
+    for part in _as_list(value) or []:
+        old, sep, new = part.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise ConfigError(f"--rename {part!r}: write old=new, e.g. --rename "
+                              "'llm-embed-pop=LLM-Embed+Pop,ndcg_at_10=NDCG@10'")
+        out[old.strip()] = new.strip()
+    return out
+
+
 def make_config(args: argparse.Namespace) -> ReportConfig:
     """Defaults < spec file < command-line options; validated."""
     merged: dict[str, Any] = load_spec(Path(args.spec)) if args.spec else {}
+    # --all-pairs and --baseline exclude each other: the command line's replaces the spec's
+    if getattr(args, "all_pairs", None) and getattr(args, "baseline", None) is None:
+        merged.pop("baseline", None)
+    if getattr(args, "baseline", None) and getattr(args, "all_pairs", None) is None:
+        merged.pop("all_pairs", None)
     for f in fields(ReportConfig):
         value = getattr(args, f.name, None)
         if value is not None:
             merged[f.name] = value
     merged["metrics"] = _as_list(merged.get("metrics"))
     merged["figures"] = _as_list(merged.get("figures"))
+    merged["models"] = _as_list(merged.get("models"))
+    merged["rename"] = _as_mapping(merged.get("rename"))
     if merged["figures"] == ["all"]:
         merged["figures"] = None
     cfg = ReportConfig(**merged)
@@ -161,6 +197,16 @@ def _validate(cfg: ReportConfig) -> None:
         raise ConfigError(f"alpha must be between 0 and 1 (got {cfg.alpha})")
     if cfg.n_resamples < 1 or cfg.n_bootstrap < 1:
         raise ConfigError("n_resamples and n_bootstrap must be >= 1")
+    if cfg.layout not in LAYOUTS:
+        raise unknown("layout", cfg.layout, LAYOUTS)
+    if not isinstance(cfg.precision, int) or not 1 <= cfg.precision <= 8:
+        raise ConfigError(f"precision must be an integer from 1 to 8 (got {cfg.precision!r})")
+    if cfg.label is not None and not re.fullmatch(r"[A-Za-z0-9:_.\-]+", cfg.label):
+        raise ConfigError(f"label {cfg.label!r} may hold letters, digits and : _ . - only "
+                          "(e.g. --label tab:main-results)")
+    if cfg.all_pairs and cfg.baseline:
+        raise ConfigError("--all-pairs tests every pair of rows and --baseline one row against "
+                          "the others: choose one")
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -221,9 +267,11 @@ def load_user_tables(selection: Selection, client: Any, notes: list[str]) -> dic
 
 def compute(selection: Selection, cfg: ReportConfig, keys: list[str],
             users: dict[str, Any], notes: list[str],
-            untested: dict[str, str] | None = None) -> dict[str, dict[str, Comparison]]:
-    """Means/stds over seeds, CIs over users and seeds, paired tests against the baseline;
-    ``untested`` receives the keys no test was run on, with the reason."""
+            untested: dict[str, str] | None = None,
+            pair_tests: list[int] | None = None) -> dict[str, dict[str, Comparison]]:
+    """Means/stds over seeds, CIs over users and seeds, paired tests against the baseline (or
+    between all pairs of rows); ``untested`` receives the keys no test was run on, with the
+    reason, ``pair_tests`` the number of pairwise tests."""
     cells = model_cells(selection, keys)
     table = {m: {k: Comparison(c) for k, c in row.items()} for m, row in cells.items()}
     for model, row in table.items():
@@ -234,11 +282,77 @@ def compute(selection: Selection, cfg: ReportConfig, keys: list[str],
             frame = users.get(model)
             if frame is not None and k in frame.columns:
                 comp.ci = stats.bootstrap_ci(frame[k].to_numpy(), cfg.n_bootstrap, cfg.seed)
+    table = {m: table[m] for m in row_order(table, cfg, keys[0])}
     if cfg.baseline:
         _significance(table, cfg, keys, users, notes)
         if untested is not None:
             untested.update(_untested(table, cfg, keys, users))
+    if cfg.all_pairs:
+        n = _all_pairs(table, cfg, keys, users, notes)
+        if pair_tests is not None:
+            pair_tests.append(n)
     return table
+
+
+def row_order(table: dict[str, Any], cfg: ReportConfig, key: str) -> list[str]:
+    """The rows to show: ``cfg.models`` in its order (each must be a row label; the baseline
+    is kept, first, when left out), else every row by ``key`` in its direction."""
+    if cfg.models:
+        for m in cfg.models:
+            if m not in table:
+                raise unknown("model (--models)", m, table)
+        rows = list(dict.fromkeys(cfg.models))
+        if cfg.baseline and cfg.baseline in table and cfg.baseline not in rows:
+            rows.insert(0, cfg.baseline)
+        return rows
+    sign = -1.0 if cat.higher_is_better(key) else 1.0
+
+    def order(m: str) -> tuple[bool, float, str]:
+        v = table[m][key].cell.mean
+        return (math.isnan(v), 0.0 if math.isnan(v) else sign * v, m)
+
+    return sorted(table, key=order)
+
+
+def letters(rows: list[str]) -> dict[str, str]:
+    """Compact letter codes of the rows, in order: a, b, ..., z, aa, ab, ..."""
+    def code(i: int) -> str:
+        return chr(97 + i) if i < 26 else code(i // 26 - 1) + chr(97 + i % 26)
+
+    return {m: code(i) for i, m in enumerate(rows)}
+
+
+def _all_pairs(table: dict[str, dict[str, Comparison]], cfg: ReportConfig, keys: list[str],
+               users: dict[str, Any], notes: list[str]) -> int:
+    """Every pair of rows tested on every key (one family for the correction); a cell lists
+    the letters of the rows it is significantly better than (ranx-style). Returns the number
+    of tests."""
+    code = letters(list(table))
+    tests: list[tuple[str, str, str, float]] = []  # (winner if significant, loser, key, p)
+    rows = [m for m in table if users.get(m) is not None]
+    for k in keys:
+        for i, a in enumerate(rows):
+            for b in rows[i + 1:]:
+                fa, fb = users[a], users[b]
+                if k not in fa.columns or k not in fb.columns:
+                    continue
+                x, y = stats.paired_vectors(fa, fb, k, (a, b))
+                if x.size < 2:
+                    continue
+                res = stats.run_test(cfg.test, x, y, cfg.n_resamples, cfg.seed)
+                a_wins = (x.mean() > y.mean()) == cat.higher_is_better(k)
+                tests.append((a, b, k, res.p_value) if a_wins else (b, a, k, res.p_value))
+    adjusted = stats.correct([t[3] for t in tests], cfg.correction)
+    for (win, lose, k, _), p_adj in zip(tests, adjusted, strict=True):
+        if p_adj < cfg.alpha:
+            table[win][k].beats.append(code[lose])
+    for row in table.values():
+        for comp in row.values():
+            comp.beats.sort()
+    missing = [m for m in table if users.get(m) is None]
+    if missing:
+        notes.append(f"not in the pairwise tests (no per-user values): {', '.join(missing)}")
+    return len(tests)
 
 
 def _untested(table: dict[str, dict[str, Comparison]], cfg: ReportConfig, keys: list[str],
@@ -283,6 +397,7 @@ def _significance(table: dict[str, dict[str, Comparison]], cfg: ReportConfig, ke
                     continue
                 res = stats.run_test(cfg.test, x, y, cfg.n_resamples, cfg.seed)
                 row[k].p, row[k].dz = res.p_value, stats.cohens_dz(x, y)
+                row[k].better = bool((x.mean() > y.mean()) == cat.higher_is_better(k))
                 family.append(row[k])
     adjusted = stats.correct([c.p for c in family], cfg.correction)
     for comp, p_adj in zip(family, adjusted, strict=True):
@@ -292,9 +407,9 @@ def _significance(table: dict[str, dict[str, Comparison]], cfg: ReportConfig, ke
         notes.append(f"not tested (no per-user values): {', '.join(no_user)}")
 
 
-def ranks(table: dict[str, dict[str, Comparison]], key: str) -> dict[str, int]:
+def ranks(table: dict[str, dict[str, Comparison]], key: str, digits: int = 4) -> dict[str, int]:
     """1 for the best model(s) of a key, 2 for the second (at the shown precision), else 0."""
-    vals = {m: float(fmt(row[key].cell.mean)) for m, row in table.items()
+    vals = {m: float(fmt(row[key].cell.mean, digits)) for m, row in table.items()
             if not math.isnan(row[key].cell.mean)}
     distinct = sorted(set(vals.values()), reverse=cat.higher_is_better(key))
     place = {v: i + 1 for i, v in enumerate(distinct[:2])}
@@ -303,6 +418,17 @@ def ranks(table: dict[str, dict[str, Comparison]], key: str) -> dict[str, int]:
 
 def significant(comp: Comparison, alpha: float) -> bool:
     return not math.isnan(comp.p_adj) and comp.p_adj < alpha
+
+
+#: significance marks by direction: (Markdown, LaTeX) for better and worse than the baseline
+MARKS = {True: ("†", r"$^{\dagger}$"), False: ("‡", r"$^{\ddagger}$")}
+
+
+def mark(comp: Comparison, alpha: float, latex: bool) -> str:
+    """† when significantly better than the baseline, ‡ when significantly worse, else ''."""
+    if not significant(comp, alpha) or comp.better is None:
+        return ""
+    return MARKS[comp.better][int(latex)]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -335,7 +461,7 @@ def _legend(report: Report, latex: bool) -> str:
     """The caption: dataset, split protocol and sha256 prefix, definitions, test, correction."""
     cfg, sel = report.config, report.selection
     esc = latex_escape if latex else str
-    identical = [m for m, row in report.table.items()
+    identical = [shown_name(report, m) for m, row in report.table.items()
                  if deterministic({k: c.cell for k, c in row.items()})]
     seeds = seeds_phrase([len(rs) for rs in sel.by_model().values()], identical)
     seeds = seeds[0].upper() + seeds[1:]
@@ -349,12 +475,19 @@ def _legend(report: Report, latex: bool) -> str:
         text += " " + esc(sel.tuning)
     if latex:
         text = text.replace("±", r"$\pm$")
+    alpha = rf"$\alpha = {cfg.alpha}$" if latex else f"alpha = {cfg.alpha}"
+    if cfg.all_pairs:
+        return (f"{text} Superscript letters: significantly better than the row with that "
+                f"letter at {alpha} ({stats.TEST_NAMES[cfg.test]} over users, "
+                f"{stats.CORRECTION_NAMES[cfg.correction]} correction over the "
+                f"{report.pair_tests} pairwise comparisons of the table).")
     if not cfg.baseline:
         return text
-    dag, base = (r"$^{\dagger}$", r"\emph{" + latex_escape(cfg.baseline) + "}") if latex \
-        else ("†", cfg.baseline)
-    alpha = rf"$\alpha = {cfg.alpha}$" if latex else f"alpha = {cfg.alpha}"
-    text = (f"{text} {dag}: different from {base} at {alpha} ({stats.TEST_NAMES[cfg.test]} "
+    dag, ddag = (m[int(latex)] for m in (MARKS[True], MARKS[False]))
+    shown = shown_name(report, cfg.baseline)
+    base = r"\emph{" + latex_escape(shown) + "}" if latex else shown
+    text = (f"{text} {dag}/{ddag}: significantly better/worse than {base} at {alpha} "
+            f"({stats.TEST_NAMES[cfg.test]} "
             f"over users, {stats.CORRECTION_NAMES[cfg.correction]} correction over the "
             f"{_family_size(report)} comparisons of the table).")
     by_reason: dict[str, list[str]] = {}
@@ -380,61 +513,129 @@ def latex_escape(text: str) -> str:
     return "".join(_TEX.get(ch, ch) for ch in text)
 
 
-def _tex_cell(c: Comparison, place: int, sig: bool) -> str:
+def shown_name(report: Report, name: str) -> str:
+    """A row label or metric key as the table shows it: ``--rename``d, else the label itself
+    (rows) or the metric's paper name from the catalog (``nDCG@10``)."""
+    renamed = (report.config.rename or {}).get(name)
+    if renamed is not None:
+        return renamed
+    return name if name in report.table else cat.paper_display(name)
+
+
+def _marks(report: Report, c: Comparison, latex: bool) -> str:
+    """The significance mark of a cell (†/‡ against the baseline) or, with --all-pairs, the
+    letters of the rows it beats as a superscript."""
+    if c.beats:
+        letters_ = "".join(c.beats)
+        return rf"\textsuperscript{{{letters_}}}" if latex else f"<sup>{letters_}</sup>"
+    return mark(c, report.config.alpha, latex)
+
+
+def _tex_cell(report: Report, c: Comparison, place: int) -> str:
     if math.isnan(c.cell.mean):
         return "--"
-    value = fmt(c.cell.mean)
+    digits = report.config.precision
+    value = fmt(c.cell.mean, digits)
     value = {1: rf"\benchbest{{{value}}}", 2: rf"\benchsecond{{{value}}}"}.get(place, value)
-    std = rf"{{\scriptsize$\pm${fmt(c.cell.std)}}}" if has_spread(c.cell) else ""
-    return value + std + (r"$^{\dagger}$" if sig else "")
+    std = rf"{{\scriptsize$\pm${fmt(c.cell.std, digits)}}}" if has_spread(c.cell) else ""
+    return value + std + _marks(report, c, latex=True)
+
+
+def _row_name(report: Report, model: str, latex: bool) -> str:
+    name = shown_name(report, model)
+    name = latex_escape(name) if latex else name.replace("|", "/")
+    if report.config.all_pairs:
+        name = f"({letters(list(report.table))[model]}) {name}"
+    return name
+
+
+def table_label(report: Report) -> str:
+    """``--label``, else one unique to this table: dataset, split and a hash of its rows,
+    metrics, population and candidates (two tables of one split never share a label)."""
+    if report.config.label:
+        return report.config.label
+    sel = report.selection
+    cfg = report.config
+    what = json.dumps([list(report.table), report.keys, sel.population, sel.candidates,
+                       cfg.baseline, cfg.all_pairs, cfg.test, cfg.correction, cfg.rename,
+                       cfg.precision, cfg.layout], sort_keys=True)
+    digest = hashlib.sha256(what.encode()).hexdigest()[:6]
+    return "tab:" + re.sub(r"[^A-Za-z0-9]+", "-", f"{sel.dataset}-{sel.split}-{digest}")
+
+
+def tex_width_pt(report: Report) -> float:
+    """Estimated natural width of the tabular at \\small (digits 4.6 pt, 12 pt of column
+    padding): where ``layout=auto`` chooses between table and table*."""
+    keys = report.keys
+    model = max((len(_row_name(report, m, False)) for m in report.table), default=5)
+    width = model * 4.6 + 12
+    for k in keys:
+        cells = [report.table[m][k] for m in report.table]
+        chars = max([len(shown_name(report, k)) + 2]
+                    + [len(fmt(c.cell.mean, report.config.precision)) + len(c.beats)
+                       + (0.8 * (len(fmt(c.cell.std, report.config.precision)) + 1)
+                          if has_spread(c.cell) else 0)
+                       + (1 if significant(c, report.config.alpha) else 0)
+                       for c in cells])
+        width += chars * 4.6 + 12
+    return width
 
 
 def table_tex(report: Report) -> str:
-    """A booktabs table; needs only booktabs (``\\underline`` and ``\\textbf`` are LaTeX's own)."""
-    keys, alpha = report.keys, report.config.alpha
-    places = {k: ranks(report.table, k) for k in keys}
+    """A booktabs table that never overflows its column: ``table`` (one column) or ``table*``
+    (both; ``layout=auto`` picks by the estimated width), and a tabular scaled down to
+    ``\\linewidth`` only if it is still wider there. Needs booktabs and graphicx."""
+    keys = report.keys
+    places = {k: ranks(report.table, k, report.config.precision) for k in keys}
+    layout = report.config.layout
+    # auto: one column unless it would be scaled below 80 % there
+    wide = layout == "wide" or (layout == "auto" and tex_width_pt(report) > COLUMN_PT / 0.8)
+    env = "table*" if wide else "table"
     head = " & ".join(
-        [r"Model"] + [latex_escape(cat.display(k)) + (r" $\uparrow$" if cat.higher_is_better(k)
-                                                      else r" $\downarrow$") for k in keys])
+        [r"Model"] + [latex_escape(shown_name(report, k))
+                      + (r" $\uparrow$" if cat.higher_is_better(k) else r" $\downarrow$")
+                      for k in keys])
     lines = [
         "% generated by `bench report` from MLflow; see provenance.json",
+        "% needs \\usepackage{booktabs,graphicx}",
         r"\providecommand{\benchbest}[1]{\textbf{#1}}",
         r"\providecommand{\benchsecond}[1]{\underline{#1}}",
-        r"\begin{table}[t]", r"\centering", r"\small",
+        r"\ifdefined\benchbox\else\newsavebox{\benchbox}\fi",
+        rf"\begin{{{env}}}[t]", r"\centering", r"\small",
         r"\caption{" + _legend(report, latex=True) + "}",
-        r"\label{tab:" + re.sub(r"[^A-Za-z0-9]+", "-",
-                                 f"{report.selection.dataset}-{report.selection.split}") + "}",
+        r"\label{" + table_label(report) + "}",
+        r"\sbox{\benchbox}{%",
         r"\begin{tabular}{l" + "r" * len(keys) + "}", r"\toprule", head + r" \\", r"\midrule",
     ]
     for model, row in report.table.items():
-        cells = [_tex_cell(row[k], places[k].get(model, 0), significant(row[k], alpha))
-                 for k in keys]
-        lines.append(" & ".join([latex_escape(model), *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        cells = [_tex_cell(report, row[k], places[k].get(model, 0)) for k in keys]
+        lines.append(" & ".join([_row_name(report, model, latex=True), *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}}%",
+              r"\ifdim\wd\benchbox>\linewidth\resizebox{\linewidth}{!}{\usebox{\benchbox}}%",
+              r"\else\usebox{\benchbox}\fi", rf"\end{{{env}}}"]
     return "\n".join(lines) + "\n"
 
 
-def _md_cell(c: Comparison, place: int, sig: bool) -> str:
+def _md_cell(report: Report, c: Comparison, place: int) -> str:
     if math.isnan(c.cell.mean):
         return "—"
-    value = fmt(c.cell.mean)
+    digits = report.config.precision
+    value = fmt(c.cell.mean, digits)
     value = {1: f"**{value}**", 2: f"<u>{value}</u>"}.get(place, value)
-    std = f" ± {fmt(c.cell.std)}" if has_spread(c.cell) else ""
-    return value + std + ("†" if sig else "")
+    std = f" ± {fmt(c.cell.std, digits)}" if has_spread(c.cell) else ""
+    return value + std + _marks(report, c, latex=False)
 
 
 def table_md(report: Report) -> str:
     keys = report.keys
-    places = {k: ranks(report.table, k) for k in keys}
+    places = {k: ranks(report.table, k, report.config.precision) for k in keys}
     arrows = ["↑" if cat.higher_is_better(k) else "↓" for k in keys]
-    lines = ["| model | " + " | ".join(f"{cat.display(k)} {a}" for k, a in
+    lines = ["| model | " + " | ".join(f"{shown_name(report, k)} {a}" for k, a in
                                         zip(keys, arrows, strict=True)) + " |",
              "|:---|" + "---:|" * len(keys)]
     for model, row in report.table.items():
-        cells = [_md_cell(row[k], places[k].get(model, 0), significant(row[k],
-                                                                        report.config.alpha))
-                 for k in keys]
-        lines.append(f"| {model.replace('|', '/')} | " + " | ".join(cells) + " |")
+        cells = [_md_cell(report, row[k], places[k].get(model, 0)) for k in keys]
+        lines.append(f"| {_row_name(report, model, latex=False)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + _legend(report, latex=False) + "\n"
 
 
@@ -446,32 +647,96 @@ def figure_data(selection: Selection) -> dict[str, dict[str, Cell]]:
     return model_cells(selection, keys)
 
 
-def draw_figures(selection: Selection, cfg: ReportConfig, out: Path) -> tuple[list[str],
-                                                                              list[str]]:
-    """Write every figure asked for (default: all); returns (files written, skip notes)."""
+@dataclass(frozen=True)
+class Point:
+    """A figure's value: mean and std over seeds, and a bootstrap CI over users (lo, hi)."""
+
+    mean: float
+    std: float
+    n: int
+    lo: float = math.nan
+    hi: float = math.nan
+
+
+#: keys whose figure error bars are bootstrap CIs over users (when per-user values exist)
+CI_PATTERN = re.compile(r"^(ndcg|recall|novelty)_at_\d+$")
+
+
+def with_cis(data: dict[str, dict[str, Cell]], users: dict[str, Any],
+             cfg: ReportConfig) -> dict[str, dict[str, Any]]:
+    """``data`` with a bootstrap CI over users on the per-user keys the figures plot."""
+    out: dict[str, dict[str, Any]] = {}
+    for model, cells in data.items():
+        frame = users.get(model)
+        row: dict[str, Any] = {}
+        for k, c in cells.items():
+            if frame is not None and CI_PATTERN.match(k) and k in frame.columns:
+                lo, hi = stats.bootstrap_ci(frame[k].to_numpy(), cfg.n_bootstrap, cfg.seed)
+                row[k] = Point(c.mean, c.std, c.n, lo, hi)
+            else:
+                row[k] = c
+        out[model] = row
+    return out
+
+
+def min_group_size(selection: Selection) -> int:
+    """The runs' ``metrics.fairness.min_group_size`` (the largest; 1 for older runs)."""
+    values = [r.params.get("metrics.fairness.min_group_size") for r in selection.runs]
+    return max((int(v) for v in values if v and v.isdigit()), default=1)
+
+
+def figs_tolerance() -> float:
+    from bench.report.figures import LATENCY_TOLERANCE
+
+    return LATENCY_TOLERANCE
+
+
+def small_groups(report: Report, min_size: int) -> str:
+    """'3 of 29 groups' under ``min_size`` users (from ``n_users/<attr>/<group>``)."""
+    sizes: dict[str, float] = {}
+    for r in report.selection.runs:
+        for k, v in r.metrics.items():
+            if k.startswith("n_users/") and not k.startswith("n_users/segment/"):
+                sizes[k] = max(sizes.get(k, 0.0), v)
+    n_small = sum(0 < v < min_size for v in sizes.values())
+    return f"{n_small} of {len(sizes)} groups"
+
+
+def draw_figures(report: Report, out: Path) -> tuple[list[str], list[str]]:
+    """Write every figure asked for (default: all) at one-column width (``<name>.png/.pdf``,
+    3.3 in) and two-column width (``<name>-wide.png/.pdf``, 7 in); returns (files written,
+    skip notes)."""
+    import matplotlib
+
     from bench.report import figures as figs
 
-    data = figure_data(selection)
+    selection, cfg = report.selection, report.config
+    data = with_cis(figure_data(selection), report.users, cfg)
     written, skipped = [], []
     for name in [f for f in cfg.figures or list(figs.FIGURES) if f in figs.FIGURES]:
         if name == "accuracy_vs_latency" and len(selection.devices) > 1:
             skipped.append(f"{name}: runs come from {len(selection.devices)} devices "
                            f"({', '.join(selection.devices)}); rebuild with --device")
             continue
-        fig, reason = figs.FIGURES[name](data)
-        if fig is None:
-            skipped.append(f"{name}: {reason}")
-            continue
-        written += [p.name for p in figs.save(fig, out, name)]
+        kw = {"min_group_size": min_group_size(selection)} if name == "fairness" else {}
+        for size, suffix in (("column", ""), ("wide", "-wide")):
+            with matplotlib.rc_context(cast(Any, figs.FONTS[size])):
+                fig, reason = figs.FIGURES[name](data, size=size, **kw)
+                if fig is None:
+                    skipped.append(f"{name}: {reason}")
+                    break
+                written += [p.name for p in figs.save(fig, out, name + suffix)]
     for name in figs.TUNING_FIGURES if selection.curves else ():
         if cfg.figures and name not in cfg.figures:
             continue
         metric = selection.runs[0].tag("tuning.metric") or "valid/ndcg_at_10"
-        fig, reason = figs.TUNING_FIGURES[name](selection.curves, metric)
-        if fig is None:
-            skipped.append(f"{name}: {reason}")
-            continue
-        written += [p.name for p in figs.save(fig, out, name)]
+        for size, suffix in (("column", ""), ("wide", "-wide")):
+            with matplotlib.rc_context(cast(Any, figs.FONTS[size])):
+                fig, reason = figs.TUNING_FIGURES[name](selection.curves, metric, size=size)
+                if fig is None:
+                    skipped.append(f"{name}: {reason}")
+                    break
+                written += [p.name for p in figs.save(fig, out, name + suffix)]
     return written, skipped
 
 
@@ -529,6 +794,19 @@ def readme(report: Report, files: list[str], skipped: list[str]) -> str:
                      f"{stats.CORRECTION_NAMES[cfg.correction]}-corrected; `_dz`: Cohen's d_z.")
     else:
         lines.append("- no baseline given: no significance tests (`--baseline MODEL`).")
+    lines += ["", "## Figures", "",
+              "- `<name>.pdf`/`.png` fit one column of a two-column paper (3.3 in), "
+              "`<name>-wide.*` both columns (7 in);",
+              "- error bars: 95 % bootstrap CI over users for nDCG, recall and novelty (per-user "
+              "values averaged over seeds), else the std over seeds;",
+              "- accuracy vs latency: latencies within "
+              f"{int(100 * figs_tolerance())} % of each other count as one cost on the Pareto "
+              "front (timer noise);"]
+    small = min_group_size(sel)
+    if small > 1:
+        lines.append(f"- fairness: groups with fewer than {small} evaluated users "
+                     f"(metrics.fairness.min_group_size) are hatched and left out of the logged "
+                     f"gap ({small_groups(report, small)}); every bar names its group size.")
     notes = sel.notes + report.notes + [f"figure skipped: {s}" for s in skipped]
     if notes or sel.warnings:
         lines += ["", "## Notes", "", *[f"- warning: {w}" for w in sel.warnings],
@@ -695,8 +973,9 @@ def build(cfg: ReportConfig, out: Path, uri: str, argv: list[str], force: bool =
     notes: list[str] = []
     users = load_user_tables(selection, mlflow_client, notes)
     untested: dict[str, str] = {}
-    table = compute(selection, cfg, keys, users, notes, untested)
-    report = Report(selection, cfg, keys, table, notes, untested)
+    pair_tests: list[int] = []
+    table = compute(selection, cfg, keys, users, notes, untested, pair_tests)
+    report = Report(selection, cfg, keys, table, notes, untested, sum(pair_tests), users)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -717,7 +996,7 @@ def write_all(report: Report, tmp: Path, uri: str, argv: list[str]) -> None:
              "table.csv": table_csv(report)}
     for name, text in texts.items():
         (tmp / name).write_text(text, encoding="utf-8")
-    written, skipped = draw_figures(report.selection, report.config, tmp)
+    written, skipped = draw_figures(report, tmp)
     report.notes += [f"figure skipped: {s}" for s in skipped]
     files = [*texts, *written, "provenance.json", "README.md"]
     (tmp / "README.md").write_text(readme(report, files, []), encoding="utf-8")
@@ -771,6 +1050,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-bootstrap", type=int, default=None,
                    help="bootstrap resamples of the CIs over users (default 2000)")
     p.add_argument("--seed", type=int, default=None, help="seed of the resampling (default 0)")
+    p.add_argument("--models", default=None,
+                   help="comma-separated row labels to show, in this order (default: every "
+                        "model, best first by the first metric)")
+    p.add_argument("--rename", default=None, metavar="OLD=NEW,...",
+                   help="names shown for models (row labels) and metrics (keys), e.g. "
+                        "'llm-embed-pop=LLM-Embed+Pop,ndcg_at_10=NDCG@10' (metrics default "
+                        "to their paper names: nDCG@10, Recall@10, HR@10)")
+    p.add_argument("--precision", type=int, default=None,
+                   help="decimals of the table cells (default 4)")
+    p.add_argument("--layout", choices=LAYOUTS, default=None,
+                   help="table.tex float: column (table), wide (table*), or auto (default: "
+                        "table* when the table is wider than a column); a table still wider "
+                        "than its width is scaled down, never overfull")
+    p.add_argument("--label", default=None,
+                   help="\\label of table.tex (default: tab:<dataset>-<split>-<hash of the "
+                        "table's rows and metrics>, unique per table)")
+    p.add_argument("--all-pairs", action="store_true", default=None,
+                   help="test every pair of rows on every metric (one corrected family); a "
+                        "cell's superscript letters name the rows it is significantly better "
+                        "than (instead of --baseline)")
     p.add_argument("--force", action="store_true",
                    help="replace a non-empty --out (atomically, after the new report is built)")
     return p

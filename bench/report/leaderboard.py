@@ -183,19 +183,62 @@ def to_plain(rows: Sequence[Row], keys: Sequence[str]) -> str:
 
 
 def _print_rich(rows: Sequence[Row], keys: Sequence[str], title: str) -> None:
+    from rich.console import Console
+
+    console = Console()
+    console.print(render_rich(rows, keys, title, console.width), end="", soft_wrap=True,
+                  markup=False, highlight=False)
+
+
+def column_groups(rows: Sequence[Row], keys: Sequence[str], width: int) -> list[list[str]]:
+    """The metric columns in consecutive groups whose table (rank, model, the group, n_seeds)
+    fits ``width`` characters: a narrow terminal gets several tables, never a dropped or
+    truncated column. A column too wide alone still gets a group of its own."""
+    lines = body(rows, keys)
+    heads = header(keys)
+
+    def col_width(i: int) -> int:
+        cells = [heads[i], *(line[i] for line in lines)]
+        return max(len(part) for c in cells for part in c.split("\n")) + 2
+
+    fixed = col_width(0) + col_width(1) + col_width(len(heads) - 1)
+    groups: list[list[str]] = [[]]
+    used = fixed
+    for j, key in enumerate(keys):
+        w = col_width(j + 2)
+        if groups[-1] and used + w > width:
+            groups.append([])
+            used = fixed
+        groups[-1].append(key)
+        used += w
+    return groups
+
+
+def render_rich(rows: Sequence[Row], keys: Sequence[str], title: str, width: int) -> str:
+    """The rich leaderboard as text for a terminal ``width`` wide: the title wrapped, then
+    one table per column group (``column_groups``), each repeating rank, model and n_seeds."""
+    import io
+
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    lines = [[c.replace(" ± ", "\n± ") for c in line] for line in body(rows, keys)]
-    for i, h in enumerate(header(keys)):
-        width = max(len(part) for line in lines for part in line[i].split("\n"))
-        table.add_column(h, justify="left" if i == 1 else "right", style="bold" if i == 1 else "",
-                         min_width=width)
-    for cells in lines:
-        table.add_row(*cells)
-    Console().print(table)
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=False, color_system=None)
+    console.print(title, markup=False, highlight=False)
+    groups = column_groups(rows, keys, width)
+    for n, group in enumerate(groups, 1):
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left",
+                      title=f"columns {n}/{len(groups)}" if len(groups) > 1 else None)
+        heads = header(group)
+        lines = body(rows, group)
+        for i, h in enumerate(heads):
+            table.add_column(h, justify="left" if i == 1 else "right", no_wrap=True,
+                             style="bold" if i == 1 else "")
+        for cells in lines:
+            table.add_row(*cells)
+        console.print(table)
+    return buf.getvalue()
 
 
 def title_line(selection: Selection, key: str, rows: Sequence[Row] = ()) -> str:

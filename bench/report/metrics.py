@@ -33,6 +33,10 @@ class _NoCatalog:
     def higher_is_better(key: str) -> bool:
         raise BenchError(key)  # -> the cost-prefix rule below
 
+    @staticmethod
+    def paper_display(key: str) -> str:
+        return _NoCatalog.display(key)
+
 
 def _catalog() -> ModuleType | type[_NoCatalog]:
     try:
@@ -56,6 +60,14 @@ def display(key: str) -> str:
         return str(_catalog().display(key))
     except BenchError:
         return key
+
+
+def paper_display(key: str) -> str:
+    """How a paper table writes a metric key (``ndcg_at_10`` -> ``nDCG@10``)."""
+    try:
+        return str(_catalog().paper_display(key))
+    except BenchError:
+        return display(key)
 
 
 def higher_is_better(key: str) -> bool:

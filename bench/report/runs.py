@@ -16,6 +16,7 @@ Nothing here loads a model: the only artifacts downloaded are data files (parque
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -381,21 +382,48 @@ def _to_run(r: Any) -> Run:
     )
 
 
-def sweep_runs(mlflow_client: Any, runs: Sequence[Run], parent_id: str) -> list[Run]:
+def resolve_sweep(mlflow_client: Any, experiment: str, value: str) -> Any:
+    """The sweep parent run that ``value`` names: its run id or a prefix of it, the sweep id
+    (``bench.sweep_id``, as ``bench run -m`` prints it) or a prefix, or the run name
+    ``sweep-<id>``. One line naming the matches when it is ambiguous, or the sweeps there are
+    when nothing matches."""
+    value = value.strip()
+    if not _SAFE_VALUE.match(value) or not value:
+        raise ReportError(f"--sweep {value!r} is not a sweep id or run id")
+    run = None
+    with contextlib.suppress(Exception):  # MLflow raises several types for a missing run
+        run = mlflow_client.get_run(value)
+    if run is not None:
+        if run.data.tags.get("bench.sweep") == "parent":
+            return run
+        raise ReportError(f"--sweep {value}: run {run.info.run_name or value} is not a sweep "
+                          "parent (tag bench.sweep=parent)")
+    exp = mlflow_client.get_experiment_by_name(experiment)
+    parents = [] if exp is None else mlflow_client.search_runs(
+        [exp.experiment_id], filter_string="tags.\"bench.sweep\" = 'parent'", max_results=5000)
+    key = value.removeprefix("sweep-")
+    hits = [p for p in parents
+            if p.info.run_id.startswith(value) or p.data.tags.get("bench.sweep_id", "")
+            .startswith(key) or (p.info.run_name or "") == value]
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        names = ", ".join(f"{p.data.tags.get('bench.sweep_id', '?')} (run {p.info.run_id})"
+                          for p in hits[:5])
+        raise ReportError(f"--sweep {value} matches {len(hits)} sweeps: {names}; give more "
+                          "characters")
+    have = ", ".join(p.data.tags.get("bench.sweep_id", p.info.run_id) for p in parents[:5])
+    raise ReportError(f"--sweep {value}: no sweep with that id, run id or name in experiment "
+                      f"'{experiment}'; sweeps there: {have or 'none'} (give the id `bench "
+                      "run -m` printed, the sweep-<id> name or the parent's run id)")
+
+
+def sweep_runs(mlflow_client: Any, runs: Sequence[Run], parent: Any) -> list[Run]:
     """The runs of one sweep: children of its parent run plus the runs its jobs reused
     (recorded on the parent as ``bench.reused.<run_id>`` tags)."""
     from bench.tracking import REUSED_TAG
 
-    if not _SAFE_VALUE.match(parent_id) or not parent_id.strip():
-        raise ReportError(f"--sweep {parent_id!r} is not a run id")
-    try:
-        parent = mlflow_client.get_run(parent_id)
-    except Exception as exc:  # noqa: BLE001 - MLflow raises several types for a missing run
-        raise ReportError(f"--sweep {parent_id}: no such run in the store; give the run id of a "
-                          "sweep's parent run (named sweep-<id> in the MLflow UI)") from exc
-    if parent.data.tags.get("bench.sweep") != "parent":
-        raise ReportError(f"--sweep {parent_id}: run {parent.info.run_name or parent_id} is not "
-                          "a sweep parent (tag bench.sweep=parent)")
+    parent_id = parent.info.run_id
     reused = {v for k, v in parent.data.tags.items() if k.startswith(REUSED_TAG)}
     return [r for r in runs if r.tags.get("mlflow.parentRunId") == parent_id or r.run_id in reused]
 
@@ -410,8 +438,9 @@ def find_runs(mlflow_client: Any, experiment: str = "bench", *, dataset: str | N
     ``candidates`` tag values to keep. ``tuned``: only ``tuned_only``'s final runs."""
     found = search_runs(mlflow_client, experiment, dataset=dataset, split=split,
                         split_sha256=split_sha256, device=device, **protocol)
-    if sweep:
-        found = sweep_runs(mlflow_client, found, sweep)
+    parent = resolve_sweep(mlflow_client, experiment, sweep) if sweep else None
+    if parent is not None:
+        found = sweep_runs(mlflow_client, found, parent)
     if tuned:
         found = tuned_only(found)
         if not found:
@@ -419,8 +448,8 @@ def find_runs(mlflow_client: Any, experiment: str = "bench", *, dataset: str | N
                               "run `bench tune model=a,b,...` first, or drop --tuned")
     if not found and (dataset or split):
         everything = search_runs(mlflow_client, experiment)
-        if sweep:
-            everything = sweep_runs(mlflow_client, everything, sweep)
+        if parent is not None:
+            everything = sweep_runs(mlflow_client, everything, parent)
         raise no_match(everything, dataset, split, "sweep" if sweep else "store")
     return found
 
@@ -570,7 +599,9 @@ def distinguishing_params(params: dict[str, dict[str, str]]) -> list[str]:
     """The fewest logged params that tell the configurations (config_key -> params) apart:
     greedily the param that separates the most still-confused pairs; ``model.params.*`` first,
     then by name, among params that separate as many. Returned in name order."""
-    names = sorted({k for p in params.values() for k in p} - {"seed"},
+    from bench.tracking import identity_param
+
+    names = sorted({k for p in params.values() for k in p if identity_param(k)},
                    key=lambda k: (not k.startswith("model.params."), k))
     keys = list(params)
     pairs = {(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]}

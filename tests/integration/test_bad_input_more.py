@@ -57,10 +57,20 @@ def split_dir(tmp_path_factory) -> Path:
 
 
 def _evaluate(split_dir: Path, recs: Path, *extra: str, check: bool = True):
+    # every test user of this tiny split is cold (no train history): --users all scores them
     return bench(
-        "evaluate", "--split", str(split_dir), "--recommendations", str(recs), *extra,
-        cwd=recs.parent, check=check,
+        "evaluate", "--split", str(split_dir), "--recommendations", str(recs), "--users", "all",
+        *extra, cwd=recs.parent, check=check,
     )  # fmt: skip
+
+
+def test_evaluate_says_when_its_population_is_empty(split_dir, tmp_path):
+    path = tmp_path / "recs.csv"
+    _test_lists(split_dir).write_csv(path)
+    out = bench("evaluate", "--split", str(split_dir), "--recommendations", str(path),
+                "--format", "json", cwd=tmp_path)
+    assert "evaluated: warm test users (n = 0;" in out.stderr
+    assert "warning: no warm test user" in out.stderr and "--users all" in out.stderr
 
 
 def _test_lists(split_dir: Path) -> pl.DataFrame:

@@ -61,6 +61,9 @@ def test_openai_rerank_replays_on_forced_rerun_and_never_logs_the_key(tmp_path):
     assert acc and all(first.data.metrics[k] == second.data.metrics[k] for k in acc)
     assert second.data.metrics["llm_cache_hit_rate"] == 1.0
     assert "first_stage/ndcg_at_10" in first.data.metrics
+    # the validation pass of an LLM reranker ranks valid users on the train history
+    assert first.data.metrics["valid/n_users_evaluated"] > 0
+    assert first.data.metrics["valid/ndcg_at_10"] == second.data.metrics["valid/ndcg_at_10"]
     names = {a.path for a in store(tmp_path).client.list_artifacts(first.info.run_id)}
     assert "prompts.jsonl" in names
     leaked = [str(p) for p in _files(tmp_path) if CANARY.encode() in p.read_bytes()]

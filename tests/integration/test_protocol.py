@@ -79,6 +79,11 @@ def test_segments_partition_the_test_users_and_the_headline_is_warm(store_root, 
     assert m["n_users_without_recommendations/segment/warm"] == 0
     assert (tags["bench.eval_users"], tags["bench.fit_data"], tags["bench.candidates"]) == (
         "warm", "train", "full")
+    # the MLflow runs table: model and seed first in the name, the split in the Dataset column
+    assert r.info.run_name == "itemknn-s0-synthetic-temporal-global"
+    (inp,) = r.inputs.dataset_inputs
+    assert inp.dataset.name == "synthetic/temporal-global"
+    assert inp.dataset.digest == tags["bench.split_sha256"][:12]
     per_user = artifact(store_root, r, "per_user.parquet")
     assert set(per_user["user_id"]) == test_users
     assert set(per_user.filter(pl.col("segment") == "warm")["user_id"]) == warm

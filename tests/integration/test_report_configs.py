@@ -198,9 +198,9 @@ def test_caption_says_one_seed_not_one_seeds(st, tmp_path, capsys):
                                          "--experiment", "sweep", "--split-sha256", SHA[:8],
                                          "--figures", "metric_at_k"], capsys)
     assert code == 0, err
-    for name in ("table.md", "table.tex"):
+    for name, pm in (("table.md", "±"), ("table.tex", r"$\pm$")):
         text = (out / name).read_text()
-        assert "over 1 seed;" in text and "1 seeds" not in text
+        assert f"Values of 1 seed (no {pm});" in text and "1 seeds" not in text
 
 
 # ----------------------------------------------------------------------------- --sweep
@@ -220,6 +220,14 @@ def test_sweep_option_covers_the_sweeps_children_and_reused_runs(st, capsys):
     code, _, err = run_cli(leaderboard_main, [*argv, "--sweep", sorted(st["sweep_runs"])[0]],
                            capsys)
     assert code == 2 and "is not a sweep parent" in err
+    # every id the tool prints is accepted back: the sweep id, its name, a run id prefix
+    for given in ("x", "sweep-x", st["parent"][:8]):
+        code, out, err = run_cli(leaderboard_main, [*argv, "--sweep", given, "--dataset",
+                                                    DATASET, "--split", SPLIT], capsys)
+        assert code == 0, (given, err)
+        assert len(list(csv.DictReader(out.splitlines()))) == 3, given
+    code, _, err = run_cli(leaderboard_main, [*argv, "--sweep", "nope"], capsys)
+    assert code == 2 and "no sweep with that id" in err and "sweeps there: x" in err
 
 
 def test_sweep_option_in_report_provenance(st, tmp_path, capsys):

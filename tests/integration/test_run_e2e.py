@@ -68,7 +68,7 @@ def pop_run(tmp_path_factory):
 def test_run_logs_the_contract(pop_run):
     cwd, run = pop_run
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "pop-ml-100k-temporal-global-s0"
+    assert run.info.run_name == "pop-s0-ml-100k-temporal-global"
     for t in REQUIRED_TAGS:
         assert run.data.tags.get(t), t
     for m in REQUIRED_METRICS:
@@ -147,7 +147,7 @@ def test_logged_accuracy_equals_trec_eval_and_ranx_on_the_logged_lists(pop_run, 
 def test_rerun_is_skipped_and_forced_rerun_is_identical(pop_run):
     cwd, run = pop_run
     out = bench("run", "model=pop", "dataset=ml-100k", cwd=cwd)
-    assert "skip pop-ml-100k-temporal-global-s0" in out.stderr
+    assert "skip pop-s0-ml-100k-temporal-global" in out.stderr
     assert len(runs(cwd)) == 1
     bench("run", "model=pop", "dataset=ml-100k", "tracking.force=true", cwd=cwd)
     a, b = sorted(runs(cwd, "FINISHED"), key=lambda r: r.info.start_time)

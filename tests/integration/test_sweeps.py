@@ -244,7 +244,7 @@ def test_a_failing_job_is_failed_with_its_error_and_the_sweep_goes_on(tmp_path):
     assert "Traceback" not in out.stderr + out.stdout, out.stderr[-3000:]
     assert "[bench] job failed: " in out.stderr
     sweep_line = next(line for line in out.stderr.splitlines() if line.startswith("[bench] sweep "))
-    assert "'FINISHED': 1" in sweep_line and "'FAILED': 1" in sweep_line
+    assert "1 FINISHED" in sweep_line and "1 FAILED" in sweep_line
     assert "ranked by ndcg@10" in out.stdout  # the leaderboard of the finished run
     rs = runs(tmp_path)
     status = {r.data.params["model.params.max_items"]: r.info.status for r in rs}

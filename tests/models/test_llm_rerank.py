@@ -553,3 +553,25 @@ def test_progress_bar_per_user_only_when_enabled_and_only_for_new_users(
         assert "llm-rerank" in err and f"{md.n_users}/{md.n_users}" in err and "user" in err
         model.score(users[:1], md.test_history)  # a re-score (latency pass): no bar
         assert capsys.readouterr().err == ""
+
+
+def test_candidates_are_the_first_stages_topk_lists(split, stub, tmp_path):
+    """The reranker's candidates (and its logged first_stage/* ranking) are exactly the lists
+    the harness's topk gives the first stage on the test history: ties by the sha256 tie
+    rank, not by item index (with pop as first stage, 58 of 60 users' lists used to differ)."""
+    from bench.ranking import tie_ranks, topk
+
+    md = split.model_data
+    model, _ = run(openai_cfg(stub), split, tmp_path)
+    first = registry.build(FIRST, {})
+    first.fit(md, ctx_for(tmp_path))
+    users = np.arange(md.n_users)
+    expect, _ = topk(first.score(users, md.test_history), N, md.test_history.matrix,
+                     tie_rank=tie_ranks(md.item_ids))
+    got_users, got = model.reference_rankings()["first_stage"]
+    assert len(got_users) > 0
+    for u, row in zip(got_users.tolist(), got, strict=True):
+        assert row[row >= 0].tolist() == expect[u][expect[u] >= 0].tolist(), u
+    # pop's ties are many: the old index order would differ for some user
+    pop = first.score(users, md.test_history)[0]
+    assert len(np.unique(pop)) < len(pop)

@@ -275,3 +275,17 @@ def test_evaluate_help_documents_force_for_per_user(capsys):
     assert "--per-user FILE" in out and "replaced only with --force" in out
     assert "never inside a split folder" in out
     assert "--force let --per-user replace an existing file" in out
+
+
+def test_evaluate_table_puts_headline_keys_first(capsys):
+    """bench evaluate printed ~280 alphabetical lines with nDCG buried among breakdowns."""
+    from bench.cli import print_summary
+
+    summary = {"ndcg_at_10/gender/F": 0.2, "aplt_at_10": 0.1, "ndcg_at_10": 0.3,
+               "precision_at_5": 0.4, "precision_at_10": 0.5, "n_users_evaluated": 10.0}
+    print_summary(summary)
+    lines = capsys.readouterr().out.splitlines()
+    keys = [line.split()[0] for line in lines]
+    assert keys[:3] == ["precision_at_5", "precision_at_10", "ndcg_at_10"]
+    assert keys.index("aplt_at_10") < keys.index("n_users_evaluated")
+    assert lines[-2].startswith("-- breakdowns (1") and keys[-1] == "ndcg_at_10/gender/F"

@@ -159,7 +159,8 @@ def test_float_attributes_nan_is_unknown_and_whole_float_ages_are_bucketed():
     assert labels["age"].tolist() == ["25-34", "25-34", None, "56plus"]
     recs = pl.DataFrame({"user_id": ["a", "b", "c"], "item_id": ["1", "1", "2"], "rank": [1, 1, 1]})
     test = pl.DataFrame({"user_id": ["a", "b", "c"], "item_id": ["1", "1", "1"]})
-    groups = {k for k in evaluate(recs, test, users=users, ks=(1,)).summary if "/" in k}
+    groups = {k for k in evaluate(recs, test, users=users, ks=(1,), min_group_size=1).summary
+              if "/" in k}
     assert {k for k in groups if k.startswith("ndcg_at_1/")} == {
         "ndcg_at_1/score/1",  # user b (NaN) is in no group; c has 2.5
         "ndcg_at_1/score/2.5",
@@ -337,3 +338,23 @@ def test_index_of_unknown_recommended_ids_stays_sorted():
     ids = [f"{j:04d}" for j in range(300)]
     ix = _Index([pl.Series(ids[::2])], pl.Series(ids[::-1]))
     assert ix.ids.to_list() == ids and ix.extra_codes.tolist() == list(range(299, -1, -1))
+
+
+def test_groups_below_min_group_size_are_left_out_of_the_gap():
+    """A group of one user (ML-100K's 'retired' among warm users) set the logged gap; now the
+    gap covers groups of at least min_group_size users, every group keeps its value, and
+    n_users/<attribute>/<group> gives the sizes."""
+    users = pl.DataFrame({"user_id": [f"u{i}" for i in range(7)],
+                          "job": ["a"] * 3 + ["b"] * 3 + ["c"]})
+    test = pl.DataFrame({"user_id": users["user_id"], "item_id": ["1"] * 7})
+    # a: every list hits, b: one of three, c (one user): a miss
+    first = ["1", "1", "1", "1", "2", "2", "2"]
+    recs = pl.DataFrame({"user_id": users["user_id"], "item_id": first, "rank": [1] * 7})
+    s = evaluate(recs, test, users=users, ks=(1,), min_group_size=3).summary
+    assert s["ndcg_at_1/job/c"] == 0.0 and s["n_users/job/c"] == 1.0
+    assert (s["n_users/job/a"], s["n_users/job/b"]) == (3.0, 3.0)
+    assert s["ndcg_at_1/job/gap"] == pytest.approx(1.0 - 1 / 3)  # a vs b; c left out
+    one = evaluate(recs, test, users=users, ks=(1,), min_group_size=1).summary
+    assert one["ndcg_at_1/job/gap"] == 1.0  # the one-user group sets it
+    few = evaluate(recs, test, users=users, ks=(1,), min_group_size=4).summary
+    assert "ndcg_at_1/job/gap" not in few and few["ndcg_at_1/job/a"] == 1.0

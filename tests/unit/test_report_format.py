@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.errors import BenchError
@@ -107,8 +108,8 @@ def test_figures_plot_the_series():
     fig, reason = figures.metric_at_k(DATA)
     assert reason is None
     ndcg_ax = fig.axes[0]
-    lines = {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata()))
-             for ln in ndcg_ax.get_lines()}
+    lines = {c.get_label(): (list(c.lines[0].get_xdata()), list(c.lines[0].get_ydata()))
+             for c in ndcg_ax.containers}
     assert lines["pop"] == ([10, 20], [0.10, 0.12]) and lines["ease"] == ([10, 20], [0.30, 0.33])
     assert "slow" in lines and lines["slow"] == ([10], [0.20])
 
@@ -175,7 +176,7 @@ def test_each_model_keeps_one_distinct_style_in_every_figure():
     from matplotlib.colors import to_hex
 
     fig, _ = figures.metric_at_k(many, names=("ndcg",))
-    line_colors = {ln.get_label(): to_hex(ln.get_color()) for ln in fig.axes[0].get_lines()}
+    line_colors = {c.get_label(): to_hex(c.lines[0].get_color()) for c in fig.axes[0].containers}
     fig, _ = figures.tradeoff(many, "novelty_at_10")
     point_colors = {c.get_label(): to_hex(c.lines[0].get_color()) for c in fig.axes[0].containers}
     assert line_colors == point_colors == {m: s["color"] for m, s in style.items()}
@@ -196,3 +197,66 @@ def test_fairness_groups_in_natural_order_and_bounded_width():
     fig, _ = figures.fairness(data)
     width, height = fig.get_size_inches()
     assert width <= 14 and len(fig.axes) == 3 and height < 10
+
+
+def test_terminal_leaderboard_never_drops_or_cuts_a_column():
+    """At 80 columns the rich table used to drop every column after recall and cut headers to
+    'recal…'; at 120 it dropped latency and n_seeds. Now narrow terminals get several tables."""
+    import math
+
+    from bench.report.leaderboard import Cell, Row, header, render_rich
+
+    keys = ["ndcg_at_10", "recall_at_10", "hit_rate_at_10", "mrr_at_10", "coverage_at_10",
+            "novelty_at_10", "latency_p50_ms"]
+    rows = [Row(f"model-{i}", 3, {k: Cell(0.1234 + i, 0.0123, 3) for k in keys}, ())
+            for i in range(3)]
+    rows.append(Row("itemknn (k=100, shrink=10)", 1, {k: Cell(0.5, math.nan, 1) for k in keys},
+                    ()))
+    for width in (80, 120, 200):
+        out = render_rich(rows, keys, "a title", width)
+        assert max(len(line.rstrip()) for line in out.splitlines()) <= width
+        for head in header(keys):
+            assert head in out, (width, head)
+        assert "…" not in out
+        assert out.count("itemknn (k=100, shrink=10)") >= 1
+    assert "columns 1/" in render_rich(rows, keys, "t", 80)
+    assert "columns" not in render_rich(rows, keys, "t", 200)
+
+
+def test_figures_fit_one_column_or_both_and_show_uncertainty():
+    """3.3 in for one column of a two-column paper, 7 in for both; a cell's bootstrap CI
+    (lo, hi) is its error bar, else the std over seeds."""
+    from bench.report.build import Point
+
+    for size, width in (("column", 3.3), ("wide", 7.0)):
+        for fig, _ in (figures.metric_at_k(DATA, size=size),
+                       figures.accuracy_vs_latency(DATA, size=size),
+                       figures.fairness(DATA, size=size)):
+            assert fig.get_size_inches()[0] == pytest.approx(width)
+    data = {"pop": {"ndcg_at_10": Point(0.10, 0.01, 3, 0.07, 0.14),
+                    "ndcg_at_20": Point(0.12, 0.01, 3, 0.09, 0.16)}}
+    fig, _ = figures.metric_at_k(data, names=("ndcg",))
+    (container,) = fig.axes[0].containers
+    segs = container.lines[2][0].get_segments()
+    assert [tuple(np.round(s[:, 1], 6)) for s in segs] == [(0.07, 0.14), (0.09, 0.16)]
+
+
+def test_pareto_front_ignores_latency_noise():
+    """A 0.02 ms (2 %) latency advantage does not make a less accurate model Pareto-optimal."""
+    pts = [(1.00, 0.30), (0.98, 0.10), (5.0, 0.40)]
+    assert figures.pareto_front(pts) == [(0.98, 0.10), (1.00, 0.30), (5.0, 0.40)]
+    assert figures.pareto_front(pts, 0.10) == [(1.00, 0.30), (5.0, 0.40)]
+
+
+def test_fairness_hatches_small_groups_names_sizes_and_draws_zero_bars():
+    data = {"pop": {"ndcg_at_10/occupation/retired": Cell(0.49, math.nan, 1),
+                    "ndcg_at_10/occupation/student": Cell(0.0, math.nan, 1),
+                    "n_users/occupation/retired": Cell(1.0, math.nan, 1),
+                    "n_users/occupation/student": Cell(20.0, math.nan, 1)}}
+    fig, _ = figures.fairness(data, min_group_size=5)
+    ax = fig.axes[0]
+    bars = {round(p.get_height(), 2): p for p in ax.patches}
+    assert bars[0.49].get_hatch() and not bars[0.0].get_hatch()
+    assert bars[0.0].get_linewidth() > 0  # a zero bar is a visible line, not a gap
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["retired\nn=1", "student\nn=20"]

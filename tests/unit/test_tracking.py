@@ -120,3 +120,23 @@ def test_network_filesystem_is_refused(monkeypatch, tmp_path):
     with pytest.raises(TrackingError, match="network filesystem \\(nfs4\\)"):
         tracking.check_location(f"sqlite:///{tmp_path}/mlflow.db")
     tracking.check_location(f"sqlite:///{tmp_path}/mlflow.db", allow_network_fs=True)
+
+
+def test_measurement_settings_are_not_part_of_a_configuration():
+    """metrics.*, latency.*, device, eval.ks and eval.batch_budget_mb change what is
+    measured, not the recommendations: same config_key, different run_key."""
+    from bench.tracking import config_key, identity_param, run_key
+
+    base = {"model": {"name": "pop", "params": {}}, "seed": 0, "device": "cpu",
+            "eval": {"ks": [5, 10], "users": "warm", "batch_budget_mb": 256},
+            "metrics": {"item_embeddings": None}, "latency": {"mode": "default"}}
+    other = {**base, "metrics": {"item_embeddings": {"encoder": "", "template": "{title}"}},
+             "latency": {"mode": "disabled"}, "device": "cuda",
+             "eval": {**base["eval"], "ks": [10], "batch_budget_mb": 64}}
+    assert config_key(base, "s") == config_key(other, "s")
+    assert run_key(base, "s") != run_key(other, "s")
+    changed = {**base, "eval": {**base["eval"], "users": "all"}}
+    assert config_key(base, "s") != config_key(changed, "s")
+    assert [identity_param(p) for p in ("model.params.k", "eval.users", "eval.ks", "seed",
+                                        "metrics.item_embeddings", "latency.mode", "device")] \
+        == [True, True, False, False, False, False, False]
