@@ -28,12 +28,14 @@ commands:
   report               paper tables (LaTeX/Markdown/CSV), figures and provenance.json from MLflow
   evaluate             score an external recommendation file against a materialized split
   data                 datasets: list | info <id> | fetch <id> | verify <id>
+  tune model=a,b,...   equal-budget tuning on validation, then the best configs on test
 
 `bench <command> --help` describes each command; `bench run --help` shows the config groups.
 Errors in your input print one line and exit with code 2 (BENCH_TRACEBACK=1 shows tracebacks).
 """
 
-GROUPS = ("dataset", "split", "model", "eval", "metrics", "latency", "tracking", "experiment")
+GROUPS = ("dataset", "split", "model", "eval", "metrics", "latency", "tracking", "experiment",
+          "tuning")
 
 
 def _options(group: str) -> list[str]:
@@ -111,7 +113,7 @@ def check_keys(argv: list[str]) -> None:
 
 
 #: groups whose nested keys are checked before Hydra (model params are checked per model)
-NESTED_GROUPS = ("dataset", "split", "eval", "metrics", "latency", "tracking")
+NESTED_GROUPS = ("dataset", "split", "eval", "metrics", "latency", "tracking", "tuning")
 
 
 def _chosen(argv: list[str]) -> dict[str, list[str]]:
@@ -501,6 +503,12 @@ def population_of(split, users: str):
     return test, n_all - test["user_id"].n_unique()
 
 
+def cmd_tune(argv: list[str]) -> int:
+    from bench.tuning import tune_main
+
+    return tune_main(argv)
+
+
 def cmd_data(argv: list[str]) -> int:
     from bench.data.commands import data_main
 
@@ -604,6 +612,7 @@ COMMANDS = {
     "report": cmd_report,
     "evaluate": cmd_evaluate,
     "data": cmd_data,
+    "tune": cmd_tune,
 }
 
 

@@ -312,8 +312,20 @@ def base_tags(cfg: Mapping[str, Any], split, key: str, device: str) -> dict[str,
     return tags
 
 
-def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
-    """Run one resolved config end to end and log it; see the module docstring."""
+def run_experiment(
+    cfg: Mapping[str, Any],
+    store=None,
+    *,
+    test: bool = True,
+    tags: Mapping[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> RunOutcome:
+    """Run one resolved config end to end and log it; see the module docstring.
+
+    ``test=False`` (a tuning trial) stops after the fit and the ``valid/`` metrics: the test
+    split is never ranked, scored or timed and no test artifact is written. ``tags`` are added
+    to the run's tags and enter its run key (a tuning trial or final run is never a plain
+    run's duplicate); ``parent_run_id`` nests the run (default: the sweep's, from the env)."""
     from bench import tracking
     from bench.environment import resolve_device
     from bench.metrics.catalog import resolve_metric
@@ -330,6 +342,8 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
     provenance = {str(k): str(v) for k, v in model.provenance().items()}
     # what the config names by path (model folders) enters the keys by content
     keyed = {**cfg, "provenance": provenance} if provenance else cfg
+    if tags or not test:
+        keyed = {**keyed, "run_tags": dict(tags or {}), "phase": "test" if test else "valid"}
     key = tracking.run_key(keyed, split.sha256)
     tcfg = cfg.get("tracking", {}) or {}
     if store is None:
@@ -353,13 +367,14 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
 
     if store is None:
         metrics, _, _ = execute(
-            cfg, model, split, device, Path(tempfile.mkdtemp()), emb_spec, rebuild
+            cfg, model, split, device, Path(tempfile.mkdtemp()), emb_spec, rebuild, test=test
         )
         return RunOutcome("DRY", None, key, metrics)
-    parent = os.environ.get(tracking.PARENT_ENV) or None
-    tags = base_tags(keyed, split, key, device)
-    tags.update({f"bench.provenance.{k}": v for k, v in provenance.items()})
-    with tracking.TrackedRun(store, run_name(cfg), tags, parent_run_id=parent) as run:
+    parent = parent_run_id or os.environ.get(tracking.PARENT_ENV) or None
+    run_tags = base_tags(keyed, split, key, device)
+    run_tags.update({f"bench.provenance.{k}": v for k, v in provenance.items()})
+    run_tags.update({str(k): str(v) for k, v in (tags or {}).items()})
+    with tracking.TrackedRun(store, run_name(cfg), run_tags, parent_run_id=parent) as run:
         say(f"run {run_name(cfg)} -> {run.run_id}")
         run.log_params(tracking.params_of(cfg))
         tracking.log_split_input(
@@ -369,7 +384,7 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
         with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
             workdir = Path(tmp)
             metrics, files, fitted = execute(
-                cfg, model, split, device, workdir, emb_spec, rebuild
+                cfg, model, split, device, workdir, emb_spec, rebuild, test=test
             )
             overrides = getattr(fitted, "refit_overrides", None)
             if overrides is not None:  # eval.fit_data=train+valid: what the refit changed
@@ -390,11 +405,13 @@ def execute(
     workdir: Path,
     emb_spec: tuple[str, str] | None,
     rebuild: Callable[[dict[str, Any]], Any] | None = None,
+    test: bool = True,
 ):
     """Fit, rank, evaluate, measure. Returns (metrics, artifact files, the fitted model).
     ``emb_spec``: ``embedding_spec(cfg)``, checked by the caller before any data work;
     ``rebuild(overrides)``: a fresh model with parameter overrides, for
-    ``eval.fit_data=train+valid``."""
+    ``eval.fit_data=train+valid``. ``test=False``: fit and ``valid/`` metrics only
+    (``validation_only``)."""
     from bench.latency import LatencyConfig, PeakMemory, Timer, measure
     from bench.models.base import FitContext
 
@@ -413,7 +430,6 @@ def execute(
     budget = float(cfg["eval"].get("batch_budget_mb", 256))
     cache_dir = Path(cfg["paths"]["cache"]).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    test_cands = candidate_sets(split, proto, "test")
     validate = make_validator(split, cfg, tie_rank, proto, candidate_sets(split, proto, "valid"))
     ctx = FitContext(
         seed=int(cfg["seed"]),
@@ -425,6 +441,9 @@ def execute(
         validate=validate,
         extra={"dataset": cfg["dataset"]["name"]},
     )
+    if not test:
+        return validation_only(cfg, model, md, ctx, validate, device, workdir)
+    test_cands = candidate_sets(split, proto, "test")
     metrics: dict[str, float] = {}
     lcfg = LatencyConfig.from_mapping(cfg.get("latency") or {})
     timer = Timer(device)  # synchronizes CUDA at stage boundaries
@@ -487,6 +506,30 @@ def execute(
         cands.to_frame(test_cands, md.user_ids, md.item_ids).write_parquet(
             files["candidates.parquet"]
         )
+    return metrics, files, model
+
+
+def validation_only(cfg, model, md, ctx, validate, device: str, workdir: Path):
+    """A tuning trial's evaluation: fit on train, the ``valid/`` metrics, fit time, memory
+    and size. The test split is never ranked or scored, latency is not measured, and the only
+    artifacts are ``config.yaml`` and ``environment.json``."""
+    import yaml
+
+    from bench.environment import environment_info
+    from bench.latency import PeakMemory, Timer
+    from bench.tracking import redact
+
+    timer = Timer(device)
+    with PeakMemory(device) as mem:
+        with timer.stage("fit"):
+            model.fit(md, ctx)
+        metrics = {f"valid/{k}": v for k, v in validate(model).items()}
+    metrics["fit_seconds"] = timer.seconds("fit")
+    metrics.update(mem.metrics())
+    metrics["n_parameters"] = float(model.n_parameters())
+    files = {name: workdir / name for name in ("config.yaml", "environment.json")}
+    files["config.yaml"].write_text(yaml.safe_dump(redact(dict(cfg)), sort_keys=False))
+    files["environment.json"].write_text(json.dumps(environment_info(), indent=2, default=str))
     return metrics, files, model
 
 

@@ -42,8 +42,9 @@ SWEEP_ENV = "BENCH_SWEEP_ID"
 REUSED_TAG = "bench.reused."
 #: tag prefix on a sweep's parent run: one tag per job that failed before it created a run
 JOB_FAILED_TAG = "bench.job_failed."
-#: config keys that do not change results (excluded from run_key)
-VOLATILE_KEYS = ("tracking", "progress", "paths", "hydra", "report")
+#: config keys that do not change results (excluded from run_key; ``tuning`` only steers
+#: ``bench tune``, whose runs carry their study in tags that enter the key)
+VOLATILE_KEYS = ("tracking", "progress", "paths", "hydra", "report", "tuning")
 #: config groups logged as params (allowlist)
 PARAM_GROUPS = ("dataset", "split", "model", "eval", "latency", "seed", "device", "metrics")
 #: a key is secret-looking when one of its words (split at ``_``, ``-``, ``.``, camelCase) is

@@ -45,7 +45,7 @@ DEFAULT_METRICS = ("ndcg_at_10", "recall_at_10", "hit_rate_at_10", "mrr_at_10",
 SPEC_KEYS = ("dataset", "split", "split_sha256", "experiment", "device", "eval_users",
              "fit_data", "candidates", "metrics", "baseline", "test", "correction", "alpha",
              "figures", "n_resamples", "n_bootstrap", "seed", "models", "rename", "precision",
-             "layout", "label", "all_pairs")
+             "layout", "label", "all_pairs", "tuned")
 LAYOUTS = ("auto", "column", "wide")
 #: \columnwidth of a two-column article (pt); wider tables go to table* in layout auto
 COLUMN_PT = 235.0
@@ -79,6 +79,7 @@ class ReportConfig:
     layout: str = "auto"  # auto | column (table) | wide (table*)
     label: str | None = None  # \label of table.tex (default: unique per table)
     all_pairs: bool = False  # test every pair of rows; cells get compact letter codes
+    tuned: bool = False  # only the final runs of `bench tune` (and the tuning figure)
 
 
 @dataclass
@@ -181,9 +182,11 @@ def _validate(cfg: ReportConfig) -> None:
         raise unknown("test", cfg.test, stats.TESTS)
     if cfg.correction not in stats.CORRECTIONS:
         raise unknown("correction", cfg.correction, stats.CORRECTIONS)
+    from bench.report.figures import TUNING_FIGURES
+
     for name in cfg.figures or []:
-        if name not in FIGURES:
-            raise unknown("figure", name, FIGURES)
+        if name not in FIGURES and name not in TUNING_FIGURES:
+            raise unknown("figure", name, [*FIGURES, *TUNING_FIGURES])
     try:
         cfg.alpha, cfg.n_resamples = float(cfg.alpha), int(cfg.n_resamples)
         cfg.n_bootstrap, cfg.seed = int(cfg.n_bootstrap), int(cfg.seed)
@@ -468,6 +471,8 @@ def _legend(report: Report, latex: bool) -> str:
             f"{esc(seeds)}; best in bold, second underlined.")
     if sel.candidates_note:
         text += " " + esc(sel.candidates_note)
+    if sel.tuning:
+        text += " " + esc(sel.tuning)
     if latex:
         text = text.replace("±", r"$\pm$")
     alpha = rf"$\alpha = {cfg.alpha}$" if latex else f"alpha = {cfg.alpha}"
@@ -708,7 +713,7 @@ def draw_figures(report: Report, out: Path) -> tuple[list[str], list[str]]:
     selection, cfg = report.selection, report.config
     data = with_cis(figure_data(selection), report.users, cfg)
     written, skipped = [], []
-    for name in cfg.figures or list(figs.FIGURES):
+    for name in [f for f in cfg.figures or list(figs.FIGURES) if f in figs.FIGURES]:
         if name == "accuracy_vs_latency" and len(selection.devices) > 1:
             skipped.append(f"{name}: runs come from {len(selection.devices)} devices "
                            f"({', '.join(selection.devices)}); rebuild with --device")
@@ -717,6 +722,17 @@ def draw_figures(report: Report, out: Path) -> tuple[list[str], list[str]]:
         for size, suffix in (("column", ""), ("wide", "-wide")):
             with matplotlib.rc_context(cast(Any, figs.FONTS[size])):
                 fig, reason = figs.FIGURES[name](data, size=size, **kw)
+                if fig is None:
+                    skipped.append(f"{name}: {reason}")
+                    break
+                written += [p.name for p in figs.save(fig, out, name + suffix)]
+    for name in figs.TUNING_FIGURES if selection.curves else ():
+        if cfg.figures and name not in cfg.figures:
+            continue
+        metric = selection.runs[0].tag("tuning.metric") or "valid/ndcg_at_10"
+        for size, suffix in (("column", ""), ("wide", "-wide")):
+            with matplotlib.rc_context(cast(Any, figs.FONTS[size])):
+                fig, reason = figs.TUNING_FIGURES[name](selection.curves, metric, size=size)
                 if fig is None:
                     skipped.append(f"{name}: {reason}")
                     break
@@ -948,8 +964,11 @@ def build(cfg: ReportConfig, out: Path, uri: str, argv: list[str], force: bool =
     found = rr.find_runs(mlflow_client, cfg.experiment, dataset=cfg.dataset, split=cfg.split,
                          split_sha256=cfg.split_sha256, device=cfg.device, sweep=cfg.sweep,
                          eval_users=cfg.eval_users, fit_data=cfg.fit_data,
-                         candidates=cfg.candidates)
+                         candidates=cfg.candidates, tuned=bool(cfg.tuned))
     selection = rr.select(found, cfg.dataset, cfg.split)
+    if cfg.tuned:
+        selection.tuning = rr.tuning_caption(selection.runs)
+        selection.curves = rr.trial_curves(mlflow_client, selection.runs)
     keys = choose_keys(selection, cfg)
     notes: list[str] = []
     users = load_user_tables(selection, mlflow_client, notes)

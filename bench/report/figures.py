@@ -283,6 +283,43 @@ FIGURES: dict[str, Callable[..., FigureResult]] = {
 }
 
 
+def best_so_far(values: Sequence[float], higher: bool = True) -> list[float]:
+    """The running best of a study's objective values, in trial order."""
+    out: list[float] = []
+    for v in values:
+        out.append(v if not out else (max if higher else min)(out[-1], v))
+    return out
+
+
+def tuning_progress(curves: Mapping[str, Sequence[float]], metric: str,
+                    size: str = "column") -> FigureResult:
+    """Best validation objective so far against the number of finished trials, one line per
+    model (``bench report --tuned``): a curve still rising at its end says the budget was
+    short."""
+    curves = {m: v for m, v in curves.items() if v}
+    if not curves:
+        return None, "no finished tuning trials found for the final runs"
+    fig, (ax,) = _figure(1, size)
+    style = styles(list(curves))
+    higher = cat.higher_is_better(metric.removeprefix("valid/"))
+    for model, values in sorted(curves.items()):
+        xs = list(range(1, len(values) + 1))
+        ax.plot(xs, best_so_far(values, higher), label=model, gid=model,
+                drawstyle="steps-post", markevery=[len(xs) - 1], markersize=3, linewidth=1,
+                **style[model])
+    ax.set_xlabel("finished trials")
+    ax.set_ylabel(f"best {metric.removeprefix('valid/').replace('_at_', '@')} on valid so far")
+    ax.set_title("Tuning progress (equal budget per model)")
+    _legend(fig, ax, size)
+    return fig, None
+
+
+#: figures drawn from the tuning trials (``bench report --tuned``): (curves, metric) -> figure
+TUNING_FIGURES: dict[str, Callable[..., FigureResult]] = {
+    "tuning_progress": tuning_progress,
+}
+
+
 def save(fig: Any, out_dir: Path, name: str) -> list[Path]:
     """``name.png`` (150 dpi) and ``name.pdf``."""
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]

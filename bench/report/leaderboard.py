@@ -252,7 +252,8 @@ def title_line(selection: Selection, key: str, rows: Sequence[Row] = ()) -> str:
             f"({direction} is better) over {selection.population}; "
             f"{seeds_phrase([r.n_seeds for r in rows], identical)}")
     note = selection.candidates_note
-    return text + (f"\n{note}" if note else "")
+    text += f"\n{note}" if note else ""
+    return text + (f"\n{selection.tuning}" if selection.tuning else "")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -302,6 +303,10 @@ def add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidates", default=None, metavar="full|sampled-N-HOW",
                    help="only runs of this candidate protocol (bench.candidates, e.g. full or "
                         "sampled-100-uniform); sampled and full ranking are never compared")
+    p.add_argument("--tuned", action="store_true", default=None,
+                   help="only the final runs of `bench tune` (the best configuration of each "
+                        "model's latest equal-budget study, run on test); the caption states "
+                        "the budget, the objective and where the search spaces are")
     p.add_argument("--sweep", default=None, metavar="PARENT_RUN_ID",
                    help="only the runs of one sweep: the children of this sweep parent run "
                         "(named sweep-<id> in the MLflow UI) and the FINISHED runs its jobs "
@@ -317,8 +322,11 @@ def load_selection(args: argparse.Namespace) -> tuple[Selection, str]:
     found = rr.find_runs(client, args.experiment or "bench", dataset=args.dataset,
                          split=args.split, split_sha256=args.split_sha256, device=args.device,
                          sweep=args.sweep, eval_users=args.eval_users, fit_data=args.fit_data,
-                         candidates=args.candidates)
-    return rr.select(found, args.dataset, args.split), uri
+                         candidates=args.candidates, tuned=bool(args.tuned))
+    selection = rr.select(found, args.dataset, args.split)
+    if args.tuned:
+        selection.tuning = rr.tuning_caption(selection.runs)
+    return selection, uri
 
 
 def leaderboard_main(argv: list[str]) -> int:

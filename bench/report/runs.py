@@ -138,6 +138,9 @@ class Selection:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     ignored: list[dict[str, str]] = field(default_factory=list)
+    #: ``--tuned``: what the tuning was (caption sentence) and each row's best-so-far curve
+    tuning: str = ""
+    curves: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def split_sha256(self) -> str:
@@ -303,7 +306,67 @@ def search_runs(mlflow_client: Any, experiment: str = "bench", **tags: str | Non
         token = page.token
         if not token:
             break
-    return [r for r in out if r.model and r.tags.get("bench.sweep") != "parent"]
+    # tuning trials (validation only, no test metric) and study parents are never compared
+    return [r for r in out if r.model and r.tags.get("bench.sweep") != "parent"
+            and r.tags.get(TUNING_ROLE) not in ("trial", "study")]
+
+
+TUNING_ROLE = "bench.tuning.role"
+TUNING_STUDY = "bench.tuning.study"
+
+
+def tuned_only(runs: Sequence[Run]) -> list[Run]:
+    """The final runs of ``bench tune`` (``bench.tuning.role=final``), of the most recent
+    study of each model per dataset, split and protocol."""
+    finals = [r for r in runs if r.tags.get(TUNING_ROLE) == "final"]
+    latest: dict[tuple[str, ...], tuple[int, str]] = {}
+    for r in finals:
+        key = (r.model, r.dataset, r.split, *protocol_of(r))
+        study = r.tags.get(TUNING_STUDY, "")
+        if key not in latest or r.start_time > latest[key][0]:
+            latest[key] = (r.start_time, study)
+    return [r for r in finals
+            if r.tags.get(TUNING_STUDY, "") == latest[(r.model, r.dataset, r.split,
+                                                       *protocol_of(r))][1]]
+
+
+def tuning_caption(runs: Sequence[Run]) -> str:
+    """What the tuning of the final runs was: budget, finished trials per model, objective,
+    sampler, where the spaces are. Refuses runs tuned with different budgets or objectives."""
+    for tag, what in (("budget", "budgets"), ("metric", "objectives"), ("sampler", "samplers")):
+        _refuse_mixed(runs, f"tuning.{tag}", f"tuning {what} (bench.tuning.{tag})",
+                      "re-tune the models with one `bench tune` budget")
+    first = runs[0]
+    per_model = sorted({(r.model, r.tag("tuning.trials", "?")) for r in runs})
+    trials = ", ".join(f"{m} {n}" for m, n in per_model)
+    one = [m for m, n in per_model if n == "1"]
+    if one and len(per_model) > len(one):
+        trials += f" ({', '.join(one)}: no hyper-parameters, 1 trial)"
+    spaces = sorted({str(Path(r.tag("tuning.search_space")).parent) for r in runs
+                     if r.tag("tuning.search_space")}) or ["conf/search"]
+    return (f"Tuned on validation with an equal budget per model ({first.tag('tuning.budget')}; "
+            f"finished trials: {trials}), objective {first.tag('tuning.metric')}, sampler "
+            f"{first.tag('tuning.sampler')}, search spaces in {', '.join(spaces)}/; the best "
+            "configuration of each model was then run on test.")
+
+
+def trial_curves(mlflow_client: Any, runs: Sequence[Run]) -> dict[str, list[float]]:
+    """``{row label: objective of each finished trial, in trial order}`` of the studies of
+    the (final) runs, read from MLflow."""
+    curves: dict[str, list[float]] = {}
+    for r in runs:
+        study, metric = r.tags.get(TUNING_STUDY, ""), r.tag("tuning.metric")
+        if r.row in curves or not study or not metric or not _SAFE_VALUE.match(study):
+            continue
+        query = (f"tags.\"{TUNING_STUDY}\" = '{study}' and tags.\"{TUNING_ROLE}\" = 'trial' "
+                 "and attributes.status = 'FINISHED'")
+        trials = mlflow_client.search_runs([r.experiment_id], filter_string=query,
+                                           max_results=5000)
+        points = sorted((int(t.data.tags.get("bench.tuning.trial", "0")),
+                         float(t.data.metrics[metric])) for t in trials
+                        if metric in t.data.metrics)
+        curves[r.row] = [v for _, v in points]
+    return curves
 
 
 def _to_run(r: Any) -> Run:
@@ -367,17 +430,22 @@ def sweep_runs(mlflow_client: Any, runs: Sequence[Run], parent: Any) -> list[Run
 
 def find_runs(mlflow_client: Any, experiment: str = "bench", *, dataset: str | None = None,
               split: str | None = None, split_sha256: str | None = None,
-              device: str | None = None, sweep: str | None = None,
+              device: str | None = None, sweep: str | None = None, tuned: bool = False,
               **protocol: str | None) -> list[Run]:
     """``search_runs`` (then only the runs of ``sweep``, a parent run id); when a --dataset or
     --split matches nothing, a ``ReportError`` names the value, a did-you-mean and the
     dataset/split combos there are. ``protocol``: ``eval_users``, ``fit_data``,
-    ``candidates`` tag values to keep."""
+    ``candidates`` tag values to keep. ``tuned``: only ``tuned_only``'s final runs."""
     found = search_runs(mlflow_client, experiment, dataset=dataset, split=split,
                         split_sha256=split_sha256, device=device, **protocol)
     parent = resolve_sweep(mlflow_client, experiment, sweep) if sweep else None
     if parent is not None:
         found = sweep_runs(mlflow_client, found, parent)
+    if tuned:
+        found = tuned_only(found)
+        if not found:
+            raise ReportError("no final runs of `bench tune` (bench.tuning.role=final) match; "
+                              "run `bench tune model=a,b,...` first, or drop --tuned")
     if not found and (dataset or split):
         everything = search_runs(mlflow_client, experiment)
         if parent is not None:

@@ -63,10 +63,12 @@ def test_every_dataset_and_split_composes(dataset, split):
 def test_every_experiment_composes_and_opens_with_its_command(experiment):
     text = (CONF / "experiment" / f"{experiment}.yaml").read_text()
     assert text.startswith("# @package _global_")
-    assert "bench run" in text.splitlines()[1] and f"experiment={experiment}" in text
+    second = text.splitlines()[1]
+    assert ("bench run" in second or "bench tune" in second) and f"experiment={experiment}" in text
     cfg = compose_cfg([f"experiment={experiment}"])
     sweep = cfg["_sweep"]
-    for model in str(sweep.get("model", cfg["model"]["name"])).split(","):
+    models = str(sweep.get("model", cfg["model"]["name"])).split(",")
+    for model in cfg["tuning"].get("models") or models:  # bench tune experiments list theirs
         c = compose_cfg([f"experiment={experiment}", f"model={model}"])
         registry.build(c["model"]["name"], c["model"].get("params") or {})
 
@@ -104,3 +106,27 @@ def test_no_option_is_named_like_a_yaml_boolean():
             if ":" in s:
                 key, _, value = s.partition(":")
                 assert key.strip() not in bad and value.strip() not in bad, f"{path}: {line}"
+
+
+@pytest.mark.parametrize("model", [m for m in options("model") if m != "recbole"])
+def test_every_model_has_a_valid_search_space(model):
+    """bench tune refuses a model without conf/search/<model>.yaml; each space must pass the
+    same checks bench tune runs before its first trial (recbole, which runs any RecBole model
+    by name, has none: a space belongs to one model)."""
+    from bench.tuning_space import load_space
+
+    cfg = compose_cfg([f"model={model}"])
+    params = cfg["model"].get("params") or {}
+    if cfg["model"]["name"] == "llm-rerank":
+        params = {**params, "backend": "openai", "llm": "served-model"}
+    space = load_space(model, cfg["model"]["name"], params)
+    assert space.source
+
+
+def test_tuning_group_composes_and_is_not_part_of_the_run_key():
+    from bench import tracking
+
+    cfg = compose_cfg(["tuning.trials=5"])
+    assert cfg["tuning"]["trials"] == 5 and cfg["tuning"]["metric"] == "valid/ndcg_at_10"
+    other = compose_cfg(["tuning.trials=7"])
+    assert tracking.run_key(cfg, "sha") == tracking.run_key(other, "sha")
