@@ -259,7 +259,9 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
     # validate the model before any data work: unknown names/params fail fast
     model = registry.build(str(model_cfg["name"]), dict(model_cfg.get("params") or {}))
     emb_spec = embedding_spec(cfg)
-    split = load_split(cfg)
+    stages = stage_meter(cfg, device)
+    with stages("split"):
+        split = load_split(cfg)
     provenance = {str(k): str(v) for k, v in model.provenance().items()}
     # what the config names by path (model folders) enters the keys by content
     keyed = {**cfg, "provenance": provenance} if provenance else cfg
@@ -280,9 +282,7 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
                 tracking.record_reuse(store, parent, done.info.run_id)
             return RunOutcome("SKIPPED", done.info.run_id, key, {})
     if store is None:
-        metrics, _ = execute(
-            cfg, model, split, device, workdir=Path(tempfile.mkdtemp()), emb_spec=emb_spec
-        )
+        metrics, _ = execute(cfg, model, split, device, Path(tempfile.mkdtemp()), emb_spec, stages)
         return RunOutcome("DRY", None, key, metrics)
     parent = os.environ.get(tracking.PARENT_ENV) or None
     tags = base_tags(keyed, split, key, device)
@@ -292,13 +292,24 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
         run.log_params(tracking.params_of(cfg))
         with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
             workdir = Path(tmp)
-            metrics, files = execute(cfg, model, split, device, workdir, emb_spec)
+            metrics, files = execute(cfg, model, split, device, workdir, emb_spec, stages)
             run.log_metrics(metrics)
             for path in files.values():
                 run.log_artifact(path)
             if "llm_prompt_tokens" in metrics:
                 run.set_tags({"bench.model_family": "llm"})
         return RunOutcome("FINISHED", run.run_id, key, metrics)
+
+
+def stage_meter(cfg: Mapping[str, Any], device: str):
+    """Seconds and peak RSS per stage of a run (``stage_seconds/*``, ``stage_peak_rss_mb/*``),
+    each stage's figures printed when it ends if progress is on."""
+    from bench.latency import StageMeter
+
+    def report(name: str, seconds: float, peak_mb: float) -> None:
+        say(f"stage {name}: {seconds:.1f} s, peak RSS {peak_mb:,.0f} MB")
+
+    return StageMeter(device, report=report if progress_enabled(cfg) else None)
 
 
 def execute(
@@ -308,10 +319,12 @@ def execute(
     device: str,
     workdir: Path,
     emb_spec: tuple[str, str] | None,
+    stages=None,
 ):
     """Fit, rank, evaluate, measure. Returns (metrics, artifact files). ``emb_spec``:
-    ``embedding_spec(cfg)``, checked by the caller before any data work."""
-    from bench.latency import LatencyConfig, PeakMemory, Timer, measure
+    ``embedding_spec(cfg)``, checked by the caller before any data work. ``stages``: the
+    run's ``stage_meter`` (a new one if None)."""
+    from bench.latency import LatencyConfig, PeakMemory, measure
     from bench.metrics.api import attribute_labels
     from bench.metrics.engine import evaluate_arrays
     from bench.models.base import FitContext
@@ -324,7 +337,9 @@ def execute(
             f"eval.exclude_seen must be true or false (it is logged, never defaulted), "
             f"got {exclude_seen!r}"
         )
-    split = split_obj.indexed()
+    stages = stages if stages is not None else stage_meter(cfg, device)
+    with stages("index"):
+        split = split_obj.indexed()
     md = split.model_data
     tie_rank = tie_ranks(md.item_ids)
     budget = float(cfg["eval"].get("batch_budget_mb", 256))
@@ -342,16 +357,16 @@ def execute(
     )
     metrics: dict[str, float] = {}
     lcfg = LatencyConfig.from_mapping(cfg.get("latency") or {})
-    timer = Timer(device)  # synchronizes CUDA at stage boundaries
+    timer = stages.timer  # synchronizes CUDA at stage boundaries
     with PeakMemory(device) as mem:
-        with timer.stage("fit"):
+        with stages("fit"):
             model.fit(md, ctx)
         truth = split.matrix("test")
         n_test = np.diff(truth.indptr)
         users = np.flatnonzero(n_test > 0).astype(np.int64)
         hist = md.test_history
         exclude = hist.matrix if exclude_seen else None
-        with timer.stage("scoring"):
+        with stages("scoring"):
             rec, vals, ties = rank_users(
                 lambda b: model.score(b, hist),
                 users,
@@ -367,7 +382,8 @@ def execute(
             return topk(model.score(b, hist), kmax, ex, inplace=True, tie_rank=tie_rank)
 
         model.start_latency_pass()  # timed requests are computed, never replayed from a cache
-        metrics.update(measure(request, users, lcfg, device))
+        with stages("latency"):
+            metrics.update(measure(request, users, lcfg, device))
     metrics["fit_seconds"] = timer.seconds("fit")
     metrics["scoring_seconds"] = timer.seconds("scoring")
     metrics.update(mem.metrics())
@@ -377,17 +393,18 @@ def execute(
     attrs = attribute_labels(md.users, list(cfg.get("metrics", {}).get("user_attributes") or []))
     genres = item_genres(md.items)
     emb = item_embeddings(emb_spec, md.items, md.n_items, cache_dir, progress_enabled(cfg))
-    res = evaluate_arrays(
-        users,
-        rec,
-        truth,
-        ks,
-        train=train_m,
-        seen=hist.matrix,
-        item_genres=genres,
-        user_attrs=attrs,
-        item_embeddings=emb,
-    )
+    with stages("metrics"):
+        res = evaluate_arrays(
+            users,
+            rec,
+            truth,
+            ks,
+            train=train_m,
+            seen=hist.matrix,
+            item_genres=genres,
+            user_attrs=attrs,
+            item_embeddings=emb,
+        )
     metrics.update(res.summary)
     metrics["n_users_skipped"] = float(md.n_users - len(users))
     metrics["n_users_evaluated"] = float(len(users))
@@ -401,7 +418,9 @@ def execute(
         return evaluate_arrays(u, r, truth, ks, train=train_m, seen=hist.matrix).summary
 
     metrics.update(reference_metrics(model, ref_eval))
-    files = write_artifacts(cfg, split, split_obj, users, rec, vals, res, model, workdir)
+    with stages("artifacts"):
+        files = write_artifacts(cfg, split, split_obj, users, rec, vals, res, model, workdir)
+    metrics.update(stages.metrics())
     return metrics, files
 
 
