@@ -72,7 +72,9 @@ def tree_rss_mb(proc: Any) -> float:
     return total / 2**20
 
 
-def run_model(model: str, scale: float, root: Path, timeout: float) -> dict[str, Any]:
+def run_model(
+    model: str, scale: float, root: Path, timeout: float, force: bool = False
+) -> dict[str, Any]:
     import psutil
 
     cmd = [
@@ -89,6 +91,7 @@ def run_model(model: str, scale: float, root: Path, timeout: float) -> dict[str,
         f"tracking.uri=sqlite:///{root}/mlflow.db",
         f"hydra.run.dir={root}/outputs/{model}",
         *MODELS[model],
+        *(["tracking.force=true"] if force else []),
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
     log_path = root / f"{model}.log"
@@ -261,7 +264,8 @@ def write_report(res: list[dict[str, Any]], env: dict[str, Any], args: Any, wall
             st = r["stages"].get(s)
             cells.append("-" if st is None else f"{st['seconds']:,.1f} / {st['peak_rss_mb']:,.0f}")
         lines.append(
-            f"| {r['model']} | {r['status']} | {_f(r['wall_seconds'])} | "
+            f"| {r['model']}{' (earlier run)' if r.get('earlier') else ''} | {r['status']} | "
+            f"{_f(r['wall_seconds'])} | "
             f"{_f(r['tree_peak_rss_mb'])} | "
             + " | ".join(cells)
             + f" | {_f(r['metrics'].get('ndcg_at_10'), 4)} |"
@@ -308,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
         help="MLflow store, split and cache (emptied first; default under the temp dir)",
     )
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per model run")
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="reuse --workdir's split and store (runs are forced); rows of models not run "
+        "now are kept from <out>/scale.json of the same --scale",
+    )
     args = ap.parse_args(argv)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(MODELS))
@@ -317,14 +327,21 @@ def main(argv: list[str] | None = None) -> int:
     if root.exists():
         if not (root / MARKER).exists():
             ap.error(f"{root} exists and was not made by this script; pick another --workdir")
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
+        if not args.keep:
+            shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
     (root / MARKER).write_text("made by benchmarks/perf_scale.py; emptied on every run\n")
     args.out.mkdir(parents=True, exist_ok=True)
     env = environment()
+    earlier: dict[str, dict[str, Any]] = {}
+    old = args.out / "scale.json"
+    if args.keep and old.exists():
+        prev = json.loads(old.read_text())
+        if prev.get("scale") == args.scale:
+            earlier = {r["model"]: {**r, "earlier": True} for r in prev["results"]}
     results, t0 = [], time.perf_counter()
     for model in models:
-        r = run_model(model, args.scale, root, args.timeout)
+        r = run_model(model, args.scale, root, args.timeout, force=args.keep)
         stages = ", ".join(
             f"{k} {v['seconds']:.0f}s/{v['peak_rss_mb']:,.0f}MB" for k, v in r["stages"].items()
         )
@@ -334,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         results.append(r)
+    ran = {r["model"] for r in results}
+    results = [
+        next(r for r in results if r["model"] == m) if m in ran else earlier[m]
+        for m in MODELS
+        if m in ran or m in earlier
+    ]
     env["load_at_end"] = os.getloadavg()
     path = write_report(results, env, args, time.perf_counter() - t0)
     print(f"wrote {path}")
