@@ -7,11 +7,12 @@
 interactions; ``--scale`` multiplies all three), split ``temporal-global``, ``latency=disabled``,
 for ``pop``, ``itemknn``, ``ease``, ``bpr`` (1 epoch) and ``llm-embed``. Each model is one
 ``python -m bench run`` subprocess, one at a time, with the checked-out code (PYTHONPATH), its
-own MLflow store, split folder and cache under ``--workdir`` (emptied first), so the first run
-materializes the split and the others verify and load it. The runner prints each stage's wall
-seconds and peak RSS (``progress=true``; the same figures are logged as ``stage_seconds/*`` and
-``stage_peak_rss_mb/*``); this script reads them from the run's stderr (so a run that dies
-still reports the stages it finished) and samples the whole process tree's RSS every 0.2 s.
+own MLflow store, split folder, cache and TMPDIR under ``--workdir`` (emptied first), so the
+first run materializes the split and the others verify and load it. The runner prints each
+stage's wall seconds and peak RSS (``progress=true``; the same figures are logged as
+``stage_seconds/*`` and ``stage_peak_rss_mb/*``); this script reads them from the run's stderr
+(so a run that dies still reports the stages it finished) and samples the whole process tree's
+RSS every 0.2 s.
 Writes ``<out>/scale.md`` and ``<out>/scale.json``.
 """
 
@@ -93,7 +94,9 @@ def run_model(
         *MODELS[model],
         *(["tracking.force=true"] if force else []),
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
+    tmp = root / "tmp"  # the run's temporary folder (RecBole's atomic files ...) stays here
+    tmp.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1", "TMPDIR": str(tmp)}
     log_path = root / f"{model}.log"
     t0 = time.perf_counter()
     peak = 0.0
