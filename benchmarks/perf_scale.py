@@ -43,6 +43,25 @@ MODELS: dict[str, list[str]] = {
     "bpr": ["model.params.epochs=1"],
     "llm-embed": [],
 }
+#: what each model's row means (the same at every scale)
+NOTES = {
+    "pop": "its split stage materializes the split (synthetic generation, cuts, parquet + "
+    "sha256): the largest RSS of the pop run comes from there, not from the model",
+    "itemknn": "k=50 cosine; X^T X in blocks of target items, never n_items^2 dense",
+    "ease": "float64 weights (n_items^2 x 8 bytes: 5.7 GB at 26,744 items); potrf/potri run on "
+    "one BLAS thread above 16,384 items because OpenBLAS's multithreaded potrf segfaults from "
+    "about 22,700 (baselines/classical/ease.py), which makes fit about 2x slower than 2 threads "
+    "would; scoring is a single-threaded sparse history x dense B product, bound by reading "
+    "B's rows. `model.params.dtype=float32` halves the weights",
+    "bpr": "RecBole BPR, 1 epoch, 1 torch thread (the conf default), train batch 2048: about "
+    "7,800 Adam steps over the dense user and item tables (10.5M parameters; dense Adam was "
+    "about half of the epoch in a py-spy sample), then one validation pass by the harness; fit "
+    "includes writing RecBole's atomic files (about 400 MB) and its dataset build",
+    "llm-embed": "fit encodes every item text with the bundled all-MiniLM-L6-v2 (cached under "
+    "paths.cache, so a second run skips it). Synthetic items' side information is a title "
+    "'Item <n>', a year and 1-3 genres drawn independently of the interactions: the text "
+    "carries no signal, so accuracy is at chance level and only the cost is meaningful",
+}
 STAGES = ("split", "index", "fit", "scoring", "latency", "metrics", "artifacts")
 STAGE_LINE = re.compile(r"\[bench\] stage (\S+): ([\d.]+) s, peak RSS ([\d,]+) MB")
 MARKER = ".perf_scale"
@@ -275,6 +294,9 @@ def write_report(res: list[dict[str, Any]], env: dict[str, Any], args: Any, wall
         )
     lines.append("")
     for r in res:
+        if r["model"] in NOTES:
+            lines.append(f"- {r['model']}: {NOTES[r['model']]}.")
+    for r in res:
         if r["status"] != "ok":
             lines.append(
                 f"- {r['model']}: {r['status']}: `{r['error']}` (MLflow run status: "
@@ -284,10 +306,8 @@ def write_report(res: list[dict[str, Any]], env: dict[str, Any], args: Any, wall
         "- Commands: `python -m bench run model=<model> "
         + " ".join(dataset_overrides(args.scale))
         + " split=temporal-global latency=disabled` (+ `model.params.epochs=1` for bpr).",
-        "- ease fits in float64 (5.7 GB weights at 26,744 items); its potrf/potri run on one "
-        "BLAS thread above 16,384 items (OpenBLAS's threaded potrf segfaults from about "
-        "22,700; see baselines/classical/ease.py). `model.params.dtype=float32` halves the "
-        "weights.",
+        "- A run killed by a signal (e.g. a segfault) cannot close its MLflow run: it stays "
+        "RUNNING until the next `bench run` on the store marks it KILLED (owner process gone).",
         "",
     ]
     path = args.out / "scale.md"
@@ -315,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         help="MLflow store, split and cache (emptied first; default under the temp dir)",
     )
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per model run")
+    ap.add_argument("--render", action="store_true", help="rewrite scale.md from scale.json")
     ap.add_argument(
         "--keep",
         action="store_true",
@@ -322,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
         "now are kept from <out>/scale.json of the same --scale",
     )
     args = ap.parse_args(argv)
+    if args.render:  # the table again from the figures already measured
+        data = json.loads((args.out / "scale.json").read_text())
+        args.scale = data["scale"]
+        path = write_report(data["results"], data["environment"], args, data["wall_seconds"])
+        print(f"wrote {path}")
+        return 0
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(models) - set(MODELS))
     if unknown or not 0 < args.scale <= 1:
