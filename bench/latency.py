@@ -40,6 +40,8 @@ from bench.errors import ConfigError, did_you_mean
 __all__ = [
     "LatencyConfig",
     "PeakMemory",
+    "StageMemory",
+    "StageMeter",
     "Timer",
     "count_parameters",
     "measure",
@@ -424,6 +426,86 @@ class PeakMemory:
         self._rss_max = max(self._rss_max, self._rss())
         self.rss_delta_mb = (self._rss_max - self._rss0) / MIB
         self.rss_peak_mb = self._rss_max / MIB
+
+
+class StageMemory:
+    """Peak host RSS (MiB) per named stage, sampled by a daemon thread while the stage runs.
+
+    >>> mem = StageMemory()
+    >>> with mem.stage("fit"):
+    ...     pass
+    >>> sorted(mem.metrics())
+    ['stage_peak_rss_mb/fit']
+
+    Unlike ``ru_maxrss`` each stage gets its own peak (sampled every ``interval_s`` and at the
+    stage's entry and exit, so spikes shorter than the interval can be missed). Stages do not
+    nest; a repeated stage keeps its largest peak. No thread outlives its stage.
+    """
+
+    def __init__(self, interval_s: float = 0.05) -> None:
+        self.interval_s = interval_s
+        self.peaks_mb: dict[str, float] = {}
+        self._proc: Any = None
+
+    def _note(self, name: str) -> None:
+        if self._proc is None:
+            import psutil
+
+            self._proc = psutil.Process()
+        rss = float(self._proc.memory_info().rss) / MIB
+        self.peaks_mb[name] = max(self.peaks_mb.get(name, 0.0), rss)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[StageMemory]:
+        if not isinstance(name, str) or not _STAGE_NAME.match(name):
+            raise ValueError(f"stage name must match {_STAGE_NAME.pattern}, got {name!r}")
+        self._note(name)
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(self.interval_s):
+                self._note(name)
+
+        thread = threading.Thread(target=sample, name="bench-stage-rss", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
+            self._note(name)
+
+    def metrics(self) -> dict[str, float]:
+        """``stage_peak_rss_mb/<stage>`` for every stage entered."""
+        return {f"stage_peak_rss_mb/{k}": v for k, v in self.peaks_mb.items()}
+
+
+class StageMeter:
+    """Wall seconds (a ``Timer``) and peak RSS (a ``StageMemory``) per stage of a run.
+
+    ``with meter("fit"): ...``; ``metrics()`` gives ``stage_seconds/<stage>`` and
+    ``stage_peak_rss_mb/<stage>``. ``report(name, seconds, peak_mb)``, if given, is called
+    when a stage ends (the runner prints it as progress).
+    """
+
+    def __init__(
+        self, device: str = "cpu", report: Callable[[str, float, float], None] | None = None
+    ) -> None:
+        self.timer = Timer(device)
+        self.memory = StageMemory()
+        self.report = report
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[StageMeter]:
+        with self.timer.stage(name), self.memory.stage(name):
+            yield self
+        if self.report is not None:
+            self.report(name, self.timer.seconds(name), self.memory.peaks_mb[name])
+
+    def metrics(self) -> dict[str, float]:
+        out = {f"stage_seconds/{k}": self.timer.seconds(k) for k in self.timer.stages}
+        out.update(self.memory.metrics())
+        return out
 
 
 def max_rss_mb() -> float:

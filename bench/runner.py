@@ -338,7 +338,9 @@ def run_experiment(
     # validate the model before any data work: unknown names/params fail fast
     model = registry.build(str(model_cfg["name"]), dict(model_cfg.get("params") or {}))
     emb_spec = embedding_spec(cfg)
-    split = load_split(cfg)
+    stages = stage_meter(cfg, device)
+    with stages("split"):
+        split = load_split(cfg)
     provenance = {str(k): str(v) for k, v in model.provenance().items()}
     # what the config names by path (model folders) enters the keys by content
     keyed = {**cfg, "provenance": provenance} if provenance else cfg
@@ -367,7 +369,8 @@ def run_experiment(
 
     if store is None:
         metrics, _, _ = execute(
-            cfg, model, split, device, Path(tempfile.mkdtemp()), emb_spec, rebuild, test=test
+            cfg, model, split, device, Path(tempfile.mkdtemp()), emb_spec, rebuild, test=test,
+            stages=stages,
         )
         return RunOutcome("DRY", None, key, metrics)
     parent = parent_run_id or os.environ.get(tracking.PARENT_ENV) or None
@@ -384,7 +387,7 @@ def run_experiment(
         with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
             workdir = Path(tmp)
             metrics, files, fitted = execute(
-                cfg, model, split, device, workdir, emb_spec, rebuild, test=test
+                cfg, model, split, device, workdir, emb_spec, rebuild, test=test, stages=stages
             )
             overrides = getattr(fitted, "refit_overrides", None)
             if overrides is not None:  # eval.fit_data=train+valid: what the refit changed
@@ -397,6 +400,17 @@ def run_experiment(
         return RunOutcome("FINISHED", run.run_id, key, metrics)
 
 
+def stage_meter(cfg: Mapping[str, Any], device: str):
+    """Seconds and peak RSS per stage of a run (``stage_seconds/*``, ``stage_peak_rss_mb/*``),
+    each stage's figures printed when it ends if progress is on."""
+    from bench.latency import StageMeter
+
+    def report(name: str, seconds: float, peak_mb: float) -> None:
+        say(f"stage {name}: {seconds:.1f} s, peak RSS {peak_mb:,.0f} MB")
+
+    return StageMeter(device, report=report if progress_enabled(cfg) else None)
+
+
 def execute(
     cfg: Mapping[str, Any],
     model,
@@ -406,13 +420,14 @@ def execute(
     emb_spec: tuple[str, str] | None,
     rebuild: Callable[[dict[str, Any]], Any] | None = None,
     test: bool = True,
+    stages=None,
 ):
     """Fit, rank, evaluate, measure. Returns (metrics, artifact files, the fitted model).
     ``emb_spec``: ``embedding_spec(cfg)``, checked by the caller before any data work;
     ``rebuild(overrides)``: a fresh model with parameter overrides, for
     ``eval.fit_data=train+valid``. ``test=False``: fit and ``valid/`` metrics only
-    (``validation_only``)."""
-    from bench.latency import LatencyConfig, PeakMemory, Timer, measure
+    (``validation_only``). ``stages``: the run's ``stage_meter`` (a new one if None)."""
+    from bench.latency import LatencyConfig, PeakMemory, measure
     from bench.models.base import FitContext
 
     proto = EvalProtocol.for_run(cfg)
@@ -424,7 +439,9 @@ def execute(
             f"eval.exclude_seen must be true or false (it is logged, never defaulted), "
             f"got {exclude_seen!r}"
         )
-    split = split_obj.indexed()
+    stages = stages if stages is not None else stage_meter(cfg, device)
+    with stages("index"):
+        split = split_obj.indexed()
     md = split.model_data
     tie_rank = tie_ranks(md.item_ids)
     budget = float(cfg["eval"].get("batch_budget_mb", 256))
@@ -446,15 +463,17 @@ def execute(
     test_cands = candidate_sets(split, proto, "test")
     metrics: dict[str, float] = {}
     lcfg = LatencyConfig.from_mapping(cfg.get("latency") or {})
-    timer = Timer(device)  # synchronizes CUDA at stage boundaries
+    timer = stages.timer  # synchronizes CUDA at stage boundaries
     with PeakMemory(device) as mem:
-        with timer.stage("fit"):
+        with stages("fit"):
             model.fit(md, ctx)
-        metrics.update({f"valid/{k}": v for k, v in validate(model).items()})
+        with stages("validation"):
+            metrics.update({f"valid/{k}": v for k, v in validate(model).items()})
         fit_md = md
         if proto.fit_data == "train+valid":
             fit_md = refit_data(md)
-            model = refit(model, fit_md, ctx, rebuild, timer)
+            with stages("fit"):
+                model = refit(model, fit_md, ctx, rebuild)
         truth = split.matrix("test")
         users = np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
         warm = warm_mask(fit_md.train_history.matrix)
@@ -462,7 +481,7 @@ def execute(
         hist = dataclasses.replace(md.test_history, candidates=test_cands)
         exclude = hist.matrix if exclude_seen else None
         score = ranker(lambda b: model.score(b, hist), test_cands)
-        with timer.stage("scoring"):
+        with stages("scoring"):
             rec, vals, ties = rank_users(
                 score, users, kmax, exclude, md.n_items, budget, tie_rank=tie_rank
             )
@@ -473,7 +492,8 @@ def execute(
 
         model.start_latency_pass()  # timed requests are computed, never replayed from a cache
         # latency of the headline population's requests (all test users when it is empty)
-        metrics.update(measure(request, headline if len(headline) else users, lcfg, device))
+        with stages("latency"):
+            metrics.update(measure(request, headline if len(headline) else users, lcfg, device))
     metrics["fit_seconds"] = timer.seconds("fit")
     metrics["scoring_seconds"] = timer.seconds("scoring")
     metrics.update(mem.metrics())
@@ -481,7 +501,8 @@ def execute(
     rows = np.searchsorted(users, headline)
     metrics[f"tie_rate_at_{kmax}"] = float(ties[rows].mean()) if len(rows) else 0.0
     inputs = metric_inputs(cfg, split, hist, emb_spec, cache_dir)
-    res, by_segment = evaluate_population(users, rec, truth, ks, warm, proto.users, inputs)
+    with stages("metrics"):
+        res, by_segment = evaluate_population(users, rec, truth, ks, warm, proto.users, inputs)
     metrics.update(res.summary)
     metrics.update(segment_metrics(by_segment))
     metrics["n_users_skipped"] = float(md.n_users - len(users))
@@ -499,13 +520,15 @@ def execute(
         return evaluate_arrays(u, r, truth, ks, train=inputs["train"], seen=hist.matrix).summary
 
     metrics.update(reference_metrics(model, ref_eval))
-    per_user = per_user_frame(split, by_segment)
-    files = write_artifacts(cfg, split, split_obj, users, rec, vals, per_user, model, workdir)
-    if test_cands is not None:
-        files["candidates.parquet"] = workdir / "candidates.parquet"
-        cands.to_frame(test_cands, md.user_ids, md.item_ids).write_parquet(
-            files["candidates.parquet"]
-        )
+    with stages("artifacts"):
+        per_user = per_user_frame(split, by_segment)
+        files = write_artifacts(cfg, split, split_obj, users, rec, vals, per_user, model, workdir)
+        if test_cands is not None:
+            files["candidates.parquet"] = workdir / "candidates.parquet"
+            cands.to_frame(test_cands, md.user_ids, md.item_ids).write_parquet(
+                files["candidates.parquet"]
+            )
+    metrics.update(stages.metrics())
     return metrics, files, model
 
 
@@ -533,15 +556,14 @@ def validation_only(cfg, model, md, ctx, validate, device: str, workdir: Path):
     return metrics, files, model
 
 
-def refit(model, fit_md, ctx, rebuild, timer):
+def refit(model, fit_md, ctx, rebuild):
     """A fresh model with ``model.refit_params()`` fitted on train+valid, no validation."""
     if rebuild is None:
         raise ConfigError("eval.fit_data=train+valid needs the model's registry name to refit")
     overrides = dict(model.refit_params())
     fresh = rebuild(overrides)
     fresh.refit_overrides = overrides
-    with timer.stage("fit"):
-        fresh.fit(fit_md, dataclasses.replace(ctx, validate=None))
+    fresh.fit(fit_md, dataclasses.replace(ctx, validate=None))
     return fresh
 
 

@@ -82,6 +82,15 @@ def test_run_logs_the_contract(pop_run):
     assert run.data.metrics["audit_leak_ratio"] == 0.0
 
 
+def test_run_logs_seconds_and_peak_rss_per_stage(pop_run):
+    _, run = pop_run
+    m = run.data.metrics
+    for stage in ("split", "index", "fit", "scoring", "latency", "metrics", "artifacts"):
+        assert m[f"stage_seconds/{stage}"] >= 0
+        assert m[f"stage_peak_rss_mb/{stage}"] > 0
+    assert m["stage_seconds/fit"] == m["fit_seconds"]
+
+
 def test_lists_respect_exclusions_and_every_test_user_is_evaluated(pop_run):
     cwd, run = pop_run
     from bench.splits import load_split

@@ -12,7 +12,8 @@ import scipy.sparse as sp
 import yaml
 
 from baselines.classical import MODELS
-from baselines.classical.ease import EASE, _symmetrize_lower, ease_weights
+from baselines.classical import ease as ease_module
+from baselines.classical.ease import EASE, _symmetrize_lower, check_memory, ease_weights
 from baselines.classical.itemknn import ItemKNN, item_similarity
 from baselines.classical.pop import Pop
 from baselines.classical.rand import Random
@@ -216,10 +217,56 @@ class TestEASE(ModelConformance):
         b = ease_weights(x, 2.0)
         assert (b[2] == 0).all() and (b[:, 2] == 0).all()
 
-    @pytest.mark.parametrize("params", [{"l2": 0.0}, {"l2": -5.0}, {"max_items": 0}])
+    @pytest.mark.parametrize(
+        "params", [{"l2": 0.0}, {"l2": -5.0}, {"max_items": 0}, {"dtype": "float16"}]
+    )
     def test_bad_params(self, params: dict) -> None:
         with pytest.raises(ConfigError):
             EASE.from_params(params)
+
+    def test_single_threaded_lapack_gives_the_same_weights(self, monkeypatch) -> None:
+        """Above THREADED_LAPACK_MAX_N the inverse runs on one BLAS thread (OpenBLAS's
+        threaded potrf segfaults on large matrices): same weights, one thread inside."""
+        from threadpoolctl import threadpool_info
+
+        x = sp.random(60, 40, density=0.3, random_state=1, format="csr")
+        x.data[:] = 1.0
+        threaded = ease_weights(x, 3.0)
+        monkeypatch.setattr(ease_module, "THREADED_LAPACK_MAX_N", 10)
+        with ease_module.lapack_threads(40):
+            assert {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"} == {1}
+        np.testing.assert_allclose(ease_weights(x, 3.0), threaded, rtol=1e-12, atol=1e-14)
+
+    def test_float32_matches_float64(self) -> None:
+        split = tiny_split()
+        b64 = fitted(EASE.from_params({"l2": 5.0}))
+        b32 = fitted(EASE.from_params({"l2": 5.0, "dtype": "float32"}))
+        assert b32.weights is not None and b32.weights.dtype == np.float32
+        np.testing.assert_allclose(b32.weights, b64.weights, rtol=1e-4, atol=1e-6)
+        h = split.model_data.test_history
+        users = np.arange(h.n_users)
+        s32 = b32.score(users, h)
+        assert s32.dtype == np.float64
+        np.testing.assert_allclose(s32, b64.score(users, h), rtol=1e-4, atol=1e-6)
+
+    def test_refuses_when_memory_is_short(self) -> None:
+        with pytest.raises(ConfigError, match="26,744 items need about 6.3 GB") as err:
+            check_memory(26_744, np.float64, available=4 * 10**9)
+        msg = str(err.value)
+        assert "\n" not in msg and "dtype=float32" in msg and "2.9 GB" in msg
+        assert "check_memory=false" in msg and "4.0 GB is available" in msg
+        check_memory(26_744, np.float32, available=4 * 10**9)  # 2.9 GB + work fits
+
+    def test_memory_check_can_be_turned_off(self, monkeypatch) -> None:
+        import psutil
+
+        class Tiny:
+            available = 1
+
+        monkeypatch.setattr(psutil, "virtual_memory", lambda: Tiny())
+        with pytest.raises(ConfigError, match="available"):
+            fitted(EASE.from_params({"l2": 5.0}))
+        assert fitted(EASE.from_params({"l2": 5.0, "check_memory": False})).weights is not None
 
 
 # ---- registry and configs ----------------------------------------------------------------

@@ -28,6 +28,8 @@ from bench.latency import (
     CudaClock,
     LatencyConfig,
     PeakMemory,
+    StageMemory,
+    StageMeter,
     Timer,
     count_parameters,
     make_clock,
@@ -442,3 +444,37 @@ def test_conf_latency_files_build_a_config(name):
     cfg = LatencyConfig.from_mapping(raw)
     assert cfg.mode == name
     assert json.dumps(raw)  # plain YAML values only (no on/off booleans)
+
+
+def test_stage_meter_gives_seconds_and_peak_rss_per_stage_and_reports_each():
+    seen = []
+    meter = StageMeter(report=lambda name, sec, mb: seen.append((name, sec, mb)))
+    with meter("split"):
+        pass
+    with meter("fit"):
+        block = np.ones(4 * 2**20)  # 32 MiB held during the stage
+        block[::4096] = 2.0
+    del block
+    m = meter.metrics()
+    assert set(m) == {
+        "stage_seconds/split",
+        "stage_seconds/fit",
+        "stage_peak_rss_mb/split",
+        "stage_peak_rss_mb/fit",
+    }
+    assert all(v >= 0 for v in m.values())
+    assert m["stage_peak_rss_mb/fit"] >= m["stage_peak_rss_mb/split"] + 16
+    assert [s[0] for s in seen] == ["split", "fit"]
+    assert seen[1][2] == m["stage_peak_rss_mb/fit"]
+
+
+def test_stage_memory_leaves_no_thread_and_rejects_bad_names():
+    import threading
+
+    mem = StageMemory(interval_s=0.001)
+    with mem.stage("metrics"):
+        assert any(t.name == "bench-stage-rss" for t in threading.enumerate())
+    assert not any(t.name == "bench-stage-rss" for t in threading.enumerate())
+    assert mem.metrics()["stage_peak_rss_mb/metrics"] > 0
+    with pytest.raises(ValueError, match="stage name"), mem.stage("bad name"):
+        pass
