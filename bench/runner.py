@@ -331,18 +331,6 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
     tcfg = cfg.get("tracking", {}) or {}
     if store is None:
         store = tracking.store_for(tcfg, Path(cfg["paths"]["root"]))
-    if store is not None:
-        store.reap_stale()
-        done = store.finished_run(key)
-        if done is not None and not tcfg.get("force", False):
-            say(
-                f"skip {run_name(cfg)}: FINISHED run {done.info.run_id} has the same run_key "
-                f"(tracking.force=true runs it again)"
-            )
-            parent = os.environ.get(tracking.PARENT_ENV)
-            if parent:  # the sweep's summary includes the reused run
-                tracking.record_reuse(store, parent, done.info.run_id)
-            return RunOutcome("SKIPPED", done.info.run_id, key, {})
     params = dict(model_cfg.get("params") or {})
 
     def rebuild(overrides: dict[str, Any]):
@@ -353,10 +341,34 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
             cfg, model, split, device, Path(tempfile.mkdtemp()), emb_spec, rebuild
         )
         return RunOutcome("DRY", None, key, metrics)
+    store.reap_stale()
     parent = os.environ.get(tracking.PARENT_ENV) or None
     tags = base_tags(keyed, split, key, device)
     tags.update({f"bench.provenance.{k}": v for k, v in provenance.items()})
-    with tracking.TrackedRun(store, run_name(cfg), tags, parent_run_id=parent) as run:
+
+    def waiting(other) -> None:
+        t = other.data.tags
+        say(
+            f"waiting: run {other.info.run_id} with the same run_key is RUNNING (pid "
+            f"{t.get('bench.pid', '?')} on {t.get('bench.host', '?')}); {run_name(cfg)} reuses "
+            f"it when it finishes, or runs if it fails"
+        )
+
+    outcome, claimed = store.claim(
+        key,
+        lambda: tracking.create_run(store, run_name(cfg), tags, parent),
+        force=bool(tcfg.get("force", False)),
+        on_wait=waiting,
+    )
+    if outcome == "done":
+        say(
+            f"skip {run_name(cfg)}: FINISHED run {claimed.info.run_id} has the same run_key "
+            f"(tracking.force=true runs it again)"
+        )
+        if parent:  # the sweep's summary includes the reused run
+            tracking.record_reuse(store, parent, claimed.info.run_id)
+        return RunOutcome("SKIPPED", claimed.info.run_id, key, {})
+    with tracking.TrackedRun(store, run_name(cfg), tags, parent, run_id=claimed) as run:
         say(f"run {run_name(cfg)} -> {run.run_id}")
         run.log_params(tracking.params_of(cfg))
         with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:

@@ -247,6 +247,68 @@ class Store:
         runs = self.search(f"tags.\"bench.run_key\" = '{key}' and attributes.status = 'FINISHED'")
         return runs[0] if runs else None
 
+    def key_runs(self, key: str) -> list[Any]:
+        """The active (not deleted) RUNNING and FINISHED runs carrying ``bench.run_key`` = key,
+        sweep parents excluded."""
+        runs = self.search(f"tags.\"bench.run_key\" = '{key}'")
+        return [
+            r for r in runs
+            if r.info.status in ("RUNNING", "FINISHED") and r.data.tags.get("bench.sweep") != "parent"
+        ]  # fmt: skip
+
+    def claim(
+        self,
+        key: str,
+        create: Callable[[], str],
+        force: bool = False,
+        on_wait: Callable[[Any], None] | None = None,
+        poll: float = 2.0,
+    ) -> tuple[str, Any]:
+        """Claim ``bench.run_key`` = ``key`` atomically: ``("run", run_id)`` when this process
+        owns the key (``create()`` made the RUNNING run that is the claim), ``("done", run)``
+        when a FINISHED run has the key (never with ``force``).
+
+        The protocol uses MLflow's API only, so it holds on SQLite and behind a tracking server
+        alike: create the run, then re-read every live run of the key; the claim stands only if
+        no *other* RUNNING run (nor, without ``force``, a FINISHED one) is there. Otherwise the
+        new run is deleted and, after a random back-off, the process tries again. Two claims can
+        never both stand: the later of the two creations happens before its owner's re-read,
+        which therefore sees the earlier claim. While another process holds the key (its run is
+        RUNNING), this one waits (``on_wait(run)`` once per holder) and claims the key when the
+        holder ends FAILED or KILLED, or reuses its FINISHED run. A claim left RUNNING by a
+        process that died on this host is reaped to KILLED (``reap_stale``); on SQLite the
+        create-and-re-read also runs under the store's file lock, so local racers never collide.
+        """
+        import random
+
+        rng = random.Random(os.getpid() ^ time.monotonic_ns())
+        told: set[str] = set()
+        while True:
+            live = self.key_runs(key)
+            done = [r for r in live if r.info.status == "FINISHED"]
+            if done and not force:
+                return "done", done[0]
+            holders = [r for r in live if r.info.status == "RUNNING"]
+            if holders:
+                for r in holders:
+                    if r.info.run_id not in told and on_wait is not None:
+                        on_wait(r)
+                    told.add(r.info.run_id)
+                time.sleep(poll * (0.5 + rng.random()))
+                self.reap_stale()
+                continue
+            with store_lock(self.uri):
+                mine = create()
+                live = self.key_runs(key)
+            others = [
+                r for r in live
+                if r.info.run_id != mine and (r.info.status == "RUNNING" or not force)
+            ]  # fmt: skip
+            if not others:
+                return "run", mine
+            retry(partial(self.client.delete_run, mine))  # withdraw; the other claim stands
+            time.sleep(0.2 + rng.random() * 1.5)
+
     def reap_stale(self) -> list[str]:
         """Mark KILLED the RUNNING runs whose owning process on this host is gone."""
         host = socket.gethostname()
@@ -414,15 +476,10 @@ class TrackedRun:
         run_name: str,
         tags: Mapping[str, str],
         parent_run_id: str | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.store = store
-        all_tags = {**{k: str(v) for k, v in tags.items()}, **_owner_tags()}
-        if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
-        run = retry(
-            lambda: store.client.create_run(store.experiment_id, tags=all_tags, run_name=run_name)
-        )
-        self.run_id: str = run.info.run_id
+        self.run_id: str = run_id or create_run(store, run_name, tags, parent_run_id)
         self._prev_handler: Any = None
 
     def __enter__(self) -> TrackedRun:
@@ -482,6 +539,19 @@ class TrackedRun:
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         retry(lambda: self.store.client.log_artifact(self.run_id, str(path), artifact_path))
+
+
+def create_run(
+    store: Store, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None
+) -> str:
+    """A new RUNNING run with ``tags`` plus the owner tags (host, pid, pid start time)."""
+    all_tags = {**{k: str(v) for k, v in tags.items()}, **_owner_tags()}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = retry(
+        lambda: store.client.create_run(store.experiment_id, tags=all_tags, run_name=run_name)
+    )
+    return str(run.info.run_id)
 
 
 def _owner_tags() -> dict[str, str]:
