@@ -251,9 +251,10 @@ class Store:
         """The active (not deleted) RUNNING and FINISHED runs carrying ``bench.run_key`` = key,
         sweep parents excluded."""
         runs = self.search(f"tags.\"bench.run_key\" = '{key}'")
+        live = ("RUNNING", "FINISHED")
         return [
             r for r in runs
-            if r.info.status in ("RUNNING", "FINISHED") and r.data.tags.get("bench.sweep") != "parent"
+            if r.info.status in live and r.data.tags.get("bench.sweep") != "parent"
         ]  # fmt: skip
 
     def claim(

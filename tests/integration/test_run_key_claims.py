@@ -86,7 +86,8 @@ def test_a_claim_left_by_a_killed_process_is_recovered(tmp_path):
     store.client.set_tag(run_id, "bench.pid_start", tracking._process_start(dead.pid) or "")
     os.kill(dead.pid, signal.SIGKILL)
     dead.wait()
-    outcome, mine = store.claim("k", lambda: tracking.create_run(store, "new", {"bench.run_key": "k"}),
-                                poll=0.05)  # fmt: skip
+    outcome, mine = store.claim(
+        "k", lambda: tracking.create_run(store, "new", {"bench.run_key": "k"}), poll=0.05
+    )
     assert outcome == "run" and mine != run_id
     assert store.client.get_run(run_id).info.status == "KILLED"
