@@ -81,10 +81,12 @@ def mlflow_server(root: Path, workers: int = 2, timeout: float = 180) -> Iterato
                         f"mlflow server exited {proc.returncode}:\n"
                         + (root / "mlflow-server.log").read_text()[-3000:]
                     )
-                with contextlib.suppress(OSError):
-                    with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                        if r.status == 200:
-                            break
+                with (
+                    contextlib.suppress(OSError),
+                    urllib.request.urlopen(f"{url}/health", timeout=2) as r,
+                ):
+                    if r.status == 200:
+                        break
                 if time.monotonic() > end:
                     raise RuntimeError("mlflow server did not answer /health in time")
                 time.sleep(0.5)

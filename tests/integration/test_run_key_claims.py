@@ -111,3 +111,38 @@ def test_sixteen_processes_on_a_postgres_tracking_server_one_finished_run_per_ke
     rs, errs = race(tmp_path, pg_server)
     check(rs, errs)
     assert not (tmp_path / "mlflow.db").exists()  # everything went to the server
+
+
+@pytest.mark.parametrize(
+    ("launcher", "n"),
+    [
+        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"], 16),
+        # one interpreter per job, all at once: 8 keep the test's time reasonable on 2 cores
+        (["hydra/launcher=submitit_local"], 8),
+    ],
+    ids=["joblib", "submitit_local"],
+)
+def test_sweep_jobs_write_to_the_postgres_tracking_server(tmp_path, pg_server, launcher, n):
+    """The cluster recipe on one machine: a launcher's jobs -> mlflow server -> PostgreSQL."""
+    if "submitit" in launcher[0]:
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    experiment = f"sweep-{launcher[0].rsplit('=', 1)[1]}"
+    seeds = ",".join(str(i) for i in range(n))
+    bench(
+        "run", "-m", *launcher, *FAST, f"seed={seeds}", f"tracking.uri={pg_server}",
+        f"tracking.experiment={experiment}", cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    from bench import tracking
+
+    store = tracking.Store(pg_server, experiment)
+    rs = store.search("")
+    children = [r for r in rs if r.data.tags.get("bench.sweep") != "parent"]
+    parents = [r for r in rs if r.data.tags.get("bench.sweep") == "parent"]
+    assert Counter(r.info.status for r in children) == {"FINISHED": n}
+    assert len({r.data.tags["bench.run_key"] for r in children}) == n
+    assert [p.info.status for p in parents] == ["FINISHED"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    for r in children[:2]:  # artifacts went through the server's proxy
+        names = {a.path for a in store.client.list_artifacts(r.info.run_id)}
+        assert {"per_user.parquet", "config.yaml"} <= names
+    assert not (tmp_path / "mlflow.db").exists()
