@@ -150,9 +150,17 @@ def main(argv: list[str]) -> int:
     old = sys.argv
     sys.argv = ["bench run", *argv]
     SWEEP_FAILED.clear()
+    status = "FAILED"  # of a sweep whose end was never reached
     try:
         task()
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except SystemExit as e:
+        if e.code in (130, 143):  # SIGINT / SIGTERM (TrackedRun's handler or the sweep's)
+            status = "KILLED"
+        raise
     finally:
         sys.argv = old
-        close_interrupted_sweep()
+        close_interrupted_sweep(status)
     return 1 if any(SWEEP_FAILED) else 0

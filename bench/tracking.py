@@ -589,8 +589,10 @@ def start_parent(store: Store, sweep_id: str, tags: Mapping[str, str]) -> str:
     return str(run.info.run_id)
 
 
-def end_parent(store: Store, parent_id: str) -> dict[str, int]:
-    """Finish a sweep's parent with a status summary of its children."""
+def end_parent(store: Store, parent_id: str, interrupted: str | None = None) -> dict[str, int]:
+    """Finish a sweep's parent with a status summary of its children: FINISHED only when
+    every job ran and FINISHED. ``interrupted`` (the sweep did not complete): ``KILLED`` (a
+    signal) or ``FAILED`` (an error), whatever the children's status."""
     children = store.search(f"tags.\"mlflow.parentRunId\" = '{parent_id}'", max_results=5000)
     counts: dict[str, int] = {}
     for r in children:
@@ -602,8 +604,14 @@ def end_parent(store: Store, parent_id: str) -> dict[str, int]:
     if n_jobs_failed:  # jobs that failed before creating a run (no child to count)
         counts["jobs failed before a run"] = n_jobs_failed
         tags["bench.n_jobs_failed_before_run"] = str(n_jobs_failed)
+    ok = counts.get("FINISHED", 0) == len(children) and not n_jobs_failed
+    status = "FINISHED" if ok else "FAILED"
+    if interrupted:
+        status = interrupted
+        note = "interrupted by a signal" if interrupted == "KILLED" else "ended by an error"
+        tags["bench.status_note"] = f"sweep {note} before all its jobs ran"
+        counts[f"sweep {interrupted}"] = 1
     for k, v in tags.items():
         retry(partial(store.client.set_tag, parent_id, k, v))
-    ok = counts.get("FINISHED", 0) == len(children) and not n_jobs_failed
-    retry(lambda: store.client.set_terminated(parent_id, "FINISHED" if ok else "FAILED"))
+    retry(lambda: store.client.set_terminated(parent_id, status))
     return counts
