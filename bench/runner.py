@@ -341,6 +341,26 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
             cfg, model, split, device, Path(tempfile.mkdtemp()), emb_spec, rebuild
         )
         return RunOutcome("DRY", None, key, metrics)
+    try:
+        return _tracked(
+            cfg, store, model, split, device, emb_spec, rebuild, keyed, key, provenance
+        )
+    except Exception as e:
+        from bench.errors import disk_full, is_disk_full
+
+        if is_disk_full(e):  # the store, its artifacts, the run's temp folder: say which
+            where = tracking.sqlite_path(store.uri) or tracking.redact_text(store.uri)
+            raise disk_full(e, where, f"logging run {run_name(cfg)}") from e
+        raise
+
+
+def _tracked(
+    cfg, store, model, split, device, emb_spec, rebuild, keyed, key, provenance
+) -> RunOutcome:
+    """Claim the run key, then execute and log the run (``run_experiment``'s second half)."""
+    from bench import tracking
+
+    tcfg = cfg.get("tracking", {}) or {}
     store.reap_stale()
     parent = os.environ.get(tracking.PARENT_ENV) or None
     tags = base_tags(keyed, split, key, device)

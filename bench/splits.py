@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from bench.errors import ConfigError, DataError, IntegrityError, unknown
+from bench.errors import ConfigError, DataError, IntegrityError, disk_full, is_disk_full, unknown
 from bench.files import normal_dir_mode
 from bench.hashing import sha256_file
 
@@ -444,8 +444,13 @@ def _write_atomically(
 ) -> None:
     from bench import __version__
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full(e, path.parent, f"materializing split {path.name}") from e
+        raise
     try:
         digests = {}
         for name in SPLIT_FILES:
@@ -477,8 +482,10 @@ def _write_atomically(
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             os.chmod(path, normal_dir_mode())  # mkdtemp made it 0700: readable by us only
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, Exception) and is_disk_full(e):
+            raise disk_full(e, path.parent, f"materializing split {path.name}") from e
         raise
 
 

@@ -33,7 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.errors import TrackingError
+from bench.errors import BenchError, TrackingError
 
 DEFAULT_EXPERIMENT = "bench"
 PARENT_ENV = "BENCH_PARENT_RUN_ID"
@@ -171,8 +171,11 @@ def store_lock(uri: str) -> Iterator[None]:
 
 
 def _quiet_mlflow() -> None:
-    for name in ("mlflow", "alembic", "mlflow.store.db.utils"):
+    for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # it logs every database error with a traceback before re-raising it; the harness turns
+    # the error it re-raises into one line (disk full, damaged store, ...)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def retry(fn: Callable[[], T], attempts: int = 8, base: float = 0.2) -> T:
@@ -205,14 +208,14 @@ class Store:
         self.experiment_name = experiment
         with store_lock(uri):
             path = sqlite_path(uri)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
             try:
+                if path is not None:
+                    prepare_sqlite_store(path)
                 self.client = MlflowClient(tracking_uri=_connect_uri(uri))
                 if path is not None:
                     _enable_wal(path)
                 self.experiment_id = self._get_or_create(experiment)
-            except TrackingError:
+            except BenchError:
                 raise
             except Exception as e:
                 raise _store_error(uri, e) from e
@@ -335,6 +338,107 @@ class Store:
         return reaped
 
 
+def inspect_sqlite_store(path: Path, full_check: bool = False) -> tuple[set[str], int]:
+    """(table names, number of runs) of an existing SQLite store; a file that is not a
+    readable SQLite database (junk, truncated: ``full_check`` runs ``PRAGMA quick_check``,
+    which reads every page) is a one-line TrackingError."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(str(path), timeout=60)
+        try:
+            rows = con.execute("select name from sqlite_master where type='table'")
+            tables = {r[0] for r in rows}
+            n_runs = 0
+            if "runs" in tables:
+                n_runs = con.execute("select count(*) from runs").fetchone()[0]
+            check = con.execute("PRAGMA quick_check").fetchone()[0] if full_check else "ok"
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise damaged_store(path, str(e)) from e
+    if check != "ok":
+        raise damaged_store(path, str(check))
+    return tables, int(n_runs)
+
+
+def damaged_store(path: Path, why: str) -> TrackingError:
+    return TrackingError(
+        f"tracking store {path} is damaged ({why.splitlines()[0]}): it is not a readable MLflow "
+        f"SQLite database; restore it from a backup, or move it aside (mv {path} {path}.broken) "
+        f"to start a new store; nothing was changed"
+    )
+
+
+def prepare_sqlite_store(path: Path) -> None:
+    """Make sure ``path`` is a usable store before MLflow opens it (call under the store lock).
+
+    A missing (or empty) store is created atomically: schema and migrations go into a temporary
+    file next to it, renamed into place when complete, so a full disk or a kill never leaves a
+    half-migrated store. An existing store left half-migrated by an older harness or by an
+    interrupted ``mlflow db upgrade`` (``_alembic_tmp_*`` tables) is moved aside and recreated
+    when it holds no run, refused with the fix otherwise. A junk file is refused."""
+    from bench.errors import disk_full, is_disk_full
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full(e, path.parent, "creating the MLflow store's folder") from e
+        raise
+    if path.is_file() and path.stat().st_size > 0:
+        tables, n_runs = inspect_sqlite_store(path)
+        leftovers = sorted(t for t in tables if t.startswith("_alembic_tmp_"))
+        if not leftovers:
+            return
+        if n_runs:
+            raise TrackingError(
+                f"tracking store {path} was left half-migrated (table {leftovers[0]} from an "
+                f"interrupted migration, e.g. on a full disk) and holds {n_runs} run(s): restore "
+                f"it from the backup taken before 'mlflow db upgrade'; nothing was changed"
+            )
+        aside = path.with_name(f"{path.name}.half-migrated-{int(time.time())}")
+        os.replace(path, aside)
+        log.warning("moved the half-migrated, empty store %s aside to %s", path, aside)
+        print(f"[bench] {path} was a half-migrated store with no run: moved aside to {aside.name}"
+              f" and created again", file=sys.stderr)  # fmt: skip
+    _create_sqlite_store(path)
+
+
+def _create_sqlite_store(path: Path) -> None:
+    import tempfile
+
+    from bench.errors import disk_full, is_disk_full
+    from bench.files import normal_dir_mode
+
+    tmp: Path | None = None
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".creating", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        from mlflow.store.db.utils import _initialize_tables
+        from sqlalchemy import create_engine
+
+        engine = create_engine(f"sqlite:///{tmp}")
+        try:
+            _initialize_tables(engine)
+        finally:
+            engine.dispose()
+        os.chmod(tmp, normal_dir_mode() & 0o666)
+        os.replace(tmp, path)
+        tmp = None
+    except Exception as e:
+        if is_disk_full(e):
+            raise disk_full(
+                e, path, "creating the MLflow store (nothing was written: no store was created)"
+            ) from e
+        raise
+    finally:
+        if tmp is not None:
+            for leftover in (tmp, Path(f"{tmp}-journal")):
+                leftover.unlink(missing_ok=True)
+
+
 def _enable_wal(path: Path) -> None:
     import sqlite3
 
@@ -346,8 +450,16 @@ def _enable_wal(path: Path) -> None:
             con.close()
 
 
-def _store_error(uri: str, e: Exception) -> TrackingError:
+def _store_error(uri: str, e: Exception) -> BenchError:
+    from bench.errors import disk_full, is_disk_full
+
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    path = sqlite_path(uri)
+    if is_disk_full(e):
+        return disk_full(e, path or redact_text(uri), "writing to the tracking store")
+    low = str(e).lower()
+    if path is not None and ("malformed" in low or "not a database" in low):
+        return damaged_store(path, msg)
     if "out-of-date database schema" in str(e).lower() or "alembic" in str(e).lower():
         return TrackingError(
             f"tracking store {redact_text(uri)} has an older MLflow schema: back it up, then run "
