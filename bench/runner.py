@@ -7,6 +7,7 @@ loads (config validation, split checksums, model name and parameters).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -349,9 +350,34 @@ def run_experiment(cfg: Mapping[str, Any], store=None) -> RunOutcome:
         from bench.errors import disk_full, is_disk_full
 
         if is_disk_full(e):  # the store, its artifacts, the run's temp folder: say which
-            where = tracking.sqlite_path(store.uri) or tracking.redact_text(store.uri)
-            raise disk_full(e, where, f"logging run {run_name(cfg)}") from e
+            raise disk_full(e, _full_place(store), f"logging run {run_name(cfg)}") from e
         raise
+
+
+def _full_place(store) -> str:
+    """Which of the places a run writes is (nearly) full: the experiment's artifact folder,
+    the SQLite store, the temp folder; the store's URI when none of the local ones is."""
+    import shutil
+    from urllib.parse import urlparse
+
+    from bench import tracking
+
+    places: list[Path] = []
+    with contextlib.suppress(Exception):
+        loc = str(store.client.get_experiment(store.experiment_id).artifact_location)
+        if loc.startswith("file:") or loc.startswith("/"):
+            places.append(Path(urlparse(loc).path if loc.startswith("file:") else loc))
+    db = tracking.sqlite_path(store.uri)
+    places += [db] if db is not None else []
+    places.append(Path(tempfile.gettempdir()))
+    for place in places:
+        probe = place
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(probe).free < (1 << 20):
+                return str(place)
+    return str(db) if db is not None else tracking.redact_text(store.uri)
 
 
 def _tracked(

@@ -356,10 +356,24 @@ def inspect_sqlite_store(path: Path, full_check: bool = False) -> tuple[set[str]
         finally:
             con.close()
     except sqlite3.DatabaseError as e:
+        from bench.errors import disk_full, is_disk_full
+
+        # SQLite reports a full disk while it sets up WAL's shared memory as an I/O error
+        if is_disk_full(e) or ("disk i/o" in str(e).lower() and _nearly_full(path.parent)):
+            raise disk_full(e, path, "opening the tracking store") from e
         raise damaged_store(path, str(e)) from e
     if check != "ok":
         raise damaged_store(path, str(check))
     return tables, int(n_runs)
+
+
+def _nearly_full(folder: Path, below: int = 1 << 20) -> bool:
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free < below
+    except OSError:
+        return False
 
 
 def damaged_store(path: Path, why: str) -> TrackingError:
@@ -458,6 +472,8 @@ def _store_error(uri: str, e: Exception) -> BenchError:
     if is_disk_full(e):
         return disk_full(e, path or redact_text(uri), "writing to the tracking store")
     low = str(e).lower()
+    if path is not None and "disk i/o" in low and _nearly_full(path.parent):
+        return disk_full(e, path, "writing to the tracking store")
     if path is not None and ("malformed" in low or "not a database" in low):
         return damaged_store(path, msg)
     if "out-of-date database schema" in str(e).lower() or "alembic" in str(e).lower():

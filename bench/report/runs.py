@@ -38,6 +38,11 @@ class ReportError(BenchError):
     """Runs that cannot be reported as asked (none found, not comparable, bad artifact)."""
 
 
+class DamagedArtifactError(ReportError):
+    """An artifact that exists but cannot be read (truncated, overwritten): an error, never a
+    note, so a table is not published silently without the statistics it should carry."""
+
+
 @dataclass(frozen=True)
 class Run:
     """One FINISHED evaluation run as the report sees it (tags, params, latest metric values).
@@ -413,7 +418,7 @@ def per_user_frame(mlflow_client: Any, run: Run, cache_dir: Path | None = None) 
             frame = pl.read_parquet(path)
         except Exception as exc:  # noqa: BLE001 - polars raises ComputeError, OSError, ...
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ReportError(
+            raise DamagedArtifactError(
                 f"per_user.parquet of run {run.run_name} ({run.run_id}) is damaged ({why}): "
                 f"re-run that config with tracking.force=true, or delete the run "
                 f"(mlflow runs delete --run-id {run.run_id}) to leave it out"
