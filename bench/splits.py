@@ -39,6 +39,42 @@ INTERACTION_SCHEMA = {
 SPLIT_FORMAT_VERSION = "1"
 
 
+_SPLIT_TYPES: dict[str, tuple[str, str]] = {
+    # option: (kind, example)
+    "valid_fraction": ("number", "0.1"),
+    "test_fraction": ("number", "0.1"),
+    "cold_item_fraction": ("number", "0.1"),
+    "relevance_threshold": ("number or null", "4"),
+    "k_core": ("integer", "5"),
+    "seed": ("integer", "0"),
+    "exclude_seen": ("bool", "true"),
+    "train_positive_only": ("bool", "false"),
+}
+
+
+def _check_types(kw: Mapping[str, Any]) -> None:
+    """A split option of the wrong type is a one-line ConfigError naming it (``float('abc')``
+    would be a traceback deep in the split code)."""
+    for name, (kind, example) in _SPLIT_TYPES.items():
+        if name not in kw:
+            continue
+        v = kw[name]
+        number = isinstance(v, int | float) and not isinstance(v, bool)
+        ok = {
+            "number": number,
+            "number or null": number or v is None,
+            "integer": isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            "bool": isinstance(v, bool),
+        }[kind]
+        if not ok:
+            want = "an integer >= 0" if kind == "integer" else (
+                "true or false" if kind == "bool" else f"a {kind}"
+            )
+            raise ConfigError(
+                f"split.{name} must be {want}, got {v!r} (e.g. split.{name}={example})"
+            )
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     """Every knob that moves numbers. ``protocol`` is one of ``PROTOCOLS``."""
@@ -61,6 +97,7 @@ class SplitConfig:
         if extra:
             raise unknown("split option", extra[0], known, where="conf/split")
         kw = {k: cfg[k] for k in known if k in cfg}
+        _check_types(kw)
         sc = cls(**kw)
         if sc.protocol not in PROTOCOLS:
             raise unknown("split protocol", sc.protocol, PROTOCOLS, where="split.protocol")
