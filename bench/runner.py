@@ -503,9 +503,12 @@ def execute(
             ex = exclude[b] if exclude is not None else None
             return topk(score(b), kmax, ex, inplace=True, tie_rank=tie_rank)
 
+        lcfg = bounded_latency(model, lcfg, len(users), cfg)
         model.start_latency_pass()  # timed requests are computed, never replayed from a cache
         # latency of the headline population's requests (all test users when it is empty)
         metrics.update(measure(request, headline if len(headline) else users, lcfg, device))
+        if lcfg.mode != "disabled":
+            metrics["latency_n_requests"] = float(lcfg.n_requests)
     metrics["fit_seconds"] = timer.seconds("fit")
     metrics["scoring_seconds"] = timer.seconds("scoring")
     metrics.update(mem.metrics())
@@ -539,6 +542,31 @@ def execute(
             files["candidates.parquet"]
         )
     return metrics, files, model
+
+
+def bounded_latency(model, lcfg, n_evaluated: int, cfg: Mapping[str, Any]):
+    """The latency config to time ``model`` with. A model that calls a remote API
+    (``remote_calls()``) gets the bounded pass of ``LatencyConfig.for_remote``, and the number
+    of extra requests it will send is said before any is sent, with how to avoid them."""
+    remote = model.remote_calls()
+    if remote is None or lcfg.mode == "disabled":
+        return lcfg
+    what, made, ranked = remote
+    bounded = lcfg.for_remote(n_evaluated)
+    per_user = made / ranked if ranked else 1.0
+    extra = int(-(-bounded.planned_users() * max(per_user, 1.0) // 1))
+    sized = (
+        "a tenth of the evaluated users, latency.remote_requests=auto"
+        if bounded.remote_requests == "auto"
+        else f"latency.remote_requests={bounded.remote_requests}"
+    )
+    say(
+        f"latency pass: {cfg['model']['name']} calls {what}; the evaluation sent {made} "
+        f"request(s), timing latency sends about {extra} more ({bounded.n_requests} timed, "
+        f"{sized}; {bounded.warmup} warm-up; throughput in batches of {bounded.batch_size}). "
+        f"latency=disabled sends none; latency.remote_requests=<n> sets the count"
+    )
+    return bounded
 
 
 def refit(model, fit_md, ctx, rebuild, timer):
