@@ -76,6 +76,11 @@ NETWORK_FS = {
     0x5346414F: "afs",
 }
 
+#: a RUNNING run of another host is stale when its ``bench.heartbeat`` (epoch seconds, renewed
+#: every ``HEARTBEAT_S`` by the owner while it runs against a tracking server) is this old
+HEARTBEAT_S = 60.0
+STALE_AFTER_S = 900.0
+
 T = TypeVar("T")
 log = logging.getLogger("bench.tracking")
 
@@ -321,18 +326,26 @@ class Store:
             time.sleep(0.2 + rng.random() * 1.5)
 
     def reap_stale(self) -> list[str]:
-        """Mark KILLED the RUNNING runs whose owning process on this host is gone."""
+        """Mark KILLED the RUNNING runs whose owner is gone: a process on this host that no
+        longer runs, or (behind a tracking server, where jobs run on other hosts) an owner
+        whose ``bench.heartbeat`` is older than ``STALE_AFTER_S``."""
         host = socket.gethostname()
+        now = time.time()
         reaped = []
         for run in self.search("attributes.status = 'RUNNING'"):
             tags = run.data.tags
-            if tags.get("bench.host") != host or not tags.get("bench.pid"):
-                continue
-            pid = int(tags["bench.pid"])
-            if _pid_alive(pid, tags.get("bench.pid_start")):
+            note = None
+            if tags.get("bench.host") == host and tags.get("bench.pid"):
+                if not _pid_alive(int(tags["bench.pid"]), tags.get("bench.pid_start")):
+                    note = "reaped: owner gone"
+            elif tags.get("bench.heartbeat", "").isdigit():
+                age = now - int(tags["bench.heartbeat"])
+                if age > STALE_AFTER_S:
+                    note = f"reaped: no heartbeat for {age:.0f} s from {tags.get('bench.host')}"
+            if note is None:
                 continue
             rid = run.info.run_id
-            retry(partial(self.client.set_tag, rid, "bench.status_note", "reaped: owner gone"))
+            retry(partial(self.client.set_tag, rid, "bench.status_note", note))
             retry(partial(self.client.set_terminated, rid, "KILLED"))
             reaped.append(rid)
         return reaped
@@ -621,7 +634,19 @@ class TrackedRun:
     def __enter__(self) -> TrackedRun:
         if _in_main_thread():
             self._prev_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+        if sqlite_path(self.store.uri) is None:  # jobs of other hosts see that we are alive
+            import threading
+
+            self._beating = threading.Event()
+            threading.Thread(target=self._heartbeat, daemon=True, name="bench-heartbeat").start()
         return self
+
+    _beating: Any = None
+
+    def _heartbeat(self) -> None:
+        while not self._beating.wait(HEARTBEAT_S):
+            with contextlib.suppress(Exception):
+                self.store.client.set_tag(self.run_id, "bench.heartbeat", str(int(time.time())))
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         with contextlib.suppress(Exception):
@@ -630,6 +655,8 @@ class TrackedRun:
         sys.exit(143)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._beating is not None:
+            self._beating.set()
         if _in_main_thread() and self._prev_handler is not None:
             signal.signal(signal.SIGTERM, self._prev_handler)
         if exc_type is None:
@@ -690,13 +717,17 @@ def create_run(
     return str(run.info.run_id)
 
 
-def _owner_tags() -> dict[str, str]:
-    """Who owns a RUNNING run: host, pid and the pid's start time (guards against pid reuse)."""
-    return {
+def _owner_tags(heartbeat: bool = True) -> dict[str, str]:
+    """Who owns a RUNNING run: host, pid and the pid's start time (guards against pid reuse),
+    and the first heartbeat (renewed by ``TrackedRun`` behind a tracking server)."""
+    tags = {
         "bench.host": socket.gethostname(),
         "bench.pid": str(os.getpid()),
         "bench.pid_start": _process_start(os.getpid()) or "",
     }
+    if heartbeat:
+        tags["bench.heartbeat"] = str(int(time.time()))
+    return tags
 
 
 def _in_main_thread() -> bool:
@@ -710,7 +741,10 @@ def start_parent(store: Store, sweep_id: str, tags: Mapping[str, str]) -> str:
     run = retry(
         lambda: store.client.create_run(
             store.experiment_id,
-            tags={**tags, **_owner_tags(), "bench.sweep": "parent", "bench.sweep_id": sweep_id},
+            # no heartbeat: the launcher does not renew one, and jobs on other hosts must not
+            # reap the parent of a long sweep (it is closed by its launcher, or by a re-run)
+            tags={**tags, **_owner_tags(heartbeat=False), "bench.sweep": "parent",
+                  "bench.sweep_id": sweep_id},  # fmt: skip
             run_name=f"sweep-{sweep_id}",
         )
     )

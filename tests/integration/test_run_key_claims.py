@@ -76,9 +76,7 @@ def test_a_claim_left_by_a_killed_process_is_recovered(tmp_path):
     process reaps it (KILLED) and runs."""
     from bench import tracking
 
-    bench("run", *FAST, "tracking=disabled", cwd=tmp_path)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    store = tracking.Store(uri)
+    store = tracking.Store(f"sqlite:///{tmp_path}/mlflow.db")
     dead = subprocess.Popen(["sleep", "60"], start_new_session=True)
     # a claim as a process would leave it: RUNNING, owned by a pid that is about to die
     run_id = tracking.create_run(store, "orphan", {"bench.run_key": "k"})
@@ -146,3 +144,29 @@ def test_sweep_jobs_write_to_the_postgres_tracking_server(tmp_path, pg_server, l
         names = {a.path for a in store.client.list_artifacts(r.info.run_id)}
         assert {"per_user.parquet", "config.yaml"} <= names
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_claim_of_another_host_without_heartbeat_is_recovered(tmp_path):
+    """Behind a tracking server the owner of a claim may run on another host: its heartbeat
+    tells whether it lives. A stale one is reaped; a fresh one, and a sweep parent, are not."""
+    import time
+
+    from bench import tracking
+
+    store = tracking.Store(f"sqlite:///{tmp_path}/mlflow.db")
+    old = str(int(time.time() - tracking.STALE_AFTER_S - 60))
+    stale = tracking.create_run(store, "stale", {"bench.run_key": "k"})
+    store.client.set_tag(stale, "bench.host", "node-17")
+    store.client.set_tag(stale, "bench.heartbeat", old)
+    fresh = tracking.create_run(store, "fresh", {"bench.run_key": "j"})
+    store.client.set_tag(fresh, "bench.host", "node-18")
+    parent = tracking.start_parent(store, "s1", {})
+    store.client.set_tag(parent, "bench.host", "node-19")
+    assert store.reap_stale() == [stale]
+    assert "no heartbeat" in store.client.get_run(stale).data.tags["bench.status_note"]
+    assert store.client.get_run(fresh).info.status == "RUNNING"
+    assert store.client.get_run(parent).info.status == "RUNNING"
+    outcome, _ = store.claim(
+        "k", lambda: tracking.create_run(store, "new", {"bench.run_key": "k"}), poll=0.05
+    )
+    assert outcome == "run"
