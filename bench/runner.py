@@ -548,7 +548,8 @@ def bounded_latency(model, lcfg, n_evaluated: int, cfg: Mapping[str, Any]):
     """The latency config to time ``model`` with. A model that calls a remote API
     (``remote_calls()``) gets the bounded pass of ``LatencyConfig.for_remote``, and the number
     of extra requests it will send is said before any is sent, with how to avoid them."""
-    remote = model.remote_calls()
+    remote_calls = getattr(model, "remote_calls", None)  # plugins may predate the hook
+    remote = remote_calls() if remote_calls is not None else None
     if remote is None or lcfg.mode == "disabled":
         return lcfg
     what, made, ranked = remote
