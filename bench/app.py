@@ -32,9 +32,9 @@ def _is_int(v: Any) -> bool:
 
 def check_values(cfg: dict[str, Any]) -> None:
     """Check the top-level values the runner converts with int()/float() (``seed``,
-    ``eval.ks``, ``eval.batch_budget_mb``), ``eval.exclude_seen`` and the ``latency`` group
-    before any run is created: a bad value is a one-line ConfigError, never a traceback inside
-    a FAILED run."""
+    ``eval.ks``, ``eval.batch_budget_mb``), ``eval.exclude_seen``, the ``latency`` and ``split``
+    groups and the ``tracking`` switches before any run is created: a bad value is a one-line
+    ConfigError, never a traceback inside a FAILED run."""
     from bench.errors import ConfigError
     from bench.latency import LatencyConfig
     from bench.protocol import EvalProtocol
@@ -63,6 +63,17 @@ def check_values(cfg: dict[str, Any]) -> None:
         )
     EvalProtocol.for_run(cfg)
     LatencyConfig.from_mapping(cfg.get("latency") or {})
+    if cfg.get("split") is not None:
+        from bench.splits import SplitConfig
+
+        SplitConfig.from_mapping(cfg["split"])
+    tracking = cfg.get("tracking") or {}
+    for key in ("force", "enabled", "allow_network_fs"):
+        value = tracking.get(key, False)
+        if not isinstance(value, bool):
+            raise ConfigError(
+                f"tracking.{key} must be true or false, got {value!r} (e.g. tracking.{key}=true)"
+            )
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -150,9 +161,17 @@ def main(argv: list[str]) -> int:
     old = sys.argv
     sys.argv = ["bench run", *argv]
     SWEEP_FAILED.clear()
+    status = "FAILED"  # of a sweep whose end was never reached
     try:
         task()
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except SystemExit as e:
+        if e.code in (130, 143):  # SIGINT / SIGTERM (TrackedRun's handler or the sweep's)
+            status = "KILLED"
+        raise
     finally:
         sys.argv = old
-        close_interrupted_sweep()
+        close_interrupted_sweep(status)
     return 1 if any(SWEEP_FAILED) else 0

@@ -218,11 +218,18 @@ def check_overrides(argv: list[str]) -> None:
         if not m or m.group(1) not in GROUPS:
             continue
         group, value = m.group(1), m.group(2)
-        if re.match(r"^\w+\(", value) or value in ("null", ""):
+        if re.match(r"^\w+\(", value) or value == "null":
             continue  # sweeper functions (choice(...), range(...)) and null
         options = _options(group)
         for v in value.split(","):
-            if v and v not in options:
+            if not v.strip():
+                from bench.errors import ConfigError
+
+                raise ConfigError(
+                    f"override '{arg}' names no {group}; choose one of: {', '.join(options)} "
+                    f"(e.g. {group}={options[0]}; a sweep lists several: {group}=a,b)"
+                )
+            if v not in options:
                 raise unknown(group, v, options, where=f"override '{arg}'")
     check_nested_keys(argv)
     check_seeds(argv)
@@ -316,7 +323,7 @@ def check_sweep_values(argv: list[str]) -> None:
                         key: OmegaConf.to_container(cfg[key], resolve=True)
                         if OmegaConf.is_config(cfg[key])
                         else cfg[key]
-                        for key in ("seed", "eval", "latency")
+                        for key in ("seed", "eval", "latency", "split", "tracking")
                         if key in cfg
                     }
                 values = dict(composed[shared])
@@ -411,6 +418,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     seen = pl.concat(
         [split.train.select("user_id", "item_id"), split.valid.select("user_id", "item_id")]
     )
+    check_users_match(recs, split, path)
     test, left_out = population_of(split, a.users)
     try:
         with warnings.catch_warnings():
@@ -481,6 +489,27 @@ def print_summary(summary: dict[str, float]) -> None:
         print(f"-- breakdowns ({len(rest)}: per user group and gap) --")
         for k in rest:
             print(f"{k}  {summary[k]:.6f}")
+
+
+def check_users_match(recs, split, path: Path) -> None:
+    """A file none of whose users is a test user of the split scores 0 everywhere: that is a
+    wrong split or another id scheme, never a result (DataError naming both sides)."""
+    from bench.errors import DataError
+
+    file_users = recs["user_id"].cast(str).unique()
+    test_users = split.test["user_id"].unique()
+    if file_users.is_in(test_users.implode()).any():
+        return
+    import polars as pl
+
+    everyone = pl.concat([split.train["user_id"], split.valid["user_id"], split.test["user_id"]])
+    known = int(file_users.is_in(everyone.unique().implode()).sum())
+    raise DataError(
+        f"{path}: none of its {file_users.len()} users is a test user of the split "
+        f"{split.path} ({known} are users of the split at all; e.g. {file_users[0]!r} in the "
+        f"file, {test_users.sort()[0]!r} in the split): is it the right split, and are the ids "
+        f"the dataset's own user ids?"
+    )
 
 
 def population_of(split, users: str):
@@ -589,6 +618,13 @@ def read_recommendations(path: Path):
         raise DataError(
             f"{path}: not a readable recommendations table ({reason}); expected {REC_FORMATS}"
         ) from e
+    renamed = (re.fullmatch(r"(.+)_duplicated_\d+", c) for c in recs.columns)
+    dup = sorted({m.group(1) for m in renamed if m})
+    if dup:  # polars renames a repeated column name instead of refusing it
+        raise DataError(
+            f"{path}: column {dup[0]!r} appears more than once in the header; keep one "
+            f"(expected {REC_FORMATS})"
+        )
     missing = [c for c in REC_COLUMNS if c not in recs.columns]
     if missing:
         # escaped and cut: a binary file's "column names" hold control characters
@@ -597,6 +633,17 @@ def read_recommendations(path: Path):
         raise DataError(
             f"{path}: no column {', '.join(repr(c) for c in missing)} (columns: {shown or 'none'}"
             f"); expected {REC_FORMATS}"
+        )
+    if recs.height == 0:
+        raise DataError(
+            f"{path}: no recommendations (the file has a header but 0 rows); expected "
+            f"{REC_FORMATS}, one row per recommended item"
+        )
+    if recs["rank"].dtype == pl.Utf8 and (recs["rank"] == "rank").any():
+        row = int((recs["rank"] == "rank").arg_true()[0]) + 2
+        raise DataError(
+            f"{path}: line {row} repeats the header (files concatenated with their headers?); "
+            f"keep the first header only"
         )
     if not recs["rank"].dtype.is_integer():
         raise DataError(

@@ -31,17 +31,26 @@ _ACTIVE: list[BenchCallback] = []  # the sweep this process launched, until it e
 SWEEP_FAILED: list[bool] = []
 
 
-def close_interrupted_sweep() -> None:
-    """Finish the parent run of a sweep whose end callback never ran (Hydra skips
-    ``on_multirun_end`` when a job failed): FAILED unless every child FINISHED."""
+def close_interrupted_sweep(status: str = "FAILED") -> None:
+    """Finish the parent run of a sweep whose end callback never ran: the sweep did not
+    complete (a signal, or Hydra skipped ``on_multirun_end`` after a job raised), so the parent
+    ends ``status`` (KILLED for a signal, FAILED otherwise) even if every child it has
+    FINISHED."""
     while _ACTIVE:
         cb = _ACTIVE.pop()
+        cb.restore_signals()
         if cb.store is not None and cb.parent_id is not None:
             import contextlib
 
             with contextlib.suppress(Exception):
-                tracking.end_parent(cb.store, cb.parent_id)
+                tracking.end_parent(cb.store, cb.parent_id, interrupted=status)
         os.environ.pop(tracking.PARENT_ENV, None)
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM in the launcher outside a run (between jobs, while a split is made): exit 143
+    through ``SystemExit`` so that the sweep's parent is closed KILLED on the way out."""
+    raise SystemExit(143)
 
 
 class BenchCallback(Callback):
@@ -51,6 +60,15 @@ class BenchCallback(Callback):
     def __init__(self) -> None:
         self.parent_id: str | None = None
         self.store: tracking.Store | None = None
+        self._prev_sigterm: Any = None
+
+    def restore_signals(self) -> None:
+        import signal
+        import threading
+
+        if self._prev_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._prev_sigterm)
+        self._prev_sigterm = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from bench.errors import BenchError
@@ -66,13 +84,18 @@ class BenchCallback(Callback):
         reaped = self.store.reap_stale()
         if reaped:
             say(f"marked {len(reaped)} stale RUNNING run(s) KILLED: {', '.join(reaped)}")
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._prev_sigterm = signal.signal(signal.SIGTERM, _sigterm)
+        _ACTIVE.append(self)  # from here on, however the sweep ends, its parent is closed
         sweep_id = uuid.uuid4().hex[:12]
         self.parent_id = tracking.start_parent(
             self.store, sweep_id, {"bench.dataset": str(config.dataset.name)}
         )
         os.environ[tracking.PARENT_ENV] = self.parent_id
         os.environ[tracking.SWEEP_ENV] = sweep_id
-        _ACTIVE.append(self)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from bench.runner import say
@@ -81,6 +104,7 @@ class BenchCallback(Callback):
             return
         if self in _ACTIVE:
             _ACTIVE.remove(self)
+        self.restore_signals()
         counts = tracking.end_parent(self.store, self.parent_id)
         SWEEP_FAILED.append(any(k != "FINISHED" for k in counts))
         runs = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, cast
 
 import numpy as np
@@ -78,6 +78,9 @@ class LatencyConfig:
     sweep_batch_sizes: tuple[int, ...] = (1, 8, 64, 256)
     seed: int = 0
     fresh_process: bool = False
+    #: requests timed for a model that calls a remote (possibly paid) API: ``auto`` sizes the
+    #: pass to the evaluation (see ``for_remote``), an integer sets it
+    remote_requests: int | str = "auto"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -100,6 +103,37 @@ class LatencyConfig:
             raise ConfigError(
                 f"latency.fresh_process must be true or false, got {self.fresh_process!r}"
             )
+        if self.remote_requests != "auto":
+            _check_int("latency.remote_requests (or auto)", self.remote_requests, 1)
+
+    def planned_users(self) -> int:
+        """How many users ``measure`` scores with this config (warm-up included): for a model
+        whose every user is a backend call, the extra calls the latency pass makes."""
+        if self.mode == "disabled":
+            return 0
+        n = self.warmup + self.n_requests
+        n += (self.batch_size if self.warmup > 0 else 0) + max(self.n_requests, self.batch_size)
+        if self.mode == "sweep":
+            for b in self.sweep_batch_sizes:
+                calls = max(-(-self.n_requests // b), MIN_SWEEP_CALLS)
+                n += (b if self.warmup > 0 else 0) + max(self.n_requests, b * calls)
+        return n
+
+    def for_remote(self, n_evaluated: int) -> LatencyConfig:
+        """The bounded pass for a model that calls a remote API (each timed user is a paid
+        request): ``remote_requests`` timed requests (``auto``: a tenth of the evaluated users,
+        at least 5 and at most ``n_requests``), 2 warm-up requests at most, throughput over
+        batches no larger than that, and no batch-size sweep."""
+        if self.mode == "disabled":
+            return self
+        if self.remote_requests == "auto":
+            n = min(self.n_requests, max(5, -(-n_evaluated // 10)))
+        else:
+            n = int(self.remote_requests)
+        return replace(
+            self, mode="default", n_requests=n, warmup=min(self.warmup, 2),
+            batch_size=min(self.batch_size, n),
+        )  # fmt: skip
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> LatencyConfig:

@@ -7,6 +7,7 @@ loads (config validation, split checksums, model name and parameters).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -350,18 +351,6 @@ def run_experiment(
     tcfg = cfg.get("tracking", {}) or {}
     if store is None:
         store = tracking.store_for(tcfg, Path(cfg["paths"]["root"]))
-    if store is not None:
-        store.reap_stale()
-        done = store.finished_run(key)
-        if done is not None and not tcfg.get("force", False):
-            say(
-                f"skip {run_name(cfg)}: FINISHED run {done.info.run_id} has the same run_key "
-                f"(tracking.force=true runs it again)"
-            )
-            parent = os.environ.get(tracking.PARENT_ENV)
-            if parent:  # the sweep's summary includes the reused run
-                tracking.record_reuse(store, parent, done.info.run_id)
-            return RunOutcome("SKIPPED", done.info.run_id, key, {})
     params = dict(model_cfg.get("params") or {})
 
     def rebuild(overrides: dict[str, Any]):
@@ -373,11 +362,83 @@ def run_experiment(
             stages=stages,
         )
         return RunOutcome("DRY", None, key, metrics)
+    try:
+        return _tracked(
+            cfg, store, model, split, device, emb_spec, rebuild, keyed, key, provenance,
+            test=test, extra_tags=tags, parent_run_id=parent_run_id, stages=stages,
+        )
+    except Exception as e:
+        from bench.errors import disk_full, is_disk_full
+
+        if is_disk_full(e):  # the store, its artifacts, the run's temp folder: say which
+            raise disk_full(e, _full_place(store), f"logging run {run_name(cfg)}") from e
+        raise
+
+
+def _full_place(store) -> str:
+    """Which of the places a run writes is (nearly) full: the experiment's artifact folder,
+    the SQLite store, the temp folder; the store's URI when none of the local ones is."""
+    import shutil
+    from urllib.parse import urlparse
+
+    from bench import tracking
+
+    places: list[Path] = []
+    with contextlib.suppress(Exception):
+        loc = str(store.client.get_experiment(store.experiment_id).artifact_location)
+        if loc.startswith("file:") or loc.startswith("/"):
+            places.append(Path(urlparse(loc).path if loc.startswith("file:") else loc))
+    db = tracking.sqlite_path(store.uri)
+    places += [db] if db is not None else []
+    places.append(Path(tempfile.gettempdir()))
+    for place in places:
+        probe = place
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(probe).free < (1 << 20):
+                return str(place)
+    return str(db) if db is not None else tracking.redact_text(store.uri)
+
+
+def _tracked(
+    cfg, store, model, split, device, emb_spec, rebuild, keyed, key, provenance, *,
+    test: bool = True, extra_tags: Mapping[str, str] | None = None,
+    parent_run_id: str | None = None, stages=None,
+) -> RunOutcome:
+    """Claim the run key, then execute and log the run (``run_experiment``'s second half)."""
+    from bench import tracking
+
+    tcfg = cfg.get("tracking", {}) or {}
+    store.reap_stale()
     parent = parent_run_id or os.environ.get(tracking.PARENT_ENV) or None
-    run_tags = base_tags(keyed, split, key, device)
-    run_tags.update({f"bench.provenance.{k}": v for k, v in provenance.items()})
-    run_tags.update({str(k): str(v) for k, v in (tags or {}).items()})
-    with tracking.TrackedRun(store, run_name(cfg), run_tags, parent_run_id=parent) as run:
+    tags = base_tags(keyed, split, key, device)
+    tags.update({f"bench.provenance.{k}": v for k, v in provenance.items()})
+    tags.update({str(k): str(v) for k, v in (extra_tags or {}).items()})
+
+    def waiting(other) -> None:
+        t = other.data.tags
+        say(
+            f"waiting: run {other.info.run_id} with the same run_key is RUNNING (pid "
+            f"{t.get('bench.pid', '?')} on {t.get('bench.host', '?')}); {run_name(cfg)} reuses "
+            f"it when it finishes, or runs if it fails"
+        )
+
+    outcome, claimed = store.claim(
+        key,
+        lambda: tracking.create_run(store, run_name(cfg), tags, parent),
+        force=bool(tcfg.get("force", False)),
+        on_wait=waiting,
+    )
+    if outcome == "done":
+        say(
+            f"skip {run_name(cfg)}: FINISHED run {claimed.info.run_id} has the same run_key "
+            f"(tracking.force=true runs it again)"
+        )
+        if parent:  # the sweep's summary includes the reused run
+            tracking.record_reuse(store, parent, claimed.info.run_id)
+        return RunOutcome("SKIPPED", claimed.info.run_id, key, {})
+    with tracking.TrackedRun(store, run_name(cfg), tags, parent, run_id=claimed) as run:
         say(f"run {run_name(cfg)} -> {run.run_id}")
         run.log_params(tracking.params_of(cfg))
         tracking.log_split_input(
@@ -490,10 +551,13 @@ def execute(
             ex = exclude[b] if exclude is not None else None
             return topk(score(b), kmax, ex, inplace=True, tie_rank=tie_rank)
 
+        lcfg = bounded_latency(model, lcfg, len(users), cfg)
         model.start_latency_pass()  # timed requests are computed, never replayed from a cache
         # latency of the headline population's requests (all test users when it is empty)
         with stages("latency"):
             metrics.update(measure(request, headline if len(headline) else users, lcfg, device))
+        if lcfg.mode != "disabled":
+            metrics["latency_n_requests"] = float(lcfg.n_requests)
     metrics["fit_seconds"] = timer.seconds("fit")
     metrics["scoring_seconds"] = timer.seconds("scoring")
     metrics.update(mem.metrics())
@@ -554,6 +618,32 @@ def validation_only(cfg, model, md, ctx, validate, device: str, workdir: Path):
     files["config.yaml"].write_text(yaml.safe_dump(redact(dict(cfg)), sort_keys=False))
     files["environment.json"].write_text(json.dumps(environment_info(), indent=2, default=str))
     return metrics, files, model
+
+
+def bounded_latency(model, lcfg, n_evaluated: int, cfg: Mapping[str, Any]):
+    """The latency config to time ``model`` with. A model that calls a remote API
+    (``remote_calls()``) gets the bounded pass of ``LatencyConfig.for_remote``, and the number
+    of extra requests it will send is said before any is sent, with how to avoid them."""
+    remote_calls = getattr(model, "remote_calls", None)  # plugins may predate the hook
+    remote = remote_calls() if remote_calls is not None else None
+    if remote is None or lcfg.mode == "disabled":
+        return lcfg
+    what, made, ranked = remote
+    bounded = lcfg.for_remote(n_evaluated)
+    per_user = made / ranked if ranked else 1.0
+    extra = int(-(-bounded.planned_users() * max(per_user, 1.0) // 1))
+    sized = (
+        "a tenth of the evaluated users, latency.remote_requests=auto"
+        if bounded.remote_requests == "auto"
+        else f"latency.remote_requests={bounded.remote_requests}"
+    )
+    say(
+        f"latency pass: {cfg['model']['name']} calls {what}; the evaluation sent {made} "
+        f"request(s), timing latency sends about {extra} more ({bounded.n_requests} timed, "
+        f"{sized}; {bounded.warmup} warm-up; throughput in batches of {bounded.batch_size}). "
+        f"latency=disabled sends none; latency.remote_requests=<n> sets the count"
+    )
+    return bounded
 
 
 def refit(model, fit_md, ctx, rebuild):

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from bench.errors import ConfigError, DataError, IntegrityError, unknown
+from bench.errors import ConfigError, DataError, IntegrityError, disk_full, is_disk_full, unknown
 from bench.files import normal_dir_mode
 from bench.hashing import sha256_file
 
@@ -37,6 +37,42 @@ INTERACTION_SCHEMA = {
 }
 #: bump when the materialization code changes what a config produces
 SPLIT_FORMAT_VERSION = "1"
+
+
+_SPLIT_TYPES: dict[str, tuple[str, str]] = {
+    # option: (kind, example)
+    "valid_fraction": ("number", "0.1"),
+    "test_fraction": ("number", "0.1"),
+    "cold_item_fraction": ("number", "0.1"),
+    "relevance_threshold": ("number or null", "4"),
+    "k_core": ("integer", "5"),
+    "seed": ("integer", "0"),
+    "exclude_seen": ("bool", "true"),
+    "train_positive_only": ("bool", "false"),
+}
+
+
+def _check_types(kw: Mapping[str, Any]) -> None:
+    """A split option of the wrong type is a one-line ConfigError naming it (``float('abc')``
+    would be a traceback deep in the split code)."""
+    for name, (kind, example) in _SPLIT_TYPES.items():
+        if name not in kw:
+            continue
+        v = kw[name]
+        number = isinstance(v, int | float) and not isinstance(v, bool)
+        ok = {
+            "number": number,
+            "number or null": number or v is None,
+            "integer": isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            "bool": isinstance(v, bool),
+        }[kind]
+        if not ok:
+            want = "an integer >= 0" if kind == "integer" else (
+                "true or false" if kind == "bool" else f"a {kind}"
+            )
+            raise ConfigError(
+                f"split.{name} must be {want}, got {v!r} (e.g. split.{name}={example})"
+            )
 
 
 @dataclass(frozen=True)
@@ -61,6 +97,7 @@ class SplitConfig:
         if extra:
             raise unknown("split option", extra[0], known, where="conf/split")
         kw = {k: cfg[k] for k in known if k in cfg}
+        _check_types(kw)
         sc = cls(**kw)
         if sc.protocol not in PROTOCOLS:
             raise unknown("split protocol", sc.protocol, PROTOCOLS, where="split.protocol")
@@ -444,8 +481,13 @@ def _write_atomically(
 ) -> None:
     from bench import __version__
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full(e, path.parent, f"materializing split {path.name}") from e
+        raise
     try:
         digests = {}
         for name in SPLIT_FILES:
@@ -477,8 +519,10 @@ def _write_atomically(
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             os.chmod(path, normal_dir_mode())  # mkdtemp made it 0700: readable by us only
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, Exception) and is_disk_full(e):
+            raise disk_full(e, path.parent, f"materializing split {path.name}") from e
         raise
 
 

@@ -33,7 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.errors import TrackingError
+from bench.errors import BenchError, TrackingError
 
 DEFAULT_EXPERIMENT = "bench"
 PARENT_ENV = "BENCH_PARENT_RUN_ID"
@@ -76,6 +76,11 @@ NETWORK_FS = {
     0x19830326: "fhgfs/beegfs",
     0x5346414F: "afs",
 }
+
+#: a RUNNING run of another host is stale when its ``bench.heartbeat`` (epoch seconds, renewed
+#: every ``HEARTBEAT_S`` by the owner while it runs against a tracking server) is this old
+HEARTBEAT_S = 60.0
+STALE_AFTER_S = 900.0
 
 T = TypeVar("T")
 log = logging.getLogger("bench.tracking")
@@ -172,8 +177,11 @@ def store_lock(uri: str) -> Iterator[None]:
 
 
 def _quiet_mlflow() -> None:
-    for name in ("mlflow", "alembic", "mlflow.store.db.utils"):
+    for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # it logs every database error with a traceback before re-raising it; the harness turns
+    # the error it re-raises into one line (disk full, damaged store, ...)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def retry(fn: Callable[[], T], attempts: int = 8, base: float = 0.2) -> T:
@@ -206,14 +214,14 @@ class Store:
         self.experiment_name = experiment
         with store_lock(uri):
             path = sqlite_path(uri)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
             try:
+                if path is not None:
+                    prepare_sqlite_store(path)
                 self.client = MlflowClient(tracking_uri=_connect_uri(uri))
                 if path is not None:
                     _enable_wal(path)
                 self.experiment_id = self._get_or_create(experiment)
-            except TrackingError:
+            except BenchError:
                 raise
             except Exception as e:
                 raise _store_error(uri, e) from e
@@ -231,7 +239,14 @@ class Store:
         location = None
         if path is not None:
             location = str(path.parent / "mlartifacts" / name)
-        return str(self.client.create_experiment(name, artifact_location=location))
+        try:
+            return str(self.client.create_experiment(name, artifact_location=location))
+        except Exception:
+            # another process created it meanwhile (a tracking server has no file lock)
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return str(exp.experiment_id)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -248,22 +263,208 @@ class Store:
         runs = self.search(f"tags.\"bench.run_key\" = '{key}' and attributes.status = 'FINISHED'")
         return runs[0] if runs else None
 
+    def key_runs(self, key: str) -> list[Any]:
+        """The active (not deleted) RUNNING and FINISHED runs carrying ``bench.run_key`` = key,
+        sweep parents excluded."""
+        runs = self.search(f"tags.\"bench.run_key\" = '{key}'")
+        live = ("RUNNING", "FINISHED")
+        return [
+            r for r in runs
+            if r.info.status in live and r.data.tags.get("bench.sweep") != "parent"
+        ]  # fmt: skip
+
+    def claim(
+        self,
+        key: str,
+        create: Callable[[], str],
+        force: bool = False,
+        on_wait: Callable[[Any], None] | None = None,
+        poll: float = 2.0,
+    ) -> tuple[str, Any]:
+        """Claim ``bench.run_key`` = ``key`` atomically: ``("run", run_id)`` when this process
+        owns the key (``create()`` made the RUNNING run that is the claim), ``("done", run)``
+        when a FINISHED run has the key (never with ``force``).
+
+        The protocol uses MLflow's API only, so it holds on SQLite and behind a tracking server
+        alike: create the run, then re-read every live run of the key; the claim stands only if
+        no *other* RUNNING run (nor, without ``force``, a FINISHED one) is there. Otherwise the
+        new run is deleted and, after a random back-off, the process tries again. Two claims can
+        never both stand: the later of the two creations happens before its owner's re-read,
+        which therefore sees the earlier claim. While another process holds the key (its run is
+        RUNNING), this one waits (``on_wait(run)`` once per holder) and claims the key when the
+        holder ends FAILED or KILLED, or reuses its FINISHED run. A claim left RUNNING by a
+        process that died on this host is reaped to KILLED (``reap_stale``); on SQLite the
+        create-and-re-read also runs under the store's file lock, so local racers never collide.
+        """
+        import random
+
+        rng = random.Random(os.getpid() ^ time.monotonic_ns())
+        told: set[str] = set()
+        while True:
+            live = self.key_runs(key)
+            done = [r for r in live if r.info.status == "FINISHED"]
+            if done and not force:
+                return "done", done[0]
+            holders = [r for r in live if r.info.status == "RUNNING"]
+            if holders:
+                for r in holders:
+                    if r.info.run_id not in told and on_wait is not None:
+                        on_wait(r)
+                    told.add(r.info.run_id)
+                time.sleep(poll * (0.5 + rng.random()))
+                self.reap_stale()
+                continue
+            with store_lock(self.uri):
+                mine = create()
+                live = self.key_runs(key)
+            others = [
+                r for r in live
+                if r.info.run_id != mine and (r.info.status == "RUNNING" or not force)
+            ]  # fmt: skip
+            if not others:
+                return "run", mine
+            retry(partial(self.client.delete_run, mine))  # withdraw; the other claim stands
+            time.sleep(0.2 + rng.random() * 1.5)
+
     def reap_stale(self) -> list[str]:
-        """Mark KILLED the RUNNING runs whose owning process on this host is gone."""
+        """Mark KILLED the RUNNING runs whose owner is gone: a process on this host that no
+        longer runs, or (behind a tracking server, where jobs run on other hosts) an owner
+        whose ``bench.heartbeat`` is older than ``STALE_AFTER_S``."""
         host = socket.gethostname()
+        now = time.time()
         reaped = []
         for run in self.search("attributes.status = 'RUNNING'"):
             tags = run.data.tags
-            if tags.get("bench.host") != host or not tags.get("bench.pid"):
-                continue
-            pid = int(tags["bench.pid"])
-            if _pid_alive(pid, tags.get("bench.pid_start")):
+            note = None
+            if tags.get("bench.host") == host and tags.get("bench.pid"):
+                if not _pid_alive(int(tags["bench.pid"]), tags.get("bench.pid_start")):
+                    note = "reaped: owner gone"
+            elif tags.get("bench.heartbeat", "").isdigit():
+                age = now - int(tags["bench.heartbeat"])
+                if age > STALE_AFTER_S:
+                    note = f"reaped: no heartbeat for {age:.0f} s from {tags.get('bench.host')}"
+            if note is None:
                 continue
             rid = run.info.run_id
-            retry(partial(self.client.set_tag, rid, "bench.status_note", "reaped: owner gone"))
+            retry(partial(self.client.set_tag, rid, "bench.status_note", note))
             retry(partial(self.client.set_terminated, rid, "KILLED"))
             reaped.append(rid)
         return reaped
+
+
+def inspect_sqlite_store(path: Path, full_check: bool = False) -> tuple[set[str], int]:
+    """(table names, number of runs) of an existing SQLite store; a file that is not a
+    readable SQLite database (junk, truncated: ``full_check`` runs ``PRAGMA quick_check``,
+    which reads every page) is a one-line TrackingError."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(str(path), timeout=60)
+        try:
+            rows = con.execute("select name from sqlite_master where type='table'")
+            tables = {r[0] for r in rows}
+            n_runs = 0
+            if "runs" in tables:
+                n_runs = con.execute("select count(*) from runs").fetchone()[0]
+            check = con.execute("PRAGMA quick_check").fetchone()[0] if full_check else "ok"
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        from bench.errors import disk_full, is_disk_full
+
+        # SQLite reports a full disk while it sets up WAL's shared memory as an I/O error
+        if is_disk_full(e) or ("disk i/o" in str(e).lower() and _nearly_full(path.parent)):
+            raise disk_full(e, path, "opening the tracking store") from e
+        raise damaged_store(path, str(e)) from e
+    if check != "ok":
+        raise damaged_store(path, str(check))
+    return tables, int(n_runs)
+
+
+def _nearly_full(folder: Path, below: int = 1 << 20) -> bool:
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free < below
+    except OSError:
+        return False
+
+
+def damaged_store(path: Path, why: str) -> TrackingError:
+    return TrackingError(
+        f"tracking store {path} is damaged ({why.splitlines()[0]}): it is not a readable MLflow "
+        f"SQLite database; restore it from a backup, or move it aside (mv {path} {path}.broken) "
+        f"to start a new store; nothing was changed"
+    )
+
+
+def prepare_sqlite_store(path: Path) -> None:
+    """Make sure ``path`` is a usable store before MLflow opens it (call under the store lock).
+
+    A missing (or empty) store is created atomically: schema and migrations go into a temporary
+    file next to it, renamed into place when complete, so a full disk or a kill never leaves a
+    half-migrated store. An existing store left half-migrated by an older harness or by an
+    interrupted ``mlflow db upgrade`` (``_alembic_tmp_*`` tables) is moved aside and recreated
+    when it holds no run, refused with the fix otherwise. A junk file is refused."""
+    from bench.errors import disk_full, is_disk_full
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full(e, path.parent, "creating the MLflow store's folder") from e
+        raise
+    if path.is_file() and path.stat().st_size > 0:
+        tables, n_runs = inspect_sqlite_store(path)
+        leftovers = sorted(t for t in tables if t.startswith("_alembic_tmp_"))
+        if not leftovers:
+            return
+        if n_runs:
+            raise TrackingError(
+                f"tracking store {path} was left half-migrated (table {leftovers[0]} from an "
+                f"interrupted migration, e.g. on a full disk) and holds {n_runs} run(s): restore "
+                f"it from the backup taken before 'mlflow db upgrade'; nothing was changed"
+            )
+        aside = path.with_name(f"{path.name}.half-migrated-{int(time.time())}")
+        os.replace(path, aside)
+        log.warning("moved the half-migrated, empty store %s aside to %s", path, aside)
+        print(f"[bench] {path} was a half-migrated store with no run: moved aside to {aside.name}"
+              f" and created again", file=sys.stderr)  # fmt: skip
+    _create_sqlite_store(path)
+
+
+def _create_sqlite_store(path: Path) -> None:
+    import tempfile
+
+    from bench.errors import disk_full, is_disk_full
+    from bench.files import normal_dir_mode
+
+    tmp: Path | None = None
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".creating", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
+        from mlflow.store.db.utils import _initialize_tables
+        from sqlalchemy import create_engine
+
+        engine = create_engine(f"sqlite:///{tmp}")
+        try:
+            _initialize_tables(engine)
+        finally:
+            engine.dispose()
+        os.chmod(tmp, normal_dir_mode() & 0o666)
+        os.replace(tmp, path)
+        tmp = None
+    except Exception as e:
+        if is_disk_full(e):
+            raise disk_full(
+                e, path, "creating the MLflow store (nothing was written: no store was created)"
+            ) from e
+        raise
+    finally:
+        if tmp is not None:
+            for leftover in (tmp, Path(f"{tmp}-journal")):
+                leftover.unlink(missing_ok=True)
 
 
 def _enable_wal(path: Path) -> None:
@@ -277,8 +478,18 @@ def _enable_wal(path: Path) -> None:
             con.close()
 
 
-def _store_error(uri: str, e: Exception) -> TrackingError:
+def _store_error(uri: str, e: Exception) -> BenchError:
+    from bench.errors import disk_full, is_disk_full
+
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    path = sqlite_path(uri)
+    if is_disk_full(e):
+        return disk_full(e, path or redact_text(uri), "writing to the tracking store")
+    low = str(e).lower()
+    if path is not None and "disk i/o" in low and _nearly_full(path.parent):
+        return disk_full(e, path, "writing to the tracking store")
+    if path is not None and ("malformed" in low or "not a database" in low):
+        return damaged_store(path, msg)
     if "out-of-date database schema" in str(e).lower() or "alembic" in str(e).lower():
         return TrackingError(
             f"tracking store {redact_text(uri)} has an older MLflow schema: back it up, then run "
@@ -436,21 +647,28 @@ class TrackedRun:
         run_name: str,
         tags: Mapping[str, str],
         parent_run_id: str | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.store = store
-        all_tags = {**{k: str(v) for k, v in tags.items()}, **_owner_tags()}
-        if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
-        run = retry(
-            lambda: store.client.create_run(store.experiment_id, tags=all_tags, run_name=run_name)
-        )
-        self.run_id: str = run.info.run_id
+        self.run_id: str = run_id or create_run(store, run_name, tags, parent_run_id)
         self._prev_handler: Any = None
 
     def __enter__(self) -> TrackedRun:
         if _in_main_thread():
             self._prev_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+        if sqlite_path(self.store.uri) is None:  # jobs of other hosts see that we are alive
+            import threading
+
+            self._beating = threading.Event()
+            threading.Thread(target=self._heartbeat, daemon=True, name="bench-heartbeat").start()
         return self
+
+    _beating: Any = None
+
+    def _heartbeat(self) -> None:
+        while not self._beating.wait(HEARTBEAT_S):
+            with contextlib.suppress(Exception):
+                self.store.client.set_tag(self.run_id, "bench.heartbeat", str(int(time.time())))
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         with contextlib.suppress(Exception):
@@ -459,6 +677,8 @@ class TrackedRun:
         sys.exit(143)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._beating is not None:
+            self._beating.set()
         if _in_main_thread() and self._prev_handler is not None:
             signal.signal(signal.SIGTERM, self._prev_handler)
         if exc_type is None:
@@ -506,13 +726,30 @@ class TrackedRun:
         retry(lambda: self.store.client.log_artifact(self.run_id, str(path), artifact_path))
 
 
-def _owner_tags() -> dict[str, str]:
-    """Who owns a RUNNING run: host, pid and the pid's start time (guards against pid reuse)."""
-    return {
+def create_run(
+    store: Store, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None
+) -> str:
+    """A new RUNNING run with ``tags`` plus the owner tags (host, pid, pid start time)."""
+    all_tags = {**{k: str(v) for k, v in tags.items()}, **_owner_tags()}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = retry(
+        lambda: store.client.create_run(store.experiment_id, tags=all_tags, run_name=run_name)
+    )
+    return str(run.info.run_id)
+
+
+def _owner_tags(heartbeat: bool = True) -> dict[str, str]:
+    """Who owns a RUNNING run: host, pid and the pid's start time (guards against pid reuse),
+    and the first heartbeat (renewed by ``TrackedRun`` behind a tracking server)."""
+    tags = {
         "bench.host": socket.gethostname(),
         "bench.pid": str(os.getpid()),
         "bench.pid_start": _process_start(os.getpid()) or "",
     }
+    if heartbeat:
+        tags["bench.heartbeat"] = str(int(time.time()))
+    return tags
 
 
 def _in_main_thread() -> bool:
@@ -526,15 +763,20 @@ def start_parent(store: Store, sweep_id: str, tags: Mapping[str, str]) -> str:
     run = retry(
         lambda: store.client.create_run(
             store.experiment_id,
-            tags={**tags, **_owner_tags(), "bench.sweep": "parent", "bench.sweep_id": sweep_id},
+            # no heartbeat: the launcher does not renew one, and jobs on other hosts must not
+            # reap the parent of a long sweep (it is closed by its launcher, or by a re-run)
+            tags={**tags, **_owner_tags(heartbeat=False), "bench.sweep": "parent",
+                  "bench.sweep_id": sweep_id},  # fmt: skip
             run_name=f"sweep-{sweep_id}",
         )
     )
     return str(run.info.run_id)
 
 
-def end_parent(store: Store, parent_id: str) -> dict[str, int]:
-    """Finish a sweep's parent with a status summary of its children."""
+def end_parent(store: Store, parent_id: str, interrupted: str | None = None) -> dict[str, int]:
+    """Finish a sweep's parent with a status summary of its children: FINISHED only when
+    every job ran and FINISHED. ``interrupted`` (the sweep did not complete): ``KILLED`` (a
+    signal) or ``FAILED`` (an error), whatever the children's status."""
     children = store.search(f"tags.\"mlflow.parentRunId\" = '{parent_id}'", max_results=5000)
     counts: dict[str, int] = {}
     for r in children:
@@ -546,10 +788,16 @@ def end_parent(store: Store, parent_id: str) -> dict[str, int]:
     if n_jobs_failed:  # jobs that failed before creating a run (no child to count)
         counts["jobs failed before a run"] = n_jobs_failed
         tags["bench.n_jobs_failed_before_run"] = str(n_jobs_failed)
+    ok = counts.get("FINISHED", 0) == len(children) and not n_jobs_failed
+    status = "FINISHED" if ok else "FAILED"
+    if interrupted:
+        status = interrupted
+        note = "interrupted by a signal" if interrupted == "KILLED" else "ended by an error"
+        tags["bench.status_note"] = f"sweep {note} before all its jobs ran"
+        counts[f"sweep {interrupted}"] = 1
     for k, v in tags.items():
         retry(partial(store.client.set_tag, parent_id, k, v))
-    ok = counts.get("FINISHED", 0) == len(children) and not n_jobs_failed
-    retry(lambda: store.client.set_terminated(parent_id, "FINISHED" if ok else "FAILED"))
+    retry(lambda: store.client.set_terminated(parent_id, status))
     return counts
 
 

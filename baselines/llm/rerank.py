@@ -209,6 +209,16 @@ class LLMRerank(Recommender):
         """
         self._latency_pass = True
 
+    def remote_calls(self) -> tuple[str, int, int] | None:
+        """The OpenAI-compatible server, the requests made so far (live or replayed: the
+        latency pass never replays) and the users they ranked; None for a local (hf) model."""
+        if self.config.backend != "openai":
+            return None
+        from baselines.llm.backends import _redact_url
+
+        where = f"the OpenAI-compatible server {_redact_url(self.config.base_url)}"
+        return where, self.stats.requests, self.stats.users
+
     # ------------------------------------------------------------------ score
     def score(self, users: np.ndarray, history: History) -> np.ndarray:
         if self._prompts_path is None:

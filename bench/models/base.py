@@ -159,6 +159,13 @@ class Recommender(ABC):
         for real from here on. Nothing to do for most models."""
         return None
 
+    def remote_calls(self) -> tuple[str, int, int] | None:
+        """For a model whose scoring calls a remote, possibly paid, API: (what it calls, for
+        messages; requests made so far; users they ranked). The runner then bounds the latency pass
+        (``latency.remote_requests``) and announces its extra calls before making them. None
+        (the default) for a model that computes locally."""
+        return None
+
     def provenance(self) -> dict[str, str]:
         """What produced the numbers beyond the config: content fingerprints of inputs the
         config names only by a path (``name -> sha256`` of a local model folder) and versions

@@ -252,7 +252,7 @@ def user_means(frames: list[Any], model: str) -> Any:
 
 def load_user_tables(selection: Selection, client: Any, notes: list[str]) -> dict[str, Any]:
     """``{row label: per-user frame averaged over seeds}``; rows lacking it are noted."""
-    from bench.report.runs import per_user_frame
+    from bench.report.runs import DamagedArtifactError, per_user_frame
 
     out = {}
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
@@ -260,6 +260,8 @@ def load_user_tables(selection: Selection, client: Any, notes: list[str]) -> dic
             try:
                 frames = [per_user_frame(client, r, Path(tmp)) for r in runs]
                 out[model] = user_means(frames, model)
+            except DamagedArtifactError:
+                raise
             except (ReportError, stats.StatsError) as exc:
                 notes.append(f"no per-user statistics for {model}: {exc}")
     return out

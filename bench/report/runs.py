@@ -39,6 +39,11 @@ class ReportError(BenchError):
     """Runs that cannot be reported as asked (none found, not comparable, bad artifact)."""
 
 
+class DamagedArtifactError(ReportError):
+    """An artifact that exists but cannot be read (truncated, overwritten): an error, never a
+    note, so a table is not published silently without the statistics it should carry."""
+
+
 @dataclass(frozen=True)
 class Run:
     """One FINISHED evaluation run as the report sees it (tags, params, latest metric values).
@@ -237,6 +242,15 @@ def _check_store(uri: str) -> None:
             raise TrackingError(
                 f"no MLflow store at {path}; run `bench run` here first, or pass "
                 "--tracking-uri (or set MLFLOW_TRACKING_URI)"
+            )
+        from bench.tracking import inspect_sqlite_store
+
+        # junk or truncated: one line naming the file, not SQLAlchemy's traceback
+        tables, _ = inspect_sqlite_store(path, full_check=True)
+        if "runs" not in tables:
+            raise TrackingError(
+                f"{path} is a SQLite file but not an MLflow store (no runs table); pass "
+                "--tracking-uri with the store `bench run` wrote"
             )
     elif uri.startswith("file:") or Path(uri).is_dir():
         raise TrackingError(
@@ -497,7 +511,15 @@ def per_user_frame(mlflow_client: Any, run: Run, cache_dir: Path | None = None) 
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
         base = cache_dir if cache_dir is not None else Path(tmp)
         path = download_artifact(mlflow_client, run.run_id, "per_user.parquet", base / run.run_id)
-        frame = pl.read_parquet(path)
+        try:
+            frame = pl.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001 - polars raises ComputeError, OSError, ...
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DamagedArtifactError(
+                f"per_user.parquet of run {run.run_name} ({run.run_id}) is damaged ({why}): "
+                f"re-run that config with tracking.force=true, or delete the run "
+                f"(mlflow runs delete --run-id {run.run_id}) to leave it out"
+            ) from exc
     if "user_id" not in frame.columns:
         raise ReportError(f"per_user.parquet of run {run.run_name} ({run.run_id}) has no user_id "
                           f"column (columns: {', '.join(frame.columns)})")
