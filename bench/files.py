@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def normal_dir_mode() -> int:
@@ -38,3 +39,17 @@ def write_atomically(target: Path, write: Callable[[Path], object]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """A YAML file's content; a syntax error is one ``ConfigError`` naming ``what`` (e.g.
+    ``report spec reports/specs/x.yaml``) and the line."""
+    import yaml
+
+    from bench.errors import ConfigError
+
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", -1) + 1
+        raise ConfigError(f"{what} is not valid YAML (line {line})") from exc

@@ -106,13 +106,9 @@ def load_space(model: str, model_name: str, base_params: Mapping[str, Any],
 
 
 def _read(path: Path) -> dict[str, Any]:
-    import yaml
+    from bench.files import read_yaml
 
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", -1) + 1
-        raise ConfigError(f"{path}: not valid YAML (line {line})") from e
+    raw = read_yaml(path, f"{path}:")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must be a mapping with keys source and params")
     for key in raw:

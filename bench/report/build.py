@@ -113,15 +113,11 @@ class Report:
 
 def load_spec(path: Path) -> dict[str, Any]:
     """A report spec (YAML mapping with keys of ``SPEC_KEYS``)."""
-    import yaml
+    from bench.files import read_yaml
 
     if not path.is_file():
         raise ConfigError(f"report spec {path} does not exist (specs live in reports/specs/)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", -1) + 1
-        raise ConfigError(f"report spec {path} is not valid YAML (line {line})") from exc
+    data = read_yaml(path, f"report spec {path}") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"report spec {path} must be a mapping of {', '.join(SPEC_KEYS)}")
     for key in data:
