@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import signal
 import socket
@@ -811,4 +812,15 @@ def log_split_input(store: Store, run_id: str, dataset: str, split: str, split_s
     ds = Dataset(name=f"{dataset}/{split}", digest=split_sha[:12], source_type="local",
                  source=json.dumps({"uri": split_dir}), profile=profile)
     tags = [InputTag(key="mlflow.data.context", value="test")]
-    retry(partial(store.client.log_inputs, run_id, [DatasetInput(ds, tags)]))
+    log = partial(store.client.log_inputs, run_id, [DatasetInput(ds, tags)])
+    try:
+        retry(log)
+    except Exception:  # noqa: BLE001 - concurrent runs insert the same dataset row: once more
+        # MLflow looks the dataset up, then inserts it: two runs of one split started together
+        # race on the (experiment, name, digest) key; the second try finds the first's row
+        time.sleep(0.2 + random.random())
+        try:
+            retry(log)
+        except Exception as e:  # noqa: BLE001 - the Dataset column is a convenience
+            print(f"[bench] warning: the split was not logged as the run's dataset input "
+                  f"({type(e).__name__}); the run is complete without it", file=sys.stderr)

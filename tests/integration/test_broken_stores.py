@@ -176,7 +176,7 @@ def test_a_full_disk_while_a_run_logs_its_artifacts_is_disk_full(good_store, tmp
         out = bench("run", *FAST, "seed=7", "tracking.experiment=tiny", cwd=w, check=False)
         msg = one_line_error(out)
         assert msg.startswith(f"error: disk full: {art}")
-        assert "pop-synthetic-temporal-global-s7" in msg
+        assert "pop-s7-synthetic-temporal-global" in msg
         assert "Error executing job" not in out.stderr and "MlflowException" not in out.stderr
         tiny = tracking.Store(f"sqlite:///{w}/mlflow.db", "tiny")
         assert [r.info.status for r in tiny.search("")] == ["FAILED"]
