@@ -115,8 +115,8 @@ def test_sixteen_processes_on_a_postgres_tracking_server_one_finished_run_per_ke
     ("launcher", "n"),
     [
         (["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"], 16),
-        # one interpreter per job, all at once: 8 keep the test's time reasonable on 2 cores
-        (["hydra/launcher=submitit_local"], 8),
+        # one interpreter per job, all 16 at once (about 4 minutes on 2 cores)
+        (["hydra/launcher=submitit_local"], 16),
     ],
     ids=["joblib", "submitit_local"],
 )
