@@ -463,13 +463,19 @@ def _tracked(
 
 def stage_meter(cfg: Mapping[str, Any], device: str):
     """Seconds and peak RSS per stage of a run (``stage_seconds/*``, ``stage_peak_rss_mb/*``),
-    each stage's figures printed when it ends if progress is on."""
+    each stage's figures printed when it ends if progress is on. A signal received during a
+    stage whose exception was swallowed is raised when the stage ends."""
     from bench.latency import StageMeter
+    from bench.tracking import raise_pending
+
+    show = progress_enabled(cfg)
 
     def report(name: str, seconds: float, peak_mb: float) -> None:
-        say(f"stage {name}: {seconds:.1f} s, peak RSS {peak_mb:,.0f} MB")
+        if show:
+            say(f"stage {name}: {seconds:.1f} s, peak RSS {peak_mb:,.0f} MB")
+        raise_pending()
 
-    return StageMeter(device, report=report if progress_enabled(cfg) else None)
+    return StageMeter(device, report=report)
 
 
 def execute(

@@ -636,11 +636,29 @@ def safe_metric_key(key: str) -> str:
 # runs
 
 
+#: signals received while a run was open (a handler's exception can be swallowed when the
+#: signal lands in a garbage-collection callback: ``raise_pending`` raises it again later)
+PENDING_SIGNALS: list[int] = []
+
+
+def raise_pending() -> None:
+    """Raise the exception of a signal a run received but did not act on: SystemExit(143)
+    for SIGTERM, KeyboardInterrupt for SIGINT. Called between a run's stages and at its end."""
+    if not PENDING_SIGNALS:
+        return
+    signum = PENDING_SIGNALS[0]
+    if signum == signal.SIGTERM:
+        raise SystemExit(143)
+    raise KeyboardInterrupt
+
+
 class TrackedRun:
     """One MLflow run with status discipline (context manager).
 
-    Exceptions end it FAILED with ``error.txt``; SIGTERM ends it KILLED and exits 143.
-    """
+    Exceptions end it FAILED with ``error.txt``; SIGTERM ends it KILLED and exits 143; SIGINT
+    ends it KILLED (KeyboardInterrupt). A signal whose exception was swallowed (it landed in a
+    garbage-collection callback) is raised at the next stage boundary or at the end, never
+    lost."""
 
     def __init__(
         self,
@@ -655,8 +673,12 @@ class TrackedRun:
         self._prev_handler: Any = None
 
     def __enter__(self) -> TrackedRun:
+        PENDING_SIGNALS.clear()
         if _in_main_thread():
             self._prev_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+            self._prev_int = signal.signal(signal.SIGINT, self._on_sigint)
+            self._prev_unraisable = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
         if sqlite_path(self.store.uri) is None:  # jobs of other hosts see that we are alive
             import threading
 
@@ -665,6 +687,19 @@ class TrackedRun:
         return self
 
     _beating: Any = None
+    _prev_int: Any = None
+    _prev_unraisable: Any = None
+
+    def _unraisable(self, info: Any) -> None:
+        """A signal's exception swallowed in a garbage-collection callback is not printed as
+        a traceback: it is pending, and raised at the next stage boundary (raise_pending)."""
+        if PENDING_SIGNALS and issubclass(info.exc_type, KeyboardInterrupt | SystemExit):
+            return
+        (self._prev_unraisable or sys.__unraisablehook__)(info)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        PENDING_SIGNALS.append(signum)
+        raise KeyboardInterrupt
 
     def _heartbeat(self) -> None:
         while not self._beating.wait(HEARTBEAT_S):
@@ -672,6 +707,7 @@ class TrackedRun:
                 self.store.client.set_tag(self.run_id, "bench.heartbeat", str(int(time.time())))
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
+        PENDING_SIGNALS.append(signum)
         with contextlib.suppress(Exception):
             self.store.client.set_tag(self.run_id, "bench.status_note", "SIGTERM")
             self.store.client.set_terminated(self.run_id, "KILLED")
@@ -682,6 +718,17 @@ class TrackedRun:
             self._beating.set()
         if _in_main_thread() and self._prev_handler is not None:
             signal.signal(signal.SIGTERM, self._prev_handler)
+        if _in_main_thread() and self._prev_int is not None:
+            signal.signal(signal.SIGINT, self._prev_int)
+        if self._prev_unraisable is not None:
+            sys.unraisablehook = self._prev_unraisable
+        if exc_type is None and PENDING_SIGNALS:  # a signal's exception was swallowed
+            killed = PENDING_SIGNALS[0] == signal.SIGTERM
+            with contextlib.suppress(Exception):
+                retry(lambda: self.store.client.set_terminated(self.run_id, "KILLED"))
+            if killed:
+                raise SystemExit(143)
+            raise KeyboardInterrupt
         if exc_type is None:
             retry(lambda: self.store.client.set_terminated(self.run_id, "FINISHED"))
             return
