@@ -81,7 +81,9 @@ def task(cfg: DictConfig) -> Any:
     """One job. In a single run, bad input exits 2 with one line; in a sweep the job fails
     (its run is FAILED) and the sweep goes on."""
     from bench.runner import run_experiment, say
+    from bench.tracking import raise_pending
 
+    raise_pending()  # a Ctrl-C or SIGTERM deferred while the sweep was between jobs
     try:
         container = OmegaConf.to_container(cfg, resolve=True)
     except Exception as e:  # interpolation errors name the key

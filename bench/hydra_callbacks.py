@@ -53,6 +53,13 @@ def _sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(143)
 
 
+def _sigint(signum: int, frame: Any) -> None:
+    """SIGINT in the launcher: deferred to the next safe point (a job's start, a stage
+    boundary), never raised inside Hydra's or OmegaConf's code (which turned it into an
+    unrelated error and exit 1)."""
+    tracking.defer_signal(signum, frame)
+
+
 class BenchCallback(Callback):
     """Creates the DB, the experiment and the sweep's parent run once, before any job starts
     (jobs in other processes inherit the parent id through the environment)."""
@@ -61,6 +68,7 @@ class BenchCallback(Callback):
         self.parent_id: str | None = None
         self.store: tracking.Store | None = None
         self._prev_sigterm: Any = None
+        self._prev_sigint: Any = None
 
     def restore_signals(self) -> None:
         import signal
@@ -68,7 +76,9 @@ class BenchCallback(Callback):
 
         if self._prev_sigterm is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._prev_sigterm)
-        self._prev_sigterm = None
+        if self._prev_sigint is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._prev_sigint)
+        self._prev_sigterm = self._prev_sigint = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from bench.errors import BenchError
@@ -89,6 +99,7 @@ class BenchCallback(Callback):
 
         if threading.current_thread() is threading.main_thread():
             self._prev_sigterm = signal.signal(signal.SIGTERM, _sigterm)
+            self._prev_sigint = signal.signal(signal.SIGINT, _sigint)
         _ACTIVE.append(self)  # from here on, however the sweep ends, its parent is closed
         sweep_id = uuid.uuid4().hex[:12]
         self.parent_id = tracking.start_parent(

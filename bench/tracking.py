@@ -641,6 +641,18 @@ def safe_metric_key(key: str) -> str:
 PENDING_SIGNALS: list[int] = []
 
 
+def defer_signal(signum: int, frame: Any) -> None:
+    """A SIGINT/SIGTERM handler that never raises inside whatever code is running (an
+    exception raised in a library's garbage-collection callback is swallowed): the signal is
+    recorded and ``raise_pending`` raises it at the next safe point (a stage boundary, a job's
+    start, a run's end). A second signal stops at once."""
+    if PENDING_SIGNALS:
+        raise SystemExit(143) if signum == signal.SIGTERM else KeyboardInterrupt
+    PENDING_SIGNALS.append(signum)
+    print("[bench] interrupt received: stopping at the next step (again to stop now)",
+          file=sys.stderr, flush=True)
+
+
 def raise_pending() -> None:
     """Raise the exception of a signal a run received but did not act on: SystemExit(143)
     for SIGTERM, KeyboardInterrupt for SIGINT. Called between a run's stages and at its end."""
@@ -656,9 +668,8 @@ class TrackedRun:
     """One MLflow run with status discipline (context manager).
 
     Exceptions end it FAILED with ``error.txt``; SIGTERM ends it KILLED and exits 143; SIGINT
-    ends it KILLED (KeyboardInterrupt). A signal whose exception was swallowed (it landed in a
-    garbage-collection callback) is raised at the next stage boundary or at the end, never
-    lost."""
+    ends it KILLED (KeyboardInterrupt). Signals are deferred (``defer_signal``) to the next
+    stage boundary or the run's end, never raised inside library code, never lost."""
 
     def __init__(
         self,
@@ -673,10 +684,9 @@ class TrackedRun:
         self._prev_handler: Any = None
 
     def __enter__(self) -> TrackedRun:
-        PENDING_SIGNALS.clear()
         if _in_main_thread():
-            self._prev_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
-            self._prev_int = signal.signal(signal.SIGINT, self._on_sigint)
+            self._prev_handler = signal.signal(signal.SIGTERM, defer_signal)
+            self._prev_int = signal.signal(signal.SIGINT, defer_signal)
             self._prev_unraisable = sys.unraisablehook
             sys.unraisablehook = self._unraisable
         if sqlite_path(self.store.uri) is None:  # jobs of other hosts see that we are alive
@@ -697,21 +707,12 @@ class TrackedRun:
             return
         (self._prev_unraisable or sys.__unraisablehook__)(info)
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        PENDING_SIGNALS.append(signum)
-        raise KeyboardInterrupt
 
     def _heartbeat(self) -> None:
         while not self._beating.wait(HEARTBEAT_S):
             with contextlib.suppress(Exception):
                 self.store.client.set_tag(self.run_id, "bench.heartbeat", str(int(time.time())))
 
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        PENDING_SIGNALS.append(signum)
-        with contextlib.suppress(Exception):
-            self.store.client.set_tag(self.run_id, "bench.status_note", "SIGTERM")
-            self.store.client.set_terminated(self.run_id, "KILLED")
-        sys.exit(143)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if self._beating is not None:
@@ -722,18 +723,23 @@ class TrackedRun:
             signal.signal(signal.SIGINT, self._prev_int)
         if self._prev_unraisable is not None:
             sys.unraisablehook = self._prev_unraisable
-        if exc_type is None and PENDING_SIGNALS:  # a signal's exception was swallowed
-            killed = PENDING_SIGNALS[0] == signal.SIGTERM
+        signalled = exc_type is KeyboardInterrupt or (
+            exc_type is SystemExit and getattr(exc, "code", None) == 143
+        )
+        if PENDING_SIGNALS and (exc_type is None or signalled):
+            term = PENDING_SIGNALS[0] == signal.SIGTERM
             with contextlib.suppress(Exception):
+                self.store.client.set_tag(self.run_id, "bench.status_note",
+                                          "SIGTERM" if term else "SIGINT")
                 retry(lambda: self.store.client.set_terminated(self.run_id, "KILLED"))
-            if killed:
+            if exc_type is not None:
+                return
+            if term:
                 raise SystemExit(143)
             raise KeyboardInterrupt
         if exc_type is None:
             retry(lambda: self.store.client.set_terminated(self.run_id, "FINISHED"))
             return
-        if exc_type is SystemExit and getattr(exc, "code", None) == 143:
-            return  # already KILLED by the handler
         status = "KILLED" if exc_type is KeyboardInterrupt else "FAILED"
         with contextlib.suppress(AttributeError, TypeError):
             exc.bench_run_id = self.run_id  # the failure is recorded on this run
