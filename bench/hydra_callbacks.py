@@ -47,16 +47,11 @@ def close_interrupted_sweep(status: str = "FAILED") -> None:
         os.environ.pop(tracking.PARENT_ENV, None)
 
 
-def _sigterm(signum: int, frame: Any) -> None:
-    """SIGTERM in the launcher outside a run (between jobs, while a split is made): exit 143
-    through ``SystemExit`` so that the sweep's parent is closed KILLED on the way out."""
-    raise SystemExit(143)
-
-
 def _sigint(signum: int, frame: Any) -> None:
-    """SIGINT in the launcher: deferred to the next safe point (a job's start, a stage
-    boundary), never raised inside Hydra's or OmegaConf's code (which turned it into an
-    unrelated error and exit 1)."""
+    """SIGINT or SIGTERM in the launcher: deferred to the next safe point (a job's start, a
+    stage boundary), where it exits 130/143 through KeyboardInterrupt/SystemExit so that the
+    sweep's parent is closed KILLED on the way out; never raised inside Hydra's or OmegaConf's
+    code (which turned it into an unrelated error and exit 1)."""
     tracking.defer_signal(signum, frame)
 
 
@@ -98,7 +93,7 @@ class BenchCallback(Callback):
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            self._prev_sigterm = signal.signal(signal.SIGTERM, _sigterm)
+            self._prev_sigterm = signal.signal(signal.SIGTERM, _sigint)
             self._prev_sigint = signal.signal(signal.SIGINT, _sigint)
         _ACTIVE.append(self)  # from here on, however the sweep ends, its parent is closed
         sweep_id = uuid.uuid4().hex[:12]
