@@ -465,6 +465,11 @@ def display(key: str) -> str:
 
 
 #: how papers write each metric (tables of ``bench report``): nDCG@10, Recall@10, ...
+#: the headline keys: the leaderboard's ranking metric first, then its default columns; the
+#: MLflow UI's ``bench-leaderboard`` view shows these (``bench.tracking.leaderboard_view``)
+HEADLINE = ("ndcg_at_10", "recall_at_10", "hit_rate_at_10", "mrr_at_10", "coverage_at_10",
+            "novelty_at_10")
+
 PAPER_NAMES = {
     "precision": "P", "recall": "Recall", "hit_rate": "HR", "ndcg": "nDCG", "mrr": "MRR",
     "map": "MAP", "coverage": "Cov.", "novelty": "Nov.", "ild": "ILD", "ild_emb": "ILD-emb",

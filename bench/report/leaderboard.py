@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.errors import BenchError, did_you_mean
+from bench.metrics.catalog import HEADLINE
 from bench.report import metrics as cat
 from bench.report.runs import ReportError, Selection, check_devices
 
-DEFAULT_METRIC = "ndcg_at_10"
-DEFAULT_COLUMNS = ("recall_at_10", "hit_rate_at_10", "mrr_at_10", "coverage_at_10",
-                   "novelty_at_10", "latency_p50_ms")
+DEFAULT_METRIC = HEADLINE[0]
+DEFAULT_COLUMNS = (*HEADLINE[1:], "latency_p50_ms")
 FORMATS = ("table", "md", "csv")
 
 
@@ -318,8 +318,7 @@ def load_selection(args: argparse.Namespace) -> tuple[Selection, str]:
     from bench.report import runs as rr
 
     uri = args.tracking_uri or rr.default_tracking_uri()
-    client = rr.client(uri)
-    found = rr.find_runs(client, args.experiment or "bench", dataset=args.dataset,
+    found = rr.find_runs(rr.source(uri), args.experiment or "bench", dataset=args.dataset,
                          split=args.split, split_sha256=args.split_sha256, device=args.device,
                          sweep=args.sweep, eval_users=args.eval_users, fit_data=args.fit_data,
                          candidates=args.candidates, tuned=bool(args.tuned))
@@ -329,11 +328,21 @@ def load_selection(args: argparse.Namespace) -> tuple[Selection, str]:
     return selection, uri
 
 
+def ui_note(uri: str, experiment_id: str) -> str:
+    """Where the same runs are a leaderboard in the MLflow UI (its ``bench-leaderboard`` view)."""
+    from bench.tracking import leaderboard_url
+
+    url = leaderboard_url(uri, experiment_id)
+    if uri.startswith(("http://", "https://")):
+        return f"in the MLflow UI: {url}"
+    return f"in the MLflow UI (`mlflow ui --backend-store-uri {uri}`): {url}"
+
+
 def leaderboard_main(argv: list[str]) -> int:
     """``bench leaderboard [options]``; returns the exit code (2 for user errors)."""
     args = parser().parse_args(argv)
     try:
-        selection, _ = load_selection(args)
+        selection, uri = load_selection(args)
         keys = resolve_columns(selection, args.metric, args.columns)
         rows = rank_rows(selection, keys)
     except BenchError as exc:
@@ -343,6 +352,7 @@ def leaderboard_main(argv: list[str]) -> int:
         print(f"note: {note}", file=sys.stderr)
     for warning in selection.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    print(f"note: {ui_note(uri, selection.runs[0].experiment_id)}", file=sys.stderr)
     if args.format == "csv":
         sys.stdout.write(to_csv(rows, keys))
     elif args.format == "md":

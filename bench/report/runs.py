@@ -16,7 +16,6 @@ Nothing here loads a model: the only artifacts downloaded are data files (parque
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import tempfile
@@ -24,12 +23,13 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import polars as pl
-
 from bench.errors import BenchError, TrackingError, did_you_mean
+
+if TYPE_CHECKING:
+    import polars as pl
 
 DATA_ARTIFACTS = (".parquet", ".json", ".yaml", ".yml")
 _SAFE_VALUE = re.compile(r"^[\w.\-:/ +@]*$")
@@ -270,6 +270,20 @@ def client(tracking_uri: str | None = None) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
+def source(tracking_uri: str | None = None) -> Any:
+    """Where to read runs from: a read-only SQL reader for a local SQLite store (no ``mlflow``
+    import; see ``bench.report.sources``), else an ``MlflowClient``."""
+    from bench.report.sources import ClientSource, SqliteSource
+
+    uri = tracking_uri or default_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        _check_store(uri)
+        found = SqliteSource.open(Path(uri[len("sqlite:///"):]))
+        if found is not None:
+            return found
+    return ClientSource(client(uri))
+
+
 def _quote(value: str, what: str) -> str:
     if not _SAFE_VALUE.match(value):
         raise ReportError(f"{what} {value!r} has characters a filter cannot hold; use letters, "
@@ -282,44 +296,34 @@ def filter_string(dataset: str | None = None, split: str | None = None,
                   eval_users: str | None = None, fit_data: str | None = None,
                   candidates: str | None = None) -> str:
     """The MLflow search filter for FINISHED bench runs with the given tags."""
-    parts = ["attributes.status = 'FINISHED'"]
-    for tag, value in (("dataset", dataset), ("split", split), ("device", device),
-                       ("eval_users", eval_users), ("fit_data", fit_data),
-                       ("candidates", candidates)):
-        if value:
-            parts.append(f"tags.\"bench.{tag}\" = '{_quote(value, tag)}'")
-    if split_sha256:
-        parts.append(f"tags.\"bench.split_sha256\" LIKE '{_quote(split_sha256, 'sha')}%'")
-    return " and ".join(parts)
+    from bench.report.sources import tag_filter
+
+    tags = {f"bench.{tag}": _quote(value, tag) for tag, value in (
+        ("dataset", dataset), ("split", split), ("device", device), ("eval_users", eval_users),
+        ("fit_data", fit_data), ("candidates", candidates)) if value}
+    return tag_filter(tags, _quote(split_sha256, "sha") if split_sha256 else "")
 
 
-def search_runs(mlflow_client: Any, experiment: str = "bench", **tags: str | None) -> list[Run]:
+def search_runs(store: Any, experiment: str = "bench", **tags: str | None) -> list[Run]:
     """Every FINISHED evaluation run of the experiment matching the tags, newest first.
 
-    ``tags``: ``dataset``, ``split``, ``split_sha256`` (a prefix), ``device``, ``eval_users``,
-    ``fit_data``, ``candidates``. Sweep parents and
-    runs without ``bench.model`` are left out.
+    ``store``: an ``MlflowClient`` or a ``bench.report.sources`` source. ``tags``: ``dataset``,
+    ``split``, ``split_sha256`` (a prefix), ``device``, ``eval_users``, ``fit_data``,
+    ``candidates``. Sweep parents and runs without ``bench.model`` are left out.
     """
-    exp = mlflow_client.get_experiment_by_name(experiment)
-    if exp is None:
-        names = sorted(e.name for e in mlflow_client.search_experiments())
-        from bench.errors import did_you_mean
+    from bench.report.sources import as_source
 
+    src = as_source(store)
+    experiment_id = src.experiment_id(experiment)
+    if experiment_id is None:
+        names = src.experiment_names()
         raise ReportError(
             f"no experiment '{experiment}' in the store{did_you_mean(experiment, names)}; "
             f"experiments: {', '.join(names) or 'none'} (choose one with --experiment)"
         )
-    query = filter_string(**tags)
-    out: list[Run] = []
-    token = None
-    while True:
-        page = mlflow_client.search_runs([exp.experiment_id], filter_string=query,
-                                         max_results=1000, order_by=["attributes.start_time DESC"],
-                                         page_token=token)
-        out.extend(_to_run(r) for r in page)
-        token = page.token
-        if not token:
-            break
+    sha = tags.pop("split_sha256", None) or ""
+    wanted = {f"bench.{k}": _quote(v, k) for k, v in tags.items() if v}
+    out = src.runs(experiment_id, wanted, _quote(sha, "sha") if sha else "")
     # tuning trials (validation only, no test metric) and study parents are never compared
     return [r for r in out if r.model and r.tags.get("bench.sweep") != "parent"
             and r.tags.get(TUNING_ROLE) not in ("trial", "study")]
@@ -364,85 +368,71 @@ def tuning_caption(runs: Sequence[Run]) -> str:
             "configuration of each model was then run on test.")
 
 
-def trial_curves(mlflow_client: Any, runs: Sequence[Run]) -> dict[str, list[float]]:
+def trial_curves(store: Any, runs: Sequence[Run]) -> dict[str, list[float]]:
     """``{row label: objective of each finished trial, in trial order}`` of the studies of
     the (final) runs, read from MLflow."""
+    from bench.report.sources import as_source
+
+    src = as_source(store)
     curves: dict[str, list[float]] = {}
     for r in runs:
         study, metric = r.tags.get(TUNING_STUDY, ""), r.tag("tuning.metric")
         if r.row in curves or not study or not metric or not _SAFE_VALUE.match(study):
             continue
-        query = (f"tags.\"{TUNING_STUDY}\" = '{study}' and tags.\"{TUNING_ROLE}\" = 'trial' "
-                 "and attributes.status = 'FINISHED'")
-        trials = mlflow_client.search_runs([r.experiment_id], filter_string=query,
-                                           max_results=5000)
-        points = sorted((int(t.data.tags.get("bench.tuning.trial", "0")),
-                         float(t.data.metrics[metric])) for t in trials
-                        if metric in t.data.metrics)
+        trials = src.runs(r.experiment_id, {TUNING_STUDY: study, TUNING_ROLE: "trial"})
+        points = sorted((int(t.tags.get("bench.tuning.trial", "0")), float(t.metrics[metric]))
+                        for t in trials if metric in t.metrics)
         curves[r.row] = [v for _, v in points]
     return curves
 
 
-def _to_run(r: Any) -> Run:
-    return Run(
-        run_id=r.info.run_id,
-        run_name=r.info.run_name or r.data.tags.get("mlflow.runName", ""),
-        start_time=int(r.info.start_time or 0),
-        tags=dict(r.data.tags),
-        metrics={k: float(v) for k, v in r.data.metrics.items()},
-        experiment_id=r.info.experiment_id,
-        artifact_uri=r.info.artifact_uri or "",
-        params={str(k): str(v) for k, v in (r.data.params or {}).items()},
-    )
-
-
-def resolve_sweep(mlflow_client: Any, experiment: str, value: str) -> Any:
+def resolve_sweep(store: Any, experiment: str, value: str) -> Run:
     """The sweep parent run that ``value`` names: its run id or a prefix of it, the sweep id
     (``bench.sweep_id``, as ``bench run -m`` prints it) or a prefix, or the run name
     ``sweep-<id>``. One line naming the matches when it is ambiguous, or the sweeps there are
     when nothing matches."""
+    from bench.report.sources import as_source
+
+    src = as_source(store)
     value = value.strip()
     if not _SAFE_VALUE.match(value) or not value:
         raise ReportError(f"--sweep {value!r} is not a sweep id or run id")
-    run = None
-    with contextlib.suppress(Exception):  # MLflow raises several types for a missing run
-        run = mlflow_client.get_run(value)
+    run = src.get_run(value)
     if run is not None:
-        if run.data.tags.get("bench.sweep") == "parent":
+        if run.tags.get("bench.sweep") == "parent":
             return run
-        raise ReportError(f"--sweep {value}: run {run.info.run_name or value} is not a sweep "
+        raise ReportError(f"--sweep {value}: run {run.run_name or value} is not a sweep "
                           "parent (tag bench.sweep=parent)")
-    exp = mlflow_client.get_experiment_by_name(experiment)
-    parents = [] if exp is None else mlflow_client.search_runs(
-        [exp.experiment_id], filter_string="tags.\"bench.sweep\" = 'parent'", max_results=5000)
+    experiment_id = src.experiment_id(experiment)
+    parents = [] if experiment_id is None else src.runs(
+        experiment_id, {"bench.sweep": "parent"}, finished=False)
     key = value.removeprefix("sweep-")
-    hits = [p for p in parents
-            if p.info.run_id.startswith(value) or p.data.tags.get("bench.sweep_id", "")
-            .startswith(key) or (p.info.run_name or "") == value]
+    hits = [p for p in parents if p.run_id.startswith(value)
+            or p.tags.get("bench.sweep_id", "").startswith(key) or p.run_name == value]
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
-        names = ", ".join(f"{p.data.tags.get('bench.sweep_id', '?')} (run {p.info.run_id})"
+        names = ", ".join(f"{p.tags.get('bench.sweep_id', '?')} (run {p.run_id})"
                           for p in hits[:5])
         raise ReportError(f"--sweep {value} matches {len(hits)} sweeps: {names}; give more "
                           "characters")
-    have = ", ".join(p.data.tags.get("bench.sweep_id", p.info.run_id) for p in parents[:5])
+    have = ", ".join(p.tags.get("bench.sweep_id", p.run_id) for p in parents[:5])
     raise ReportError(f"--sweep {value}: no sweep with that id, run id or name in experiment "
                       f"'{experiment}'; sweeps there: {have or 'none'} (give the id `bench "
                       "run -m` printed, the sweep-<id> name or the parent's run id)")
 
 
-def sweep_runs(mlflow_client: Any, runs: Sequence[Run], parent: Any) -> list[Run]:
+def sweep_runs(runs: Sequence[Run], parent: Run) -> list[Run]:
     """The runs of one sweep: children of its parent run plus the runs its jobs reused
     (recorded on the parent as ``bench.reused.<run_id>`` tags)."""
     from bench.tracking import REUSED_TAG
 
-    parent_id = parent.info.run_id
-    reused = {v for k, v in parent.data.tags.items() if k.startswith(REUSED_TAG)}
-    return [r for r in runs if r.tags.get("mlflow.parentRunId") == parent_id or r.run_id in reused]
+    reused = {v for k, v in parent.tags.items() if k.startswith(REUSED_TAG)}
+    return [r for r in runs
+            if r.tags.get("mlflow.parentRunId") == parent.run_id or r.run_id in reused]
 
 
-def find_runs(mlflow_client: Any, experiment: str = "bench", *, dataset: str | None = None,
+def find_runs(store: Any, experiment: str = "bench", *, dataset: str | None = None,
               split: str | None = None, split_sha256: str | None = None,
               device: str | None = None, sweep: str | None = None, tuned: bool = False,
               **protocol: str | None) -> list[Run]:
@@ -450,20 +440,23 @@ def find_runs(mlflow_client: Any, experiment: str = "bench", *, dataset: str | N
     --split matches nothing, a ``ReportError`` names the value, a did-you-mean and the
     dataset/split combos there are. ``protocol``: ``eval_users``, ``fit_data``,
     ``candidates`` tag values to keep. ``tuned``: only ``tuned_only``'s final runs."""
-    found = search_runs(mlflow_client, experiment, dataset=dataset, split=split,
+    from bench.report.sources import as_source
+
+    store = as_source(store)
+    found = search_runs(store, experiment, dataset=dataset, split=split,
                         split_sha256=split_sha256, device=device, **protocol)
-    parent = resolve_sweep(mlflow_client, experiment, sweep) if sweep else None
+    parent = resolve_sweep(store, experiment, sweep) if sweep else None
     if parent is not None:
-        found = sweep_runs(mlflow_client, found, parent)
+        found = sweep_runs(found, parent)
     if tuned:
         found = tuned_only(found)
         if not found:
             raise ReportError("no final runs of `bench tune` (bench.tuning.role=final) match; "
                               "run `bench tune model=a,b,...` first, or drop --tuned")
     if not found and (dataset or split):
-        everything = search_runs(mlflow_client, experiment)
+        everything = search_runs(store, experiment)
         if parent is not None:
-            everything = sweep_runs(mlflow_client, everything, parent)
+            everything = sweep_runs(everything, parent)
         raise no_match(everything, dataset, split, "sweep" if sweep else "store")
     return found
 
@@ -508,6 +501,8 @@ def download_artifact(mlflow_client: Any, run_id: str, name: str, dst: Path) -> 
 def per_user_frame(mlflow_client: Any, run: Run, cache_dir: Path | None = None) -> pl.DataFrame:
     """The run's ``per_user.parquet`` (``user_id`` + one column per per-user metric), rows of
     its headline population (``bench.eval_users``) only."""
+    import polars as pl
+
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
         base = cache_dir if cache_dir is not None else Path(tmp)
         path = download_artifact(mlflow_client, run.run_id, "per_user.parquet", base / run.run_id)

@@ -25,10 +25,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import polars as pl
 
 from bench.errors import BenchError
+
+if TYPE_CHECKING:  # polars and scipy load only where used: `bench leaderboard` needs neither
+    import polars as pl
 
 
 class StatsError(BenchError):
@@ -47,13 +51,29 @@ class TestResult:
 
 @dataclass(frozen=True)
 class SeedSummary:
-    """Mean over seeds, sample std (ddof=1) and a t-based CI of the mean (NaN for one seed)."""
+    """Mean over seeds, sample std (ddof=1) and a t-based CI of the mean (NaN for one seed),
+    computed on first use (it needs scipy, which the leaderboard never loads)."""
 
     mean: float
     std: float
     n: int
-    ci_low: float
-    ci_high: float
+    level: float = 0.95
+
+    @property
+    def half_width(self) -> float:
+        if self.n < 2:
+            return math.nan
+        from scipy import stats
+
+        return float(stats.t.ppf((1 + self.level) / 2, self.n - 1)) * self.std / math.sqrt(self.n)
+
+    @property
+    def ci_low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def ci_high(self) -> float:
+        return self.mean + self.half_width
 
 
 TESTS = ("ttest", "wilcoxon", "randomization")
@@ -73,6 +93,8 @@ def paired_vectors(a: pl.DataFrame, b: pl.DataFrame, column: str,
     Users whose value is NaN/null in either frame (a metric undefined for them, such as the ILD
     of a one-item list) are left out of the pair.
     """
+    import polars as pl
+
     for frame, name in zip((a, b), names, strict=True):
         if column not in frame.columns:
             raise StatsError(f"per-user table of {name} has no column {column!r}")
@@ -258,15 +280,11 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, n_resamples: int = 10_000
 
 def seed_summary(values: Sequence[float] | np.ndarray, level: float = 0.95) -> SeedSummary:
     """Mean over seeds, sample std and mean +/- t_{(1+level)/2, n-1} * std / sqrt(n)."""
-    from scipy import stats
-
     v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=np.float64)
     n = v.size
     if n == 0:
-        return SeedSummary(math.nan, math.nan, 0, math.nan, math.nan)
+        return SeedSummary(math.nan, math.nan, 0, level)
     mean = float(v.mean())
     if n == 1:
-        return SeedSummary(mean, math.nan, 1, math.nan, math.nan)
-    std = float(v.std(ddof=1))
-    half = float(stats.t.ppf((1 + level) / 2, n - 1)) * std / math.sqrt(n)
-    return SeedSummary(mean, std, n, mean - half, mean + half)
+        return SeedSummary(mean, math.nan, 1, level)
+    return SeedSummary(mean, float(v.std(ddof=1)), n, level)
