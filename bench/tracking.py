@@ -235,19 +235,33 @@ class Store:
                     f"experiment '{name}' in {self.uri} is deleted; restore it in the MLflow UI "
                     f"or choose tracking.experiment=<other name>"
                 )
+            self._set_views(str(exp.experiment_id), dict(exp.tags or {}))
             return str(exp.experiment_id)
         path = sqlite_path(self.uri)
         location = None
         if path is not None:
             location = str(path.parent / "mlartifacts" / name)
         try:
-            return str(self.client.create_experiment(name, artifact_location=location))
+            experiment_id = str(self.client.create_experiment(name, artifact_location=location))
+            self._set_views(experiment_id, {})
+            return experiment_id
         except Exception:
             # another process created it meanwhile (a tracking server has no file lock)
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
                 raise
             return str(exp.experiment_id)
+
+    def _set_views(self, experiment_id: str, have: Mapping[str, str]) -> None:
+        """The experiment opens on its runs table, and holds the ``bench-leaderboard`` view
+        (``leaderboard_view``); tags are written only when missing or different."""
+        for key, value in experiment_tags().items():
+            if have.get(key) != value:
+                self.client.set_experiment_tag(experiment_id, key, value)
+
+    def view_url(self, base: str = "") -> str:
+        """The MLflow UI address of the ``bench-leaderboard`` view (``base``: the UI's URL)."""
+        return leaderboard_url(base or self.uri, self.experiment_id)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -351,6 +365,40 @@ class Store:
             retry(partial(self.client.set_terminated, rid, "KILLED"))
             reaped.append(rid)
         return reaped
+
+
+VIEW_KEY = "bench-leaderboard"
+VIEW_TAG = "mlflow.sharedViewState." + VIEW_KEY
+#: MLflow 3's experiment kind: open on "Training runs", not the GenAI overview
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+
+
+def leaderboard_view() -> dict[str, Any]:
+    """The MLflow UI view state (a shared view, MLflow's own "Share" format) of the runs table
+    as a leaderboard: evaluation runs only (those with the headline metric), sorted by it, with
+    the headline metrics, the number of evaluated users, the population and the Dataset as
+    columns. The hundreds of breakdown keys (``<key>/segment/*``, ``<key>/<attribute>/<group>``,
+    ``valid/*``) stay logged and selectable under "Columns"."""
+    from bench.metrics.catalog import HEADLINE
+
+    metric = f"metrics.`{HEADLINE[0]}`"
+    columns = [*(f"metrics.`{k}`" for k in HEADLINE), "metrics.`n_users_evaluated`",
+               "tags.`bench.eval_users`", "metrics.`latency_p50_ms`", "attributes.`Dataset`"]
+    # columnOrder: without it the UI sorts metric columns by name (ndcg@10 off screen)
+    return {"searchFilter": f"metrics.{HEADLINE[0]} >= 0", "orderByKey": metric,
+            "orderByAsc": False, "selectedColumns": columns, "columnOrder": columns}
+
+
+def experiment_tags() -> dict[str, str]:
+    return {KIND_TAG: KIND, VIEW_TAG: json.dumps(leaderboard_view(), sort_keys=True)}
+
+
+def leaderboard_url(base: str, experiment_id: str) -> str:
+    """``<MLflow UI>/#/experiments/<id>/runs?viewStateShareKey=bench-leaderboard``; a SQLite
+    store has no UI of its own, so its address is that of ``mlflow ui`` on this machine."""
+    remote = base.startswith(("http://", "https://"))
+    ui = URL_USERINFO.sub(r"\g<scheme>", base).rstrip("/") if remote else "http://127.0.0.1:5000"
+    return f"{ui}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
 
 
 def inspect_sqlite_store(path: Path, full_check: bool = False) -> tuple[set[str], int]:
