@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from bench.errors import ConfigError, DataError, IntegrityError, disk_full, is_disk_full, unknown
-from bench.files import normal_dir_mode
+from bench.files import write_folder_atomically
 from bench.hashing import sha256_file
 
 SPLIT_FILES = ("train", "valid", "test", "items", "users")
@@ -479,51 +476,51 @@ def _write_atomically(
     sources: Mapping[str, str],
     info: Mapping[str, Any],
 ) -> None:
-    from bench import __version__
+    """Write the split folder aside and rename it into place; a split another job made first
+    is kept (the caller verifies it)."""
 
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    except OSError as e:
-        if is_disk_full(e):
-            raise disk_full(e, path.parent, f"materializing split {path.name}") from e
-        raise
-    try:
+    def write(tmp: Path) -> None:
         digests = {}
         for name in SPLIT_FILES:
             f = tmp / f"{name}.parquet"
             frames[name].write_parquet(f, compression="zstd", statistics=False)
             digests[f.name] = sha256_file(f)
-        manifest = {
-            "split_sha256": split_sha256(digests),
-            "files": digests,
-            "config_fingerprint": fp,
-            "config": {
-                "dataset": {k: v for k, v in dataset_cfg.items() if not k.startswith("_")},
-                "split": split_cfg.as_dict(),
-            },
-            "sources": dict(sources),
-            **info,
-            "format_version": SPLIT_FORMAT_VERSION,
-            "bench_version": __version__,
-        }
+        manifest = _manifest(digests, dataset_cfg, split_cfg, fp, sources, info)
         (tmp / "manifest.json").write_text(
             json.dumps(manifest, indent=2, sort_keys=True, default=str)
         )
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            if not path.exists():
-                raise
-            # another job made the same split first: theirs is verified by the caller
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            os.chmod(path, normal_dir_mode())  # mkdtemp made it 0700: readable by us only
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, Exception) and is_disk_full(e):
+
+    try:
+        write_folder_atomically(path, write)
+    except Exception as e:
+        if is_disk_full(e):
             raise disk_full(e, path.parent, f"materializing split {path.name}") from e
         raise
+
+
+def _manifest(
+    digests: Mapping[str, str],
+    dataset_cfg: Mapping[str, Any],
+    split_cfg: SplitConfig,
+    fp: str,
+    sources: Mapping[str, str],
+    info: Mapping[str, Any],
+) -> dict[str, Any]:
+    from bench import __version__
+
+    return {
+        "split_sha256": split_sha256(digests),
+        "files": dict(digests),
+        "config_fingerprint": fp,
+        "config": {
+            "dataset": {k: v for k, v in dataset_cfg.items() if not k.startswith("_")},
+            "split": split_cfg.as_dict(),
+        },
+        "sources": dict(sources),
+        **info,
+        "format_version": SPLIT_FORMAT_VERSION,
+        "bench_version": __version__,
+    }
 
 
 def is_split_folder(path: Path) -> bool:

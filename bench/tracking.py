@@ -483,37 +483,34 @@ def prepare_sqlite_store(path: Path) -> None:
 
 
 def _create_sqlite_store(path: Path) -> None:
-    import tempfile
-
     from bench.errors import disk_full, is_disk_full
-    from bench.files import normal_dir_mode
+    from bench.files import write_atomically
 
-    tmp: Path | None = None
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".creating", dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
-        from mlflow.store.db.utils import _initialize_tables
-        from sqlalchemy import create_engine
-
-        engine = create_engine(f"sqlite:///{tmp}")
-        try:
-            _initialize_tables(engine)
-        finally:
-            engine.dispose()
-        os.chmod(tmp, normal_dir_mode() & 0o666)
-        os.replace(tmp, path)
-        tmp = None
+        write_atomically(path, _initialize_sqlite_store)
     except Exception as e:
         if is_disk_full(e):
             raise disk_full(
                 e, path, "creating the MLflow store (nothing was written: no store was created)"
             ) from e
         raise
-    finally:
-        if tmp is not None:
-            for leftover in (tmp, Path(f"{tmp}-journal")):
-                leftover.unlink(missing_ok=True)
+
+
+def _initialize_sqlite_store(tmp: Path) -> None:
+    """MLflow's schema and migrations in the new SQLite file ``tmp``; on failure its journal
+    is removed too (``write_atomically`` removes ``tmp``)."""
+    from mlflow.store.db.utils import _initialize_tables
+    from sqlalchemy import create_engine
+
+    try:
+        engine = create_engine(f"sqlite:///{tmp}")
+        try:
+            _initialize_tables(engine)
+        finally:
+            engine.dispose()
+    except BaseException:
+        Path(f"{tmp}-journal").unlink(missing_ok=True)
+        raise
 
 
 def _enable_wal(path: Path) -> None:

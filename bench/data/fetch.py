@@ -34,7 +34,6 @@ import re
 import shutil
 import stat
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -46,6 +45,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from bench.errors import DataError
+from bench.files import write_folder_atomically
 
 LOCK_NAME = "bench-lock.json"
 DOWNLOADS = ".downloads"
@@ -463,6 +463,28 @@ def ensure(
 
 
 def _fetch(spec: FetchSpec, directory: Path, downloads: Path, mirror: str | None) -> None:
+    staged, sources = _download_all(spec, directory, downloads, mirror)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # into an existing folder entry by entry, the lock last: a crash in between leaves no
+        # lock and a dataset still incomplete
+        write_folder_atomically(
+            directory,
+            lambda tmp: _stage(spec, staged, sources, tmp),
+            existing="merge",
+            last=(LOCK_NAME,),
+        )
+    except BaseException:
+        for _, done in staged:  # a refused archive is not kept either
+            done.unlink(missing_ok=True)
+        raise
+
+
+def _download_all(
+    spec: FetchSpec, directory: Path, downloads: Path, mirror: str | None
+) -> tuple[list[tuple[SourceFile, Path]], list[dict[str, Any]]]:
+    """Download and verify every source file into ``downloads``; returns the verified files
+    and their lock entries (url, size, digests)."""
     downloads.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[SourceFile, Path]] = []
     sources = []
@@ -483,42 +505,27 @@ def _fetch(spec: FetchSpec, directory: Path, downloads: Path, mirror: str | None
         got = digests(part)
         check(part, got, {"md5": md5, "sha256": src.sha256}, url)
         done = downloads / src.name
-        os.replace(part, done)
+        os.replace(part, done)  # complete and verified: no longer a part to resume
         staged.append((src, done))
         sources.append({"url": src.url, "bytes": done.stat().st_size, **got})
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    try:
-        for src, done in staged:
-            unpack(src, done, tmp)
-        absent = missing(spec, tmp)
-        if absent:
-            raise DataError(
-                f"the files of dataset '{spec.dataset}' ({', '.join(spec.urls)}) do not contain "
-                f"{', '.join(absent)}; nothing was kept (the release changed: check the "
-                f"manifest's fetch.expect and strip)"
-            )
-        write_lock(tmp, spec, sources)
-        _move_into_place(tmp, directory)
-    except BaseException:
-        for _, done in staged:  # a refused archive is not kept either
-            done.unlink(missing_ok=True)
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return staged, sources
 
 
-def _move_into_place(tmp: Path, directory: Path) -> None:
-    """Rename the staged folder into place; into an existing folder, entry by entry and the
-    lock file last (a crash in between leaves no lock and a dataset still incomplete)."""
-    from bench.files import normal_dir_mode
-
-    os.chmod(tmp, normal_dir_mode())
-    if not directory.exists():
-        os.replace(tmp, directory)
-        return
-    for entry in sorted(tmp.iterdir(), key=lambda p: p.name == LOCK_NAME):
-        dest = directory / entry.name
-        if dest.is_dir() and entry.is_dir():
-            shutil.rmtree(dest)
-        os.replace(entry, dest)
+def _stage(
+    spec: FetchSpec,
+    staged: list[tuple[SourceFile, Path]],
+    sources: list[dict[str, Any]],
+    tmp: Path,
+) -> None:
+    """Unpack the verified downloads into the staging folder ``tmp``, check that the expected
+    files are there and write the lock."""
+    for src, done in staged:
+        unpack(src, done, tmp)
+    absent = missing(spec, tmp)
+    if absent:
+        raise DataError(
+            f"the files of dataset '{spec.dataset}' ({', '.join(spec.urls)}) do not contain "
+            f"{', '.join(absent)}; nothing was kept (the release changed: check the "
+            f"manifest's fetch.expect and strip)"
+        )
+    write_lock(tmp, spec, sources)

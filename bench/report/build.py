@@ -16,7 +16,6 @@ import json
 import math
 import os
 import re
-import shutil
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
@@ -27,6 +26,7 @@ from typing import Any, cast
 import numpy as np
 
 from bench.errors import BenchError, ConfigError, did_you_mean, unknown
+from bench.files import write_folder_atomically
 from bench.report import metrics as cat
 from bench.report import stats
 from bench.report.leaderboard import (
@@ -936,21 +936,6 @@ def check_out(out: Path, force: bool, protected: list[tuple[Path, str]] | None =
                           "bench report; choose a new --out")
 
 
-def move_into_place(tmp: Path, out: Path) -> None:
-    """Replace ``out`` by ``tmp`` with renames (the old report is removed only afterwards)."""
-    if out.is_dir():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / "report")
-        try:
-            os.replace(tmp, out)
-        except OSError:
-            os.replace(old / "report", out)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
 def build(cfg: ReportConfig, out: Path, uri: str, argv: list[str], force: bool = False) -> Report:
     """Build the report of ``cfg`` from the store at ``uri`` into ``out``."""
     from bench.report import runs as rr
@@ -974,18 +959,12 @@ def build(cfg: ReportConfig, out: Path, uri: str, argv: list[str], force: bool =
     pair_tests: list[int] = []
     table = compute(selection, cfg, keys, users, notes, untested, pair_tests)
     report = Report(selection, cfg, keys, table, notes, untested, sum(pair_tests), users)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+
+    def write(tmp: Path) -> None:
         write_all(report, tmp, uri, argv)
         check_out(out, force, protected_paths(uri, mlflow_client))  # unchanged while we built
-        move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    from bench.files import normal_dir_mode
 
-    os.chmod(out, normal_dir_mode())  # mkdtemp made it 0700: readable by us only
+    write_folder_atomically(out, write, existing="swap")
     return report
 
 
