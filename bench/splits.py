@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from bench.data.paths import sha256_file as source_digest  # memoised per process
 from bench.errors import ConfigError, DataError, IntegrityError, disk_full, is_disk_full, unknown
 from bench.files import write_folder_atomically
 from bench.hashing import sha256_file
@@ -443,8 +444,6 @@ def _find_existing(
     with the same config whose recorded source files still hash to the recorded digests.
     Anything else (sources moved or changed, another config) falls back to loading the
     dataset, which recomputes the fingerprint and applies every check."""
-    from bench.data.loaders import sha256_file as source_digest  # memoised per process
-
     want = _canonical(
         {
             "dataset": {k: v for k, v in dataset_cfg.items() if not k.startswith("_")},

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from bench.data import fetch
-from bench.data import loaders as L
+from bench.data.contract import DatasetWarning
 from bench.data.datasets import (
     CONF_DATASET_DIR,
     DatasetSpec,
@@ -22,6 +22,7 @@ from bench.data.datasets import (
     resolve_directory,
     verify_pins,
 )
+from bench.data.paths import check_name
 from bench.errors import DataError
 
 DESCRIPTION = """Datasets: list, show one, fetch (download, verify, unpack), verify their files.
@@ -148,7 +149,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
         print(f"dataset '{a.id}' is generated: no files to check")
     if a.counts:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", L.DatasetWarning)
+            warnings.simplefilter("ignore", DatasetWarning)
             ds = load_dataset(cfg)
         check_counts_strict(a.id, ds.counts(), m.get("expected") or {})
     return 0
@@ -199,7 +200,7 @@ COMMANDS = {"list": cmd_list, "info": cmd_info, "fetch": cmd_fetch, "verify": cm
 def data_main(argv: list[str]) -> int:
     a = parser().parse_args(argv)
     if getattr(a, "id", None) is not None:
-        L.check_name(a.id)
+        check_name(a.id)
     return COMMANDS[a.command](a)
 
 

@@ -18,8 +18,15 @@ from typing import Any
 import yaml
 
 from bench.data import fetch
-from bench.data import loaders as L
-from bench.data.loaders import DatasetWarning, RawDataset
+from bench.data.contract import DatasetWarning, RawDataset
+from bench.data.formats.movielens import (
+    load_movielens_1m,
+    load_movielens_100k_raw,
+    load_movielens_csv,
+)
+from bench.data.formats.recbole import load_recbole_atomic
+from bench.data.formats.table import load_table
+from bench.data.paths import check_name, confine, env_data_root, sha256_file
 from bench.errors import ConfigError, DataError, unknown
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # parent of the `bench` package
@@ -43,8 +50,8 @@ class DatasetSpec:
         name = dict(self.cfg.get("files") or {}).get(role, default)
         if name is None:
             return None
-        path = L.confine(self.directory, name, what=f"files.{role}")
-        return L.confine(self.root, path, what=f"files.{role}")
+        path = confine(self.directory, name, what=f"files.{role}")
+        return confine(self.root, path, what=f"files.{role}")
 
     @property
     def threshold(self) -> float | None:
@@ -60,7 +67,7 @@ class DatasetSpec:
 
 
 def _recbole_atomic(spec: DatasetSpec) -> RawDataset:
-    return L.load_recbole_atomic(
+    return load_recbole_atomic(
         spec.directory,
         str(spec.cfg.get("atomic_name") or spec.directory.name),
         name=spec.name,
@@ -75,7 +82,7 @@ def _movielens(fn: Callable[..., RawDataset]) -> Callable[[DatasetSpec], RawData
         files = {k: v for k, v in dict(spec.cfg.get("files") or {}).items()}
         for name in files.values():
             if name is not None:
-                L.confine(spec.root, L.confine(spec.directory, name), what="file")
+                confine(spec.root, confine(spec.directory, name), what="file")
         return fn(spec.directory, name=spec.name, files=files, relevance_threshold=spec.threshold)
 
     return load
@@ -94,7 +101,7 @@ def _table(spec: DatasetSpec) -> RawDataset:
             f"dataset '{spec.name}': the table loader needs files.interactions (a CSV or Parquet "
             f"file relative to {spec.directory})"
         )
-    return L.load_table(
+    return load_table(
         interactions,
         name=spec.name,
         columns=dict(columns),
@@ -135,11 +142,11 @@ def _amazon2023(spec: DatasetSpec) -> RawDataset:
     files = dict(spec.cfg.get("files") or {})
     for fname in files.values():
         if fname is not None:
-            L.confine(spec.root, L.confine(spec.directory, fname), what="file")
+            confine(spec.root, confine(spec.directory, fname), what="file")
     return amazon2023.load(
         spec.directory,
         name=spec.name,
-        category=L.check_name(str(category), what="category"),
+        category=check_name(str(category), what="category"),
         files=files,
         relevance_threshold=spec.threshold,
     )
@@ -149,7 +156,7 @@ def _mind(spec: DatasetSpec) -> RawDataset:
     from bench.data.formats import mind
 
     parts = spec.cfg.get("parts") or ("train", "dev")
-    parts = [L.check_name(str(p), what="MIND part") for p in parts]
+    parts = [check_name(str(p), what="MIND part") for p in parts]
     return mind.load(
         spec.directory, name=spec.name, parts=parts, relevance_threshold=spec.threshold
     )
@@ -157,9 +164,9 @@ def _mind(spec: DatasetSpec) -> RawDataset:
 
 LOADERS: dict[str, Callable[[DatasetSpec], RawDataset]] = {
     "recbole_atomic": _recbole_atomic,
-    "movielens_100k_raw": _movielens(L.load_movielens_100k_raw),
-    "movielens_1m": _movielens(L.load_movielens_1m),
-    "movielens_csv": _movielens(L.load_movielens_csv),
+    "movielens_100k_raw": _movielens(load_movielens_100k_raw),
+    "movielens_1m": _movielens(load_movielens_1m),
+    "movielens_csv": _movielens(load_movielens_csv),
     "table": _table,
     "amazon2023": _amazon2023,
     "mind": _mind,
@@ -184,7 +191,7 @@ def dataset_names(manifest_dir: Path | str | None = None) -> list[str]:
 
 def load_manifest(name: str, manifest_dir: Path | str | None = None) -> dict[str, Any]:
     """The parsed manifest of ``name``; unknown names list the known ones (did-you-mean)."""
-    L.check_name(name)
+    check_name(name)
     path = _manifest_dir(manifest_dir) / name / "manifest.yaml"
     if not path.is_file():
         raise unknown("dataset", name, dataset_names(manifest_dir))
@@ -205,7 +212,7 @@ def load_manifest(name: str, manifest_dir: Path | str | None = None) -> dict[str
 def data_root(cfg: Mapping[str, Any] | None = None) -> Path:
     """``cfg['data_root']``, else ``$BENCH_DATA_ROOT``, else ``<cwd>/data`` (absolute)."""
     value = (cfg or {}).get("data_root")
-    return Path(value).expanduser().absolute() if value else L.env_data_root()
+    return Path(value).expanduser().absolute() if value else env_data_root()
 
 
 def recbole_examples() -> Path:
@@ -223,11 +230,11 @@ def resolve_directory(name: str, cfg: Mapping[str, Any]) -> tuple[Path, Path]:
     """(dataset folder, root it is confined to) from ``path`` (default: the dataset name)."""
     path = str(cfg.get("path") or name)
     if path.startswith(RECBOLE_SCHEME):
-        sub = L.check_name(path[len(RECBOLE_SCHEME) :], what="recbole example name")
+        sub = check_name(path[len(RECBOLE_SCHEME) :], what="recbole example name")
         root = recbole_examples()
-        return L.confine(root, sub, what="path"), root
+        return confine(root, sub, what="path"), root
     root = data_root(cfg)
-    return L.confine(root, path, what="path"), root
+    return confine(root, path, what="path"), root
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,10 +246,10 @@ def verify_pins(spec: DatasetSpec) -> None:
     pins = dict(spec.manifest.get("sha256") or {})
     where = spec.manifest.get("_path", "the manifest")
     for fname, pin in pins.items():
-        path = L.confine(spec.root, L.confine(spec.directory, fname, what="manifest file"))
+        path = confine(spec.root, confine(spec.directory, fname, what="manifest file"))
         if pin is None or not path.is_file():
             continue
-        got = L.sha256_file(path)
+        got = sha256_file(path)
         if got != str(pin).lower():
             raise DataError(
                 f"{path}: sha256 {got} differs from the pin {pin} in {where}; the file is "
@@ -313,7 +320,7 @@ def load_dataset(cfg: Mapping[str, Any]) -> RawDataset:
     """
     if not isinstance(cfg, Mapping) or not cfg.get("name"):
         raise ConfigError("dataset config needs a name (e.g. dataset=ml-100k)")
-    name = L.check_name(str(cfg["name"]))
+    name = check_name(str(cfg["name"]))
     manifest = _manifest_for(name, cfg)
     merged = {**dict(manifest.get("load") or {}), **dict(cfg)}
     loader = merged.get("loader")

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from bench.data.paths import sha256_file
 from bench.errors import DataError
 from bench.files import write_folder_atomically
 
@@ -361,8 +362,6 @@ def unpack(src: SourceFile, archive: Path, into: Path) -> None:
 
 
 def write_lock(folder: Path, spec: FetchSpec, sources: list[dict[str, Any]]) -> dict[str, Any]:
-    from bench.data.loaders import sha256_file
-
     lock = {
         "dataset": spec.dataset,
         "checksum_rule": spec.rule,
@@ -389,8 +388,6 @@ def read_lock(directory: Path) -> dict[str, Any] | None:
 
 def verify_lock(directory: Path, dataset: str) -> dict[str, Any] | None:
     """Every file the lock records still has its recorded sha256 (None: no lock)."""
-    from bench.data.loaders import sha256_file
-
     lock = read_lock(directory)
     if lock is None:
         return None

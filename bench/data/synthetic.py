@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import polars as pl
 
-from bench.data.loaders import ML100K_GENRES, RawDataset
+from bench.data.contract import RawDataset
+from bench.data.formats.movielens import ML100K_GENRES
 
 GENRES = ML100K_GENRES[1:]
 AGES = np.array([1, 18, 25, 35, 45, 50, 56])

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from bench.data import datasets as D
-from bench.data.loaders import DatasetWarning
+from bench.data.contract import DatasetWarning
 from bench.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import yaml
 from bench.cli import main as cli_main
 from bench.data import datasets as D
 from bench.data import fetch as F
-from bench.data.loaders import DatasetWarning
+from bench.data.contract import DatasetWarning
 from bench.errors import DataError
 from tests.unit.fetch_fixtures import (
     FileServer,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from bench.data import datasets as D
-from bench.data.loaders import DatasetWarning
+from bench.data.contract import DatasetWarning
 from bench.errors import DataError
 from bench.splits import SplitConfig, build_split
 from tests.unit.fetch_fixtures import amazon_meta, amazon_reviews, jsonl_gz, mind_zip

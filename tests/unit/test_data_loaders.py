@@ -8,7 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from bench.data import loaders as L
+from bench.data.formats import movielens, recbole, table
+from bench.data.paths import confine
 from bench.errors import DataError
 
 INTER = {"user_id": pl.Utf8, "item_id": pl.Utf8, "timestamp": pl.Int64, "rating": pl.Float64}
@@ -32,7 +33,7 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 
 
 def test_real_ml100k_from_the_recbole_wheel():
-    ds = L.load_recbole_atomic(ML100K, "ml-100k")
+    ds = recbole.load_recbole_atomic(ML100K, "ml-100k")
     assert ds.interactions.schema == pl.Schema(INTER)
     assert ds.counts() == {"interactions": 100_000, "users": 943, "items": 1682}
     assert ds.items.schema == pl.Schema(
@@ -63,7 +64,7 @@ def test_recbole_atomic_small(tmp_path):
         tmp_path / "toy.item",
         "item_id:token\tmovie_title:token_seq\tclass:token_seq\n10\tHeat (1995)\tAction Crime\n",
     )
-    ds = L.load_recbole_atomic(tmp_path, "toy")
+    ds = recbole.load_recbole_atomic(tmp_path, "toy")
     assert ds.interactions.schema == pl.Schema(INTER)
     assert ds.interactions["timestamp"].to_list() == [100, 200]
     assert ds.items.row(0) == ("10", "Heat", ["Action", "Crime"], 1995)
@@ -85,7 +86,7 @@ def test_movielens_100k_raw(tmp_path):
         "latin-1",
     )
     write(tmp_path / "u.user", "1|24|M|technician|85711\n2|53|F|other|94043\n")
-    ds = L.load_movielens_100k_raw(tmp_path)
+    ds = movielens.load_movielens_100k_raw(tmp_path)
     assert ds.interactions.schema == pl.Schema(INTER)
     assert ds.items.rows() == [
         ("10", "Café", 1995, ["Action", "Children's"]),
@@ -102,7 +103,7 @@ def test_movielens_1m(tmp_path):
         "latin-1",
     )
     write(tmp_path / "users.dat", "1::F::1::10::48067\n")
-    ds = L.load_movielens_1m(tmp_path)
+    ds = movielens.load_movielens_1m(tmp_path)
     assert ds.interactions.schema == pl.Schema(INTER)
     assert ds.items.rows()[1] == ("661", "Amélie", 2001, ["Comedy", "Romance"])
     assert ds.users.rows() == [("1", "F", 1, "K-12 student")]
@@ -112,7 +113,7 @@ def test_movielens_csv(tmp_path):
     write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,2,3.5,1112486027\n")
     movies = 'movieId,title,genres\n2,"Jumanji, The (1995)",Adventure|Fantasy\n'
     write(tmp_path / "movies.csv", movies + "3,Some Film,(no genres listed)\n")
-    ds = L.load_movielens_csv(tmp_path)
+    ds = movielens.load_movielens_csv(tmp_path)
     assert ds.interactions.rows() == [("1", "2", 1112486027, 3.5)]
     assert ds.items.rows() == [
         ("2", "Jumanji, The", 1995, ["Adventure", "Fantasy"]),
@@ -130,7 +131,7 @@ def test_table_csv_iso_and_items(tmp_path):
         "7\ta\t2020-01-02T00:00:00Z\t5\n8\tb\t2020-01-02T01:00:00+01:00\t\n",
     )
     items = write(tmp_path / "items.tsv", "id\tname\tcats\na\tAlpha\tx|y\n")
-    ds = L.load_table(
+    ds = table.load_table(
         f,
         name="t",
         columns=COLS,
@@ -149,7 +150,7 @@ def test_table_parquet_milliseconds(tmp_path):
     pl.DataFrame(
         {"userId": [1, 2], "movieId": [3, 4], "ts": [1_000_500, 2_000_000], "stars": [1, 2]}
     ).write_parquet(f)
-    ds = L.load_table(f, name="t", columns=COLS, timestamp_format="milliseconds")
+    ds = table.load_table(f, name="t", columns=COLS, timestamp_format="milliseconds")
     assert ds.interactions.rows() == [("1", "3", 1000, 1.0), ("2", "4", 2000, 2.0)]
 
 
@@ -159,7 +160,7 @@ def test_table_parquet_milliseconds(tmp_path):
 def test_missing_column_lists_found_columns(tmp_path):
     f = write(tmp_path / "log.csv", "userId,movieId,stars\n1,2,3\n")
     with pytest.raises(DataError) as e:
-        L.load_table(f, name="t", columns=COLS)
+        table.load_table(f, name="t", columns=COLS)
     msg = one_line(e)
     assert "log.csv" in msg and "missing column 'ts'" in msg
     assert "columns found: userId, movieId, stars" in msg and "columns.timestamp" in msg
@@ -168,7 +169,7 @@ def test_missing_column_lists_found_columns(tmp_path):
 def test_recbole_missing_timestamp_field(tmp_path):
     write(tmp_path / "x.inter", "user_id:token\titem_id:token\n1\t2\n")
     with pytest.raises(DataError) as e:
-        L.load_recbole_atomic(tmp_path, "x")
+        recbole.load_recbole_atomic(tmp_path, "x")
     msg = one_line(e)
     assert "missing column 'timestamp'" in msg and "user_id:token, item_id:token" in msg
 
@@ -177,7 +178,7 @@ def test_wrong_dtype_names_row_and_value(tmp_path):
     rows = "".join(f"{i}\t{i}\t4\t{1000 + i}\n" for i in range(1, 1234))
     write(tmp_path / "u.data", rows + "1234\t5\t—\t99\n")
     with pytest.raises(DataError) as e:
-        L._ml_interactions(tmp_path / "u.data", "\t", "movielens_100k_raw")
+        movielens._ml_interactions(tmp_path / "u.data", "\t", "movielens_100k_raw")
     msg = one_line(e)
     assert "u.data" in msg and "column 'rating'" in msg and "row 1234" in msg
     assert "'—'" in msg and "expected a float" in msg
@@ -186,21 +187,21 @@ def test_wrong_dtype_names_row_and_value(tmp_path):
 def test_wrong_dtype_with_header_counts_the_header_line(tmp_path):
     f = write(tmp_path / "r.csv", "userId,movieId,ts,stars\n1,2,3,4\n1,2,3,x\n")
     with pytest.raises(DataError) as e:
-        L.load_table(f, name="t", columns=COLS)
+        table.load_table(f, name="t", columns=COLS)
     assert "row 2 (line 3)" in one_line(e) and "'x'" in str(e.value)
 
 
 def test_wrong_separator_detected(tmp_path):
     write(tmp_path / "x.inter", "user_id:token,item_id:token,timestamp:float\n1,2,3\n")
     with pytest.raises(DataError) as e:
-        L.load_recbole_atomic(tmp_path, "x")
+        recbole.load_recbole_atomic(tmp_path, "x")
     assert "expected tab-separated fields" in one_line(e) and "detected ','" in str(e.value)
 
 
 def test_wrong_separator_table(tmp_path):
     f = write(tmp_path / "log.csv", "userId;movieId;ts;stars\n1;2;3;4\n")
     with pytest.raises(DataError) as e:
-        L.load_table(f, name="t", columns=COLS)
+        table.load_table(f, name="t", columns=COLS)
     assert "expected ','-separated" in one_line(e) and "detected ';'" in str(e.value)
 
 
@@ -209,11 +210,11 @@ def test_empty_file_and_header_only(tmp_path):
     write(tmp_path / "u.item", "1|x|||u|" + "|".join(["0"] * 19) + "\n")
     write(tmp_path / "u.user", "1|2|M|x|1\n")
     with pytest.raises(DataError) as e:
-        L.load_movielens_100k_raw(tmp_path)
+        movielens.load_movielens_100k_raw(tmp_path)
     assert "u.data" in one_line(e) and "empty" in str(e.value)
     f = write(tmp_path / "h.csv", "userId,movieId,ts,stars\n")
     with pytest.raises(DataError) as e:
-        L.load_table(f, name="t", columns=COLS)
+        table.load_table(f, name="t", columns=COLS)
     assert "no interactions" in one_line(e)
 
 
@@ -221,7 +222,7 @@ def test_missing_file_lists_the_folder(tmp_path):
     write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n")
     write(tmp_path / "README.txt", "hi")
     with pytest.raises(DataError) as e:
-        L.load_movielens_csv(tmp_path)
+        movielens.load_movielens_csv(tmp_path)
     msg = one_line(e)
     assert "movies.csv: file not found" in msg and "README.txt, ratings.csv" in msg
 
@@ -229,14 +230,14 @@ def test_missing_file_lists_the_folder(tmp_path):
 def test_ragged_line_is_located(tmp_path):
     f = write(tmp_path / "r.csv", "userId,movieId,ts,stars\n1,2,3,4\n1,2,3,4,5\n")
     with pytest.raises(DataError) as e:
-        L.load_table(f, name="t", columns=COLS)
+        table.load_table(f, name="t", columns=COLS)
     assert "line 3 has 5 fields, expected 4" in one_line(e)
 
 
 @pytest.mark.parametrize("rel", ["../etc/passwd", "a/../../b", "/etc/passwd"])
 def test_confine_rejects_escapes(tmp_path, rel):
     with pytest.raises(DataError) as e:
-        L.confine(tmp_path, rel)
+        confine(tmp_path, rel)
     assert "data root" in one_line(e) or "'..'" in str(e.value)
 
 
@@ -246,6 +247,6 @@ def test_confine_rejects_symlink_escape(tmp_path):
     outside.mkdir()
     (root / "link").symlink_to(outside)
     with pytest.raises(DataError) as e:
-        L.confine(root, "link/file.csv")
+        confine(root, "link/file.csv")
     assert "symlink" in one_line(e)
-    assert L.confine(root, "ok/file.csv") == root / "ok" / "file.csv"
+    assert confine(root, "ok/file.csv") == root / "ok" / "file.csv"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
-from bench.data import loaders as L
+from bench.data.contract import RawDataset, empty_frame, finish_interactions
+from bench.data.paths import confine, require_file, source_digests
 from bench.errors import DataError
 
 LOADER = "amazon2023"
@@ -43,7 +44,7 @@ def read_jsonl(
 ) -> pl.DataFrame:
     """A JSON Lines file (``.gz`` or plain) with only the ``schema`` fields, typed. Read in
     blocks of whole lines, so memory holds the kept columns, not the decompressed file."""
-    L.require_file(path, LOADER)
+    require_file(path, LOADER)
     frames, line = [], 1
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -96,7 +97,7 @@ def reviews(path: Path) -> pl.DataFrame:
         (pl.col("timestamp") // 1000).alias("timestamp"),
         pl.col("rating"),
     )
-    return L.finish_interactions(frame, path, LOADER, offset=0)
+    return finish_interactions(frame, path, LOADER, offset=0)
 
 
 def meta(path: Path) -> pl.DataFrame:
@@ -135,7 +136,7 @@ def load(
     category: str,
     files: dict[str, str | None] | None = None,
     relevance_threshold: float | None = None,
-) -> L.RawDataset:
+) -> RawDataset:
     """``<directory>/<category>.jsonl.gz`` and ``meta_<category>.jsonl.gz`` (rename with
     ``files.interactions`` / ``files.items``; ``files.items: null`` loads no metadata)."""
     f = {
@@ -145,14 +146,14 @@ def load(
     }
     expected = [n for n in f.values() if n]
     paths = {
-        r: L.require_file(L.confine(directory, n), LOADER, expected) for r, n in f.items() if n
+        r: require_file(confine(directory, n), LOADER, expected) for r, n in f.items() if n
     }
-    items = meta(paths["items"]) if "items" in paths else L.empty_frame("item_id")
-    return L.RawDataset(
+    items = meta(paths["items"]) if "items" in paths else empty_frame("item_id")
+    return RawDataset(
         name=name,
         interactions=reviews(paths["interactions"]),
         items=items,
-        users=L.empty_frame("user_id"),
-        source_files=L._sources(list(paths.values())),
+        users=empty_frame("user_id"),
+        source_files=source_digests(list(paths.values())),
         relevance_threshold_default=relevance_threshold,
     )

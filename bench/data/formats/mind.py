@@ -15,7 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
-from bench.data import loaders as L
+from bench.data.contract import RawDataset, empty_frame, finish_interactions
+from bench.data.paths import confine, require_file, source_digests
+from bench.data.text import TextSpec, check_separator, first_line, null_markers, read_text
 from bench.errors import DataError
 
 LOADER = "mind"
@@ -35,11 +37,11 @@ NEWS_SIDE = ("category", "subcategory", "title", "abstract")
 
 
 def _read(path: Path, names: list[str], wanted: Sequence[str]) -> pl.DataFrame:
-    L.require_file(path, LOADER)
-    L.check_separator(path, L.first_line(path), "\t", LOADER, n_fields=len(names))
-    spec = L.TextSpec(path, "\t", names, {c: pl.Utf8() for c in wanted}, header=False,
+    require_file(path, LOADER)
+    check_separator(path, first_line(path), "\t", LOADER, n_fields=len(names))
+    spec = TextSpec(path, "\t", names, {c: pl.Utf8() for c in wanted}, header=False,
                       loader=LOADER)
-    return L.read_text(spec)
+    return read_text(spec)
 
 
 def clicks(path: Path) -> pl.DataFrame:
@@ -66,12 +68,12 @@ def clicks(path: Path) -> pl.DataFrame:
     )
     if frame.height == 0:
         raise DataError(f"{path}: no clicked impressions ('<news id>-1'); check the file")
-    return L.finish_interactions(frame, path, LOADER, offset=0)
+    return finish_interactions(frame, path, LOADER, offset=0)
 
 
 def news(path: Path) -> pl.DataFrame:
     raw = _read(path, NEWS_COLUMNS, ("item_id", *NEWS_SIDE))
-    return raw.with_columns(L.null_markers(raw[c]) for c in NEWS_SIDE)
+    return raw.with_columns(null_markers(raw[c]) for c in NEWS_SIDE)
 
 
 def load(
@@ -80,21 +82,21 @@ def load(
     name: str,
     parts: Sequence[str] = ("train", "dev"),
     relevance_threshold: float | None = None,
-) -> L.RawDataset:
+) -> RawDataset:
     """``<directory>/<part>/behaviors.tsv`` and ``news.tsv`` for every part, concatenated."""
     if not parts:
         raise DataError(f"dataset '{name}': parts is empty; list the MIND parts, e.g. [train, dev]")
     expected = [f"{p}/{f}" for p in parts for f in ("behaviors.tsv", "news.tsv")]
-    paths = [L.require_file(L.confine(directory, e), LOADER, expected) for e in expected]
+    paths = [require_file(confine(directory, e), LOADER, expected) for e in expected]
     inter = pl.concat([clicks(p) for p in paths[0::2]])
     items = pl.concat([news(p) for p in paths[1::2]]).unique(
         "item_id", keep="first", maintain_order=True
     )
-    return L.RawDataset(
+    return RawDataset(
         name=name,
         interactions=inter,
         items=items,
-        users=L.empty_frame("user_id"),
-        source_files=L._sources(paths),
+        users=empty_frame("user_id"),
+        source_files=source_digests(paths),
         relevance_threshold_default=relevance_threshold,
     )
