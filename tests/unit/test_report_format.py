@@ -13,9 +13,10 @@ import pytest
 
 from bench.errors import BenchError
 from bench.report import figures, metrics
-from bench.report.build import latex_escape, load_spec, ranks
 from bench.report.leaderboard import Cell, fmt, leaderboard_main
 from bench.report.runs import ReportError, Run, filter_string, redact_uri, select
+from bench.report.spec import load_spec
+from bench.report.tables import latex_escape, ranks
 
 SHA = "a" * 64
 
@@ -71,7 +72,7 @@ def test_select_keeps_most_recent_run_per_model_and_seed():
 
 
 def test_ranks_respect_direction_and_ties():
-    from bench.report.build import Comparison
+    from bench.report.comparisons import Comparison
 
     table = {m: {"ndcg_at_10": Comparison(Cell(v, math.nan, 1)),
                  "latency_p50_ms": Comparison(Cell(10 * v, math.nan, 1))}
@@ -226,7 +227,7 @@ def test_terminal_leaderboard_never_drops_or_cuts_a_column():
 def test_figures_fit_one_column_or_both_and_show_uncertainty():
     """3.3 in for one column of a two-column paper, 7 in for both; a cell's bootstrap CI
     (lo, hi) is its error bar, else the std over seeds."""
-    from bench.report.build import Point
+    from bench.report.plots import Point
 
     for size, width in (("column", 3.3), ("wide", 7.0)):
         for fig, _ in (figures.metric_at_k(DATA, size=size),
