@@ -42,15 +42,16 @@ def build(cfg: ReportConfig, out: Path, uri: str, argv: list[str], force: bool =
     refuse_protected(out, protected_paths(uri))  # before the store is even opened
     mlflow_client = rr.client(uri)
     check_out(out, force, protected_paths(uri, mlflow_client))  # + the experiments' artifacts
-    report = make_report(cfg, mlflow_client)
+    report = make_report(cfg, mlflow_client, rr.source(uri, mlflow_client))
     write_out(out, force, lambda tmp: write_all(report, tmp, uri, argv),
               lambda: protected_paths(uri, mlflow_client))
     return report
 
 
-def make_report(cfg: ReportConfig, mlflow_client: Any) -> Report:
-    """The runs ``cfg`` selects from the store and every number the report shows."""
-    selection = select_runs(cfg, mlflow_client)
+def make_report(cfg: ReportConfig, mlflow_client: Any, runs_from: Any) -> Report:
+    """The runs ``cfg`` selects from the store (``runs_from``: a ``bench.report.sources``
+    source) and every number the report shows (artifacts through ``mlflow_client``)."""
+    selection = select_runs(cfg, runs_from)
     keys = choose_keys(selection, cfg)
     notes: list[str] = []
     users = load_user_tables(selection, mlflow_client, notes)
@@ -60,16 +61,16 @@ def make_report(cfg: ReportConfig, mlflow_client: Any) -> Report:
     return Report(selection, cfg, keys, table, notes, untested, sum(pair_tests), users)
 
 
-def select_runs(cfg: ReportConfig, mlflow_client: Any) -> Selection:
+def select_runs(cfg: ReportConfig, runs_from: Any) -> Selection:
     """The comparable FINISHED runs of one dataset+split (``--tuned``: with their studies)."""
-    found = rr.find_runs(mlflow_client, cfg.experiment, dataset=cfg.dataset, split=cfg.split,
+    found = rr.find_runs(runs_from, cfg.experiment, dataset=cfg.dataset, split=cfg.split,
                          split_sha256=cfg.split_sha256, device=cfg.device, sweep=cfg.sweep,
                          eval_users=cfg.eval_users, fit_data=cfg.fit_data,
                          candidates=cfg.candidates, tuned=bool(cfg.tuned))
     selection = rr.select(found, cfg.dataset, cfg.split)
     if cfg.tuned:
         selection.tuning = rr.tuning_caption(selection.runs)
-        selection.curves = rr.trial_curves(mlflow_client, selection.runs)
+        selection.curves = rr.trial_curves(runs_from, selection.runs)
     return selection
 
 

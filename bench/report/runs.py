@@ -270,9 +270,9 @@ def client(tracking_uri: str | None = None) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
-def source(tracking_uri: str | None = None) -> Any:
+def source(tracking_uri: str | None = None, mlflow_client: Any = None) -> Any:
     """Where to read runs from: a read-only SQL reader for a local SQLite store (no ``mlflow``
-    import; see ``bench.report.sources``), else an ``MlflowClient``."""
+    import; see ``bench.report.sources``), else ``mlflow_client`` (or a new ``MlflowClient``)."""
     from bench.report.sources import ClientSource, SqliteSource
 
     uri = tracking_uri or default_tracking_uri()
@@ -281,7 +281,7 @@ def source(tracking_uri: str | None = None) -> Any:
         found = SqliteSource.open(Path(uri[len("sqlite:///"):]))
         if found is not None:
             return found
-    return ClientSource(client(uri))
+    return ClientSource(mlflow_client if mlflow_client is not None else client(uri))
 
 
 def _quote(value: str, what: str) -> str:
