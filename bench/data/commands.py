@@ -95,6 +95,7 @@ def cmd_info(a: argparse.Namespace) -> int:
         ("files", ", ".join(spec.expect) if spec else ", ".join(m.get("sha256") or {})),
         ("checksum", m.get("checksum")),
         ("expected", ", ".join(f"{k} {v}" for k, v in (m.get("expected") or {}).items())),
+        ("recorded", _recorded_counts(directory)),
         ("licence", " ".join(str(m.get("licence", "")).split())),
         ("citation", " ".join(str(m.get("citation", "")).split())),
         ("manifest", m.get("_path")),
@@ -102,6 +103,13 @@ def cmd_info(a: argparse.Namespace) -> int:
     for key, value in lines:
         print(f"{key + ':':<10} {value if value not in (None, '') else '-'}")
     return 0
+
+
+def _recorded_counts(directory: Path | None) -> str:
+    """Counts the lock file recorded at first loads (one entry per loader configuration)."""
+    lock = fetch.read_lock(directory) if directory is not None and directory.is_dir() else None
+    counts = list(((lock or {}).get("counts") or {}).values())
+    return "; ".join(", ".join(f"{k} {v:,}" for k, v in c.items()) for c in counts)
 
 
 def _fetchable(name: str, data_root: str | None) -> tuple[fetch.FetchSpec, Path]:

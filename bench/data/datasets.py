@@ -345,5 +345,44 @@ def _manifest_for(name: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _finish(spec: DatasetSpec, ds: RawDataset, manifest: Mapping[str, Any]) -> RawDataset:
-    check_counts(ds, manifest.get("expected"), str(manifest.get("_path", "")))
+    expected = dict(manifest.get("expected") or {})
+    check_counts(ds, expected, str(manifest.get("_path", "")))
+    if any(expected.get(k) is None for k in COUNTS) and spec.directory.is_dir():
+        check_lock_counts(spec, ds)
     return ds
+
+
+COUNTS = ("interactions", "users", "items")
+#: config keys that do not change what a loader reads
+_NOT_LOAD_KEYS = ("name", "manifest", "manifest_dir", "data_root", "relevance_threshold")
+
+
+def check_lock_counts(spec: DatasetSpec, ds: RawDataset) -> None:
+    """Counts the manifest cannot pin (a source that publishes rounded figures only) are
+    recorded in the fetch's lock file at the first load, per loader configuration, and every
+    later load of that configuration is checked against them (a warning names both, like a
+    manifest mismatch). No lock (files put in place by hand): nothing to record into."""
+    import hashlib
+    import json
+
+    lock = fetch.read_lock(spec.directory)
+    if lock is None:
+        return
+    options = {k: v for k, v in sorted(spec.cfg.items()) if k not in _NOT_LOAD_KEYS}
+    key = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()
+    got = {k: int(v) for k, v in ds.counts().items() if k in COUNTS}
+    recorded = dict(lock.get("counts") or {})
+    if key not in recorded:
+        fetch.update_lock(spec.directory, counts={**recorded, key: got})
+        return
+    path = spec.directory / fetch.LOCK_NAME
+    for name in COUNTS:
+        want = recorded[key].get(name)
+        if want is not None and int(want) != got[name]:
+            warnings.warn(
+                f"dataset '{ds.name}': {got[name]:,} {name} loaded, {path} recorded "
+                f"{int(want):,} at the first load of these files with this configuration; the "
+                "loader's result changed (a new bench version?): compare before citing numbers",
+                DatasetWarning,
+                stacklevel=3,
+            )

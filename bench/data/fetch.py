@@ -38,6 +38,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from typing import Any, BinaryIO
 
 from bench.data.paths import sha256_file
 from bench.errors import DataError
-from bench.files import write_folder_atomically
+from bench.files import write_atomically, write_folder_atomically
 
 LOCK_NAME = "bench-lock.json"
 DOWNLOADS = ".downloads"
@@ -371,6 +372,19 @@ def write_lock(folder: Path, spec: FetchSpec, sources: list[dict[str, Any]]) -> 
     }
     (folder / LOCK_NAME).write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
     return lock
+
+
+def update_lock(directory: Path, **fields: Any) -> None:
+    """Add or replace top-level ``fields`` of an existing lock file, atomically (two loads
+    recording the same counts at once both write the same content)."""
+    lock = read_lock(directory)
+    if lock is None:
+        return
+    text = json.dumps({**lock, **fields}, indent=2, sort_keys=True) + "\n"
+    try:
+        write_atomically(directory / LOCK_NAME, lambda tmp: tmp.write_text(text))
+    except OSError as e:  # a read-only data folder: the counts are simply not recorded
+        warnings.warn(f"{directory / LOCK_NAME}: could not record counts ({e})", stacklevel=2)
 
 
 def read_lock(directory: Path) -> dict[str, Any] | None:

@@ -143,6 +143,30 @@ def test_mind_two_zips_unpack_into_train_and_dev(server, tmp_path):
     )
 
 
+def test_unpinned_counts_are_recorded_in_the_lock_then_checked(server, tmp_path):
+    """MIND publishes no exact counts: the first load records them in bench-lock.json (per
+    loader configuration), later loads are checked against them."""
+    base = "https://recodatasets.z20.web.core.windows.net/newsrec"
+    server.put(f"{base}/MINDsmall_train.zip", mind_zip("train"))
+    server.put(f"{base}/MINDsmall_dev.zip", mind_zip("dev"))
+    load("mind-small", tmp_path)
+    path = tmp_path / "mind-small" / "bench-lock.json"
+    lock = json.loads(path.read_text())
+    ((key, counts),) = lock["counts"].items()
+    assert counts == {"interactions": 5, "users": 3, "items": 4}
+    cfg = {"name": "mind-small", "data_root": str(tmp_path)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DatasetWarning)
+        D.load_dataset(cfg)  # the same counts: silent, nothing rewritten
+    assert json.loads(path.read_text()) == lock
+    lock["counts"][key]["users"] = 4  # as if an older loader had read 4 users
+    path.write_text(json.dumps(lock))
+    with pytest.warns(DatasetWarning, match=r"3 users loaded, .*bench-lock.json recorded 4 at"):
+        D.load_dataset(cfg)
+    D.load_dataset({**cfg, "parts": ["train"]})  # another configuration: its own record
+    assert len(json.loads(path.read_text())["counts"]) == 2
+
+
 # --------------------------------------------------------------------------------------------
 # checksums refused, nothing kept
 
