@@ -35,7 +35,7 @@ class Group:
 
     def validate(self) -> None:
         """One-line ConfigError for the first value out of range."""
-        self.check(dataclasses.asdict(self))
+        self.check(dataclasses.asdict(self))  # type: ignore[call-overload]
 
     @classmethod
     def check(cls, values: Mapping[str, Any]) -> None:
@@ -364,7 +364,7 @@ class Config(Group):
         from bench.protocol import EvalProtocol
 
         seed = values.get("seed")
-        if not _is_int(seed) or seed < 0:
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {seed!r} (e.g. seed=0)")
         for key, schema in CHECKED.items():
             if isinstance(values.get(key), Mapping):
