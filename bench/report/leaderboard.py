@@ -329,28 +329,35 @@ def load_selection(args: argparse.Namespace) -> tuple[Selection, str]:
     return selection, uri
 
 
-def leaderboard_main(argv: list[str]) -> int:
-    """``bench leaderboard [options]``; returns the exit code (2 for user errors)."""
-    args = parser().parse_args(argv)
-    try:
-        selection, _ = load_selection(args)
-        keys = resolve_columns(selection, args.metric, args.columns)
-        rows = rank_rows(selection, keys)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+def show(selection: Selection, metric: str, columns: str | None = None,
+         fmt: str = "table") -> None:
+    """Print the leaderboard of ``selection`` ranked by ``metric``: its notes and warnings on
+    stderr, the table on stdout (rich on a terminal, plain text otherwise; md or csv)."""
+    keys = resolve_columns(selection, metric, columns)
+    rows = rank_rows(selection, keys)
     for note in selection.notes:
         print(f"note: {note}", file=sys.stderr)
     for warning in selection.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if args.format == "csv":
+    if fmt == "csv":
         sys.stdout.write(to_csv(rows, keys))
-    elif args.format == "md":
+    elif fmt == "md":
         sys.stdout.write(to_markdown(rows, keys))
     elif sys.stdout.isatty():
         _print_rich(rows, keys, title_line(selection, keys[0], rows))
     else:
         sys.stdout.write(title_line(selection, keys[0], rows) + "\n" + to_plain(rows, keys))
+
+
+def leaderboard_main(argv: list[str]) -> int:
+    """``bench leaderboard [options]``; returns the exit code (2 for user errors)."""
+    args = parser().parse_args(argv)
+    try:
+        selection, _ = load_selection(args)
+        show(selection, args.metric, args.columns, args.format)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 
