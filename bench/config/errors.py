@@ -58,7 +58,7 @@ def _missing_option(e: MissingConfigException, chain: list, overrides: Sequence[
     group, _, name = str(e.missing_cfg_file or "").rpartition("/")
     if not group:
         return ""
-    options = _visible(e.options or group_options(group))
+    options = sorted(e.options or group_options(group))
     arg = _override_for(group, overrides)
     if arg is None:
         where = re.match(r"In '([^']+)'", str(e))
@@ -74,7 +74,7 @@ def _parse_error(e: OverrideParseException, chain: list, overrides: Sequence[str
     arg = str(e.override)
     key, _, value = arg.partition("=")
     group = key.lstrip("+~")
-    options = _visible(group_options(group))
+    options = sorted(group_options(group))
     if options and "" in [v.strip() for v in value.split(",")]:
         return _names_none(arg, group, options)
     reason = (str(e.message).splitlines() or ["?"])[0]
@@ -268,11 +268,6 @@ def _names_none(arg: str, group: str, options: list[str]) -> str:
     return (f"override '{arg}' names no {group}; choose one of: {', '.join(options)} "
             f"(e.g. {group}={options[0] if options else '<option>'}; a sweep lists several: "
             f"{group}=a,b)")
-
-
-def _visible(options: Sequence[str]) -> list[str]:
-    """A group's options without the schemas stored beside them (``base_*``)."""
-    return sorted(o for o in options if not o.startswith("base_"))
 
 
 def group_options(group: str) -> list[str]:

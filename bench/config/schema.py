@@ -1,8 +1,8 @@
 """The config schema: one dataclass per config group, registered in Hydra's ConfigStore.
 
 ``conf/config.yaml`` opens its defaults list with ``base_config`` (``Config``) and each group's
-files open theirs with ``base_<group>`` (Hydra's "structured config schema" pattern), so Hydra
-itself refuses an unknown key or a value of the wrong type when it composes. The fields are
+files open theirs with ``/base_<group>@_here_`` (Hydra's structured config schema pattern), so
+Hydra itself refuses an unknown key or a value of the wrong type when it composes. The fields are
 exactly the keys of the YAML files: the resolved config (hence ``bench.run_key`` and a split's
 fingerprint) is what it was without a schema. Numbers are ``int | float``, so a value keeps the
 type it was given.
@@ -381,23 +381,25 @@ CHECKED: dict[str, type[Group]] = {
     "tracking": TrackingConfig,
 }
 
-#: ConfigStore entries: (group, name, schema); the YAML files name them in their defaults list
-SCHEMAS: tuple[tuple[str | None, str, type], ...] = (
-    (None, "base_config", Config),
-    ("dataset", "base_synthetic_dataset", SyntheticDatasetConfig),
-    ("dataset", "base_folder_dataset", FolderDatasetConfig),
-    ("dataset", "base_files_dataset", FilesDatasetConfig),
-    ("dataset", "base_table_dataset", TableDatasetConfig),
-    ("dataset", "base_amazon2023_dataset", Amazon2023DatasetConfig),
-    ("dataset", "base_mind_dataset", MindDatasetConfig),
-    ("split", "base_split", SplitSchema),
-    ("split", "base_cold_items_split", ColdItemsSplitSchema),
-    ("model", "base_model", ModelConfig),
-    ("eval", "base_eval", EvalConfig),
-    ("metrics", "base_metrics", MetricsConfig),
-    ("latency", "base_latency", LatencySchema),
-    ("tracking", "base_tracking", TrackingConfig),
-    ("tuning", "base_tuning", TuningSchema),
+#: ConfigStore entries (name, schema), outside any config group so that no group lists them as
+#: an option (``bench run --help``, did-you-mean): the group files extend theirs with
+#: ``- /base_<x>@_here_`` (Hydra's "extending a config from another group")
+SCHEMAS: tuple[tuple[str, type], ...] = (
+    ("base_config", Config),
+    ("base_synthetic_dataset", SyntheticDatasetConfig),
+    ("base_folder_dataset", FolderDatasetConfig),
+    ("base_files_dataset", FilesDatasetConfig),
+    ("base_table_dataset", TableDatasetConfig),
+    ("base_amazon2023_dataset", Amazon2023DatasetConfig),
+    ("base_mind_dataset", MindDatasetConfig),
+    ("base_split", SplitSchema),
+    ("base_cold_items_split", ColdItemsSplitSchema),
+    ("base_model", ModelConfig),
+    ("base_eval", EvalConfig),
+    ("base_metrics", MetricsConfig),
+    ("base_latency", LatencySchema),
+    ("base_tracking", TrackingConfig),
+    ("base_tuning", TuningSchema),
 )
 
 
@@ -406,5 +408,5 @@ def register() -> None:
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
-    for group, name, node in SCHEMAS:
-        cs.store(group=group, name=name, node=node)
+    for name, node in SCHEMAS:
+        cs.store(name=name, node=node)

@@ -133,7 +133,7 @@ def test_tuning_group_composes_and_is_not_part_of_the_run_key():
 
 
 def group_files() -> list[str]:
-    """Every option file of a group with a schema (``defaults: [base_<...>, _self_]``)."""
+    """Every option file of a group with a schema (``defaults: [/base_<...>@_here_, _self_]``)."""
     return sorted(str(p.relative_to(CONF)) for p in CONF.glob("*/*.yaml")
                   if "base_" in p.read_text())
 
@@ -151,8 +151,7 @@ def test_a_schema_has_exactly_the_keys_of_the_files_that_extend_it(rel):
 
     raw = yaml.safe_load((CONF / rel).read_text())
     (base,) = [d for d in raw.pop("defaults") if d != "_self_"]
-    group = rel.split("/")[0]
-    node = ConfigStore.instance().load(f"{group}/{base}.yaml").node
+    node = ConfigStore.instance().load(f"{base.strip('/').split('@')[0]}.yaml").node
     schema = OmegaConf.get_type(node)
     assert sorted(f.name for f in dataclasses.fields(schema)) == sorted(raw), schema.__name__
 

@@ -75,7 +75,7 @@ def _error(argv: list[str]) -> str:
 )  # fmt: skip
 def test_unknown_group_options_have_did_you_mean(argv, expected):
     msg = _error(argv)
-    assert expected in msg and "base_" not in msg  # the schemas stored beside the options
+    assert expected in msg and "base_" not in msg  # the schemas are no group's options
 
 
 def test_unknown_command_exits_2(capsys):
