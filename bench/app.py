@@ -10,6 +10,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from bench.config import validate
 from bench.confpaths import CONF_DIR
 from bench.errors import BenchError
 
@@ -24,56 +25,6 @@ def _is_multirun() -> bool:
         return HydraConfig.get().mode == RunMode.MULTIRUN
     except ValueError:
         return False
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def check_values(cfg: dict[str, Any]) -> None:
-    """Check the top-level values the runner converts with int()/float() (``seed``,
-    ``eval.ks``, ``eval.batch_budget_mb``), ``eval.exclude_seen``, the ``latency`` and ``split``
-    groups and the ``tracking`` switches before any run is created: a bad value is a one-line
-    ConfigError, never a traceback inside a FAILED run."""
-    from bench.errors import ConfigError
-    from bench.latency import LatencyConfig
-    from bench.protocol import EvalProtocol
-
-    seed = cfg.get("seed")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {seed!r} (e.g. seed=0)")
-    ev = cfg.get("eval") or {}
-    ks = ev.get("ks")
-    if not isinstance(ks, list | tuple) or not ks or not all(_is_int(k) and k >= 1 for k in ks):
-        raise ConfigError(
-            f"eval.ks must be a non-empty list of positive integers, got {ks!r} "
-            f"(e.g. eval.ks=[10,20])"
-        )
-    budget = ev.get("batch_budget_mb", 256)
-    if not isinstance(budget, int | float) or isinstance(budget, bool) or not budget > 0:
-        raise ConfigError(
-            f"eval.batch_budget_mb must be a number > 0 (MB), got {budget!r} "
-            f"(e.g. eval.batch_budget_mb=256)"
-        )
-    exclude_seen = ev.get("exclude_seen")
-    if not isinstance(exclude_seen, bool):
-        raise ConfigError(
-            f"eval.exclude_seen must be true or false (it is logged, never defaulted), "
-            f"got {exclude_seen!r}"
-        )
-    EvalProtocol.for_run(cfg)
-    LatencyConfig.from_mapping(cfg.get("latency") or {})
-    if cfg.get("split") is not None:
-        from bench.splits import SplitConfig
-
-        SplitConfig.from_mapping(cfg["split"])
-    tracking = cfg.get("tracking") or {}
-    for key in ("force", "enabled", "allow_network_fs"):
-        value = tracking.get(key, False)
-        if not isinstance(value, bool):
-            raise ConfigError(
-                f"tracking.{key} must be true or false, got {value!r} (e.g. tracking.{key}=true)"
-            )
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -93,7 +44,7 @@ def task(cfg: DictConfig) -> Any:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     try:
-        check_values(container)  # type: ignore[arg-type]
+        validate(container)  # type: ignore[arg-type]
         fresh = (container.get("latency") or {}).get("fresh_process")  # type: ignore[union-attr]
         if fresh and not os.environ.get(FRESH_ENV):
             return _in_fresh_process()

@@ -5,6 +5,7 @@ sweep's runs only (``--sweep <parent run id>``: its children and the runs its jo
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from bench import tracking
+from bench.errors import BenchError
 
 
 def _section(config: DictConfig, key: str, resolve: bool = True) -> dict[str, Any]:
@@ -76,7 +78,6 @@ class BenchCallback(Callback):
         self._prev_sigterm = self._prev_sigint = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from bench.errors import BenchError
         from bench.runner import say
 
         try:
@@ -121,8 +122,12 @@ class BenchCallback(Callback):
         self._leaderboard(config)
 
     def _leaderboard(self, config: DictConfig) -> None:
+        """One leaderboard (and report, with ``report.out``) per dataset, split and evaluation
+        protocol the sweep ran (``-m dataset=a,b``, ``-m eval.users=warm,cold``): never
+        mixed in one table."""
         from hydra.core.hydra_config import HydraConfig
 
+        from bench.report import runs as report_runs
         from bench.runner import say
 
         if self.store is None or self.parent_id is None:
@@ -132,47 +137,58 @@ class BenchCallback(Callback):
                 # after the last job: ${hydra:...} (as in ${paths.root}) resolves again
                 HydraConfig.instance().set_config(config)
             rep = _section(config, "report")
-            from bench.report import runs as report_runs
-            from bench.report.runs import PROTOCOL_CHOICES, protocol_of
-
-            base = [
-                "--tracking-uri",
-                self.store.uri,
-                "--experiment",
-                self.store.experiment_name,
-                "--sweep",
-                self.parent_id,
-            ]
-            # one leaderboard (and report) per dataset/split the sweep ran (-m dataset=a,b)
             found = report_runs.find_runs(
-                report_runs.client(self.store.uri), self.store.experiment_name, sweep=self.parent_id
+                report_runs.source(self.store.uri), self.store.experiment_name, sweep=self.parent_id
             )
-            # ... and per evaluation protocol (-m eval.users=warm,cold): never mixed in one
-            combos = sorted({(r.dataset, r.split, *protocol_of(r)) for r in found})
+            combos = sorted({(r.dataset, r.split, *report_runs.protocol_of(r)) for r in found})
             if not combos:
                 say("summary: the sweep has no FINISHED run to rank")
                 return
             varies = [len({c[i] for c in combos}) > 1 for i in range(len(combos[0]))]
             for combo in combos:
-                dataset, split, *proto = combo
-                argv = [*base, "--dataset", dataset, "--split", split]
-                for (_, _, option), value in zip(PROTOCOL_CHOICES, proto, strict=True):
-                    argv += [option, value] if value else []
                 if rep.get("leaderboard_on_end", True):
-                    from bench.report.leaderboard import leaderboard_main
-
-                    metric = str(rep.get("leaderboard_metric", "ndcg_at_10"))
-                    leaderboard_main([*argv, "--metric", metric])
+                    _show(found, combo, str(rep.get("leaderboard_metric", "ndcg_at_10")),
+                          self.store.uri)
                 if rep.get("out"):
-                    from bench.report.build import report_main
-
-                    out = Path(str(rep["out"])).resolve()
-                    if any(varies):  # dataset_split[_population_fit_candidates that vary]
-                        parts = [dataset, split] + [
-                            v.replace("+", "-") for v, x in zip(proto, varies[2:], strict=True) if x
-                        ]
-                        out = out / "_".join(parts)
-                    spec = ["--spec", str(rep["spec"])] if rep.get("spec") else []
-                    report_main([*argv, *spec, "--out", str(out), "--force"])
+                    _report(self.store, self.parent_id, combo, rep, varies)
         except Exception as e:  # noqa: BLE001 - the sweep itself succeeded; say why the summary failed
             say(f"summary failed: {e}")
+
+
+def _report(store: tracking.Store, parent_id: str, combo: tuple[str, ...], rep: dict[str, Any],
+            varies: list[bool]) -> None:
+    """``bench report`` of one combo into ``report.out`` (a sub-folder
+    ``dataset_split[_<protocol values that vary>]`` when the sweep ran several). Through its
+    command line: the report's provenance records it as the command that rebuilds the report."""
+    from bench.report.build import report_main
+    from bench.report.runs import PROTOCOL_CHOICES
+
+    dataset, split, *proto = combo
+    argv = ["--tracking-uri", store.uri, "--experiment", store.experiment_name,
+            "--sweep", parent_id, "--dataset", dataset, "--split", split]
+    for (_, _, option), value in zip(PROTOCOL_CHOICES, proto, strict=True):
+        argv += [option, value] if value else []
+    out = Path(str(rep["out"])).resolve()
+    if any(varies):
+        parts = [dataset, split] + [
+            v.replace("+", "-") for v, x in zip(proto, varies[2:], strict=True) if x
+        ]
+        out = out / "_".join(parts)
+    spec = ["--spec", str(rep["spec"])] if rep.get("spec") else []
+    report_main([*argv, *spec, "--out", str(out), "--force"])
+
+
+def _show(found: list[Any], combo: tuple[str, ...], metric: str, uri: str) -> None:
+    """The leaderboard of the sweep's runs of one dataset, split and protocol (a protocol tag
+    the runs do not record is not filtered on, as ``bench leaderboard`` without its option)."""
+    from bench.report import runs as report_runs
+    from bench.report.leaderboard import show
+
+    dataset, split, *proto = combo
+    tags = [tag for tag, _, _ in report_runs.PROTOCOL_CHOICES]
+    runs = [r for r in found if (r.dataset, r.split) == (dataset, split)
+            and all(not v or r.tag(t) == v for t, v in zip(tags, proto, strict=True))]
+    try:
+        show(report_runs.select(runs, dataset, split), metric, uri=uri)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)

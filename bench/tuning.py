@@ -178,36 +178,20 @@ def split_models(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def compose(overrides: list[str], root: Path) -> dict[str, Any]:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
+    """The resolved job config of ``overrides`` (one-line errors, exit 2)."""
+    from bench.config import resolved
 
-    from bench.app import CONF_DIR
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = hydra_compose("config", overrides=[*overrides, f"paths.root={root}"])
-            out = OmegaConf.to_container(cfg, resolve=True)
-    except BenchError:
-        raise
-    except Exception as e:  # Hydra's own composition errors: first line, exit 2
-        raise ConfigError(f"config: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
-            from None
-    finally:
-        GlobalHydra.instance().clear()
-    return out  # type: ignore[return-value]
+    return resolved(overrides, str(root))
 
 
 def prepare(argv: list[str], root: Path) -> tuple[TuningConfig, list[Job]]:
     """Every model's config, the tuning config and every search space, checked before any
     trial runs (one-line errors, exit 2)."""
-    from bench.app import check_values
+    from bench.config import check_model, sets_model_params, validate
 
     models, rest = split_models(argv)
     base = compose(rest, root)
-    check_values(base)
+    validate(base)
     tcfg = TuningConfig.from_mapping(base.get("tuning") or {}, list(base["eval"]["ks"]))
     models = models or list(tcfg.models)
     if not models:
@@ -216,6 +200,8 @@ def prepare(argv: list[str], root: Path) -> tuple[TuningConfig, list[Job]]:
     jobs = []
     for model in dict.fromkeys(models):
         cfg = compose([*rest, f"model={model}"], root)
+        if sets_model_params(rest):
+            check_model(cfg)
         params = dict(cfg["model"].get("params") or {})
         space = load_space(model, str(cfg["model"]["name"]), params, tcfg.search_dir)
         jobs.append(Job(model, cfg, space))
@@ -456,13 +442,12 @@ def finish_parent(store: Any, parent: str, study: Any) -> None:
 def tune_main(argv: list[str]) -> int:
     """``bench tune``; returns the exit code."""
     from bench import tracking
-    from bench.cli import check_overrides, model_param_overrides
+    from bench.config import force_model_params
 
     if not argv or any(a in ("-h", "--help") for a in argv):
         print(HELP)
         return 0 if argv else 2
-    check_overrides(argv)
-    argv = model_param_overrides(argv)
+    argv = force_model_params(argv)
     root = Path.cwd().resolve()
     tcfg, jobs = prepare(argv, root)
     store = tracking.store_for(jobs[0].cfg.get("tracking") or {}, root)

@@ -338,29 +338,38 @@ def ui_note(uri: str, experiment_id: str) -> str:
     return f"in the MLflow UI (`mlflow ui --backend-store-uri {uri}`): {url}"
 
 
-def leaderboard_main(argv: list[str]) -> int:
-    """``bench leaderboard [options]``; returns the exit code (2 for user errors)."""
-    args = parser().parse_args(argv)
-    try:
-        selection, uri = load_selection(args)
-        keys = resolve_columns(selection, args.metric, args.columns)
-        rows = rank_rows(selection, keys)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+def show(selection: Selection, metric: str, columns: str | None = None,
+         fmt: str = "table", uri: str = "") -> None:
+    """Print the leaderboard of ``selection`` ranked by ``metric``: its notes and warnings on
+    stderr (and, given the store's ``uri``, where the MLflow UI shows the same runs), the
+    table on stdout (rich on a terminal, plain text otherwise; md or csv)."""
+    keys = resolve_columns(selection, metric, columns)
+    rows = rank_rows(selection, keys)
     for note in selection.notes:
         print(f"note: {note}", file=sys.stderr)
     for warning in selection.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"note: {ui_note(uri, selection.runs[0].experiment_id)}", file=sys.stderr)
-    if args.format == "csv":
+    if uri:
+        print(f"note: {ui_note(uri, selection.runs[0].experiment_id)}", file=sys.stderr)
+    if fmt == "csv":
         sys.stdout.write(to_csv(rows, keys))
-    elif args.format == "md":
+    elif fmt == "md":
         sys.stdout.write(to_markdown(rows, keys))
     elif sys.stdout.isatty():
         _print_rich(rows, keys, title_line(selection, keys[0], rows))
     else:
         sys.stdout.write(title_line(selection, keys[0], rows) + "\n" + to_plain(rows, keys))
+
+
+def leaderboard_main(argv: list[str]) -> int:
+    """``bench leaderboard [options]``; returns the exit code (2 for user errors)."""
+    args = parser().parse_args(argv)
+    try:
+        selection, uri = load_selection(args)
+        show(selection, args.metric, args.columns, args.format, uri)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 

@@ -8,6 +8,7 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 class BenchConfSearchPath(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        import bench.config  # noqa: F401 - registers the schemas conf/ extends (base_config, ...)
         from bench.confpaths import extra_conf_dirs
 
         for i, path in enumerate(extra_conf_dirs()):

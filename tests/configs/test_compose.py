@@ -130,3 +130,41 @@ def test_tuning_group_composes_and_is_not_part_of_the_run_key():
     assert cfg["tuning"]["trials"] == 5 and cfg["tuning"]["metric"] == "valid/ndcg_at_10"
     other = compose_cfg(["tuning.trials=7"])
     assert tracking.run_key(cfg, "sha") == tracking.run_key(other, "sha")
+
+
+def group_files() -> list[str]:
+    """Every option file of a group with a schema (``defaults: [/base_<...>@_here_, _self_]``)."""
+    return sorted(str(p.relative_to(CONF)) for p in CONF.glob("*/*.yaml")
+                  if "base_" in p.read_text())
+
+
+@pytest.mark.parametrize("rel", group_files())
+def test_a_schema_has_exactly_the_keys_of_the_files_that_extend_it(rel):
+    """Composing adds no key to a file and drops none: the resolved config, hence run keys and
+    split fingerprints, is what the YAML says (the schema only types it)."""
+    import dataclasses
+
+    import yaml
+    from hydra.core.config_store import ConfigStore
+
+    import bench.config  # noqa: F401 - registers the schemas
+
+    raw = yaml.safe_load((CONF / rel).read_text())
+    (base,) = [d for d in raw.pop("defaults") if d != "_self_"]
+    node = ConfigStore.instance().load(f"{base.strip('/').split('@')[0]}.yaml").node
+    schema = OmegaConf.get_type(node)
+    assert sorted(f.name for f in dataclasses.fields(schema)) == sorted(raw), schema.__name__
+
+
+def test_the_primary_schema_has_the_keys_of_config_yaml_and_its_groups():
+    import dataclasses
+
+    import yaml
+
+    from bench.config import Config
+
+    raw = yaml.safe_load((CONF / "config.yaml").read_text())
+    groups = [next(iter(d)) for d in raw.pop("defaults") if isinstance(d, dict)]
+    groups = [g.split()[-1] for g in groups if not g.endswith(("dataset_model", "experiment"))]
+    fields = [f.name for f in dataclasses.fields(Config)]
+    assert fields == groups + [k for k in raw if k != "hydra"]

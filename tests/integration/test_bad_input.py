@@ -50,6 +50,20 @@ def good_csv(n_users: int = 30, n_items: int = 20) -> str:
     return "\n".join(rows) + "\n"
 
 
+def refused(*argv: str, cwd: Path, monkeypatch, capsys) -> str:
+    """``bench <argv>`` in-process, for input refused before anything runs: its one-line error
+    (exit code 2; the exit code of the process itself is tested in tests/unit/test_cli.py)."""
+    from bench.cli import main
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("BENCH_TRACEBACK", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err[-3000:]
+    return err.strip()
+
+
 def one_line_error(out) -> str:
     assert out.returncode == 2, out.stderr[-3000:]
     err = out.stderr.strip().splitlines()

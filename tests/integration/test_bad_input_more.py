@@ -11,13 +11,13 @@ import polars as pl
 import pytest
 
 from .conftest import REPO, bench, runs
-from .test_bad_input import good_csv, one_line_error, write_dataset
+from .test_bad_input import good_csv, one_line_error, refused, write_dataset
 
 pytestmark = [pytest.mark.integration]
 
 
-def test_misspelled_top_level_key_has_did_you_mean(tmp_path):
-    msg = one_line_error(bench("run", "modle=ease", cwd=tmp_path, check=False))
+def test_misspelled_top_level_key_has_did_you_mean(tmp_path, monkeypatch, capsys):
+    msg = refused("run", "modle=ease", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
     assert "unknown config key 'modle'" in msg and "did you mean 'model'" in msg
     assert not (tmp_path / "mlflow.db").exists()
 
@@ -35,9 +35,11 @@ def test_misspelled_top_level_key_has_did_you_mean(tmp_path):
         ("latency.n_requests=abc", "latency.n_requests must be an integer >= 1"),
     ],
 )
-def test_bad_numbers_fail_before_any_run_is_created(tmp_path, override, needle):
+def test_bad_numbers_fail_before_any_run_is_created(tmp_path, override, needle, monkeypatch,
+                                                    capsys):
     args = write_dataset(tmp_path, good_csv())
-    msg = one_line_error(bench("run", *args, "model=pop", override, cwd=tmp_path, check=False))
+    msg = refused("run", *args, "model=pop", override, cwd=tmp_path, monkeypatch=monkeypatch,
+                  capsys=capsys)
     assert needle in msg
     # no FAILED (or any) run left behind in the store
     assert not (tmp_path / "mlflow.db").exists() or runs(tmp_path) == []

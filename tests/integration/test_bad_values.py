@@ -6,8 +6,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from .conftest import bench, runs
-from .test_bad_input import one_line_error
+from .conftest import runs
+from .test_bad_input import one_line_error, refused
 from .test_bad_input_more import _evaluate, _test_lists, split_dir  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.integration]
@@ -23,16 +23,19 @@ pytestmark = [pytest.mark.integration]
         (["tracking.force=maybe"], "tracking.force must be true or false, got 'maybe'"),
         (["-m", "model="], "override 'model=' names no model; choose one of: "),
         (["-m", "model=pop,"], "override 'model=pop,' names no model"),
-        (["-m", "seed=0,1", "split.seed=x"], "split.seed=0); sweep job #0: "),
+        # every job of the sweep has it: no one job is named
+        (["-m", "seed=0,1", "split.seed=x"], "split.seed must be an integer >= 0, got 'x' in "
+         "override 'split.seed=x' (e.g. split.seed=0)"),
+        (["-m", "seed=0,1", "eval.ks=[0]"], "(e.g. eval.ks=[10,20]); sweep job #0: "),
     ],
 )
-def test_bad_values_fail_before_any_run(tmp_path, overrides, needle):
+def test_bad_values_fail_before_any_run(tmp_path, overrides, needle, monkeypatch, capsys):
     args = ["dataset=synthetic", "latency=disabled"]
     flags = [o for o in overrides if o.startswith("-")]
     rest = [o for o in overrides if not o.startswith("-")]
     model = [] if any(o.startswith("model=") for o in rest) else ["model=pop"]
-    out = bench("run", *flags, *args, *model, *rest, cwd=tmp_path, check=False)
-    msg = one_line_error(out)
+    msg = refused("run", *flags, *args, *model, *rest, cwd=tmp_path, monkeypatch=monkeypatch,
+                  capsys=capsys)
     assert needle in msg, msg
     assert not (tmp_path / "mlflow.db").exists() or runs(tmp_path) == []
     assert not (tmp_path / "multirun").exists()
