@@ -62,7 +62,7 @@ NOTES = {
     "'Item <n>', a year and 1-3 genres drawn independently of the interactions: the text "
     "carries no signal, so accuracy is at chance level and only the cost is meaningful",
 }
-STAGES = ("split", "index", "fit", "scoring", "latency", "metrics", "artifacts")
+STAGES = ("split", "index", "fit", "validation", "scoring", "latency", "metrics", "artifacts")
 STAGE_LINE = re.compile(r"\[bench\] stage (\S+): ([\d.]+) s, peak RSS ([\d,]+) MB")
 MARKER = ".perf_scale"
 
@@ -268,6 +268,7 @@ def write_report(res: list[dict[str, Any]], env: dict[str, Any], args: Any, wall
         "",
         "Stages (runner's `stage_seconds/*`, `stage_peak_rss_mb/*`): split = materialize or "
         "verify + load; index = string ids to indices, CSR matrices and histories; fit; "
+        "validation = rank every valid user (train history) and compute the `valid/` metrics; "
         "scoring = rank every test user (top-k, seen masked); metrics = the whole metric "
         "suite; artifacts = recommendations/per-user parquet and the rest written before "
         "MLflow copies them. Peak RSS of a stage is the process's largest RSS sampled while it "
