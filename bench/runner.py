@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import scipy.sparse as sp
 from bench import __version__
 from bench import candidates as cands
 from bench.candidates import restrict
+from bench.console import progress_enabled, say  # also imported from here by app, callbacks
 from bench.errors import ConfigError
 from bench.metrics.engine import evaluate_arrays
 from bench.metrics.fairness import MIN_GROUP_SIZE
@@ -41,17 +41,6 @@ class RunOutcome:
     run_id: str | None
     run_key: str
     metrics: dict[str, float]
-
-
-def progress_enabled(cfg: Mapping[str, Any]) -> bool:
-    p = cfg.get("progress", "auto")
-    if p == "auto":
-        return sys.stderr.isatty()
-    return bool(p)
-
-
-def say(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------

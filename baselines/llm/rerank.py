@@ -49,6 +49,7 @@ from baselines.llm.common import (
     sha256_json,
     thaw,
 )
+from bench.console import say
 from bench.errors import ConfigError, IntegrityError, did_you_mean
 from bench.hashing import sha256_file
 from bench.models.base import FitContext, History, ModelData, Recommender
@@ -527,8 +528,6 @@ class LLMRerank(Recommender):
         if what in self._said:
             return
         self._said.add(what)
-        from bench.runner import say
-
         say(f"warning: llm-rerank: {message}")
 
     def artifacts(self) -> dict[str, Path]:
