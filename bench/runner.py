@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from bench import __version__
+from bench import __version__, item_text
 from bench import candidates as cands
 from bench.candidates import restrict
 from bench.console import progress_enabled, say  # also imported from here by app, callbacks
@@ -72,16 +72,14 @@ def embedding_spec(cfg: Mapping[str, Any]) -> tuple[str, str] | None:
             f"metrics.item_embeddings must be null or {{encoder: <folder or ''>, template: "
             f"'<text with {{column}} fields>'}}, got {spec!r}"
         )
-    from baselines.llm.common import check_template, default_encoder_path
-
     template = str(spec.get("template") or "")
-    fields = check_template(template, "metrics.item_embeddings.template")
+    fields = item_text.check_template(template, "metrics.item_embeddings.template")
     if not fields:
         raise ConfigError(
             "metrics.item_embeddings.template has no {column} field: every item would get the "
             "same text (e.g. template='{title} ({year}). Genres: {genres}.')"
         )
-    encoder = str(spec.get("encoder") or "") or default_encoder_path()
+    encoder = str(spec.get("encoder") or "") or item_text.encoder().default_path()
     if not Path(encoder).is_dir():
         raise ConfigError(
             f"metrics.item_embeddings.encoder: '{encoder}' is not a folder (a local Hugging Face "
@@ -100,27 +98,25 @@ def item_embeddings(
     """Unit-norm item text embeddings for ``ild_emb`` (``metrics.item_embeddings``), or None.
 
     Texts come from the template, the encoder is a local folder (default: the bundled
-    all-MiniLM-L6-v2); embeddings are cached on disk like llm-embed's, so only the first run on
-    a dataset encodes. Items whose text is empty (no side information) get a NaN row: they are
+    all-MiniLM-L6-v2) read by the ``bench.item_text`` encoder registered as ``hf``;
+    embeddings are cached on disk like llm-embed's, so only the first run on a dataset
+    encodes. Items whose text is empty (no side information) get a NaN row: they are
     left out of the pairs, as items without genres are for ``ild``. None when the option is
     null or no item has text. ``spec``: ``embedding_spec``'s (encoder, template).
     """
     if spec is None:
         return None
-    from baselines.llm.common import blank_item_text, check_template, render_item_texts
-    from baselines.llm.encoder import embed_items
-
     encoder, template = spec
     # some fields are columns: a field that is not is a typo, not missing side information
-    some = set(check_template(template, "metrics.item_embeddings")) & set(items.columns)
+    some = set(item_text.check_template(template, "metrics.item_embeddings")) & set(items.columns)
     where = ("metrics.item_embeddings", "metrics.item_embeddings.template")
-    texts = render_item_texts(items, n_items, template, strict=where if some else None)
-    blank = blank_item_text(template)
+    texts = item_text.render_item_texts(items, n_items, template, strict=where if some else None)
+    blank = item_text.blank_item_text(template)
     has_text = np.array([t != blank for t in texts], dtype=bool)
     if not has_text.any():
         return None
-    emb, _ = embed_items(texts, encoder, cache_dir, template=template, progress=progress)
-    out = emb.astype(np.float64)
+    emb = item_text.encoder().embed(texts, encoder, cache_dir, template=template, progress=progress)
+    out = np.asarray(emb).astype(np.float64)
     out[~has_text] = np.nan
     return out
 

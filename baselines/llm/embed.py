@@ -10,14 +10,13 @@ from baselines.llm.common import (
     DEFAULT_ITEM_TEMPLATE,
     check_max_field_chars,
     check_model_folder,
-    check_template,
     count_safetensors_params,
     default_encoder_path,
     hash_model_dir,
-    render_item_texts,
 )
 from baselines.llm.encoder import embed_items
 from bench.errors import ConfigError
+from bench.item_text import check_template, render_item_texts
 from bench.models.base import FitContext, History, ModelData, Recommender
 
 

@@ -42,16 +42,15 @@ from baselines.llm.common import (
     PROMPT_TEMPLATE_VERSION,
     atomic_write_bytes,
     check_model_folder,
-    check_template,
     count_safetensors_params,
     hash_model_dir,
-    render_item_texts,
     sha256_json,
     thaw,
 )
 from bench.console import say
 from bench.errors import ConfigError, IntegrityError, did_you_mean
 from bench.hashing import sha256_file
+from bench.item_text import check_template, render_item_texts
 from bench.models.base import FitContext, History, ModelData, Recommender
 
 # bump if the frozen candidate file's meaning changes (2: ranked by the harness's topk, ties by

@@ -18,11 +18,11 @@ from baselines.llm.common import (
     DEFAULT_ITEM_TEMPLATE,
     check_max_field_chars,
     check_model_folder,
-    check_template,
     default_encoder_path,
     hash_model_dir,
 )
 from bench.errors import ConfigError
+from bench.item_text import check_template, render_item_texts
 from bench.models.base import FitContext, History, ModelData, Recommender
 
 
@@ -148,7 +148,6 @@ class LLMSeq(Recommender):
     def _text_init(self, model, data: ModelData, ctx: FitContext) -> None:
         import torch
 
-        from baselines.llm.common import render_item_texts
         from baselines.llm.encoder import embed_items
 
         texts = render_item_texts(

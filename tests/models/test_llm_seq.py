@@ -97,8 +97,8 @@ def test_text_init_uses_encoder_embeddings(split, tmp_path):
     enc = tiny_encoder(tmp_path / "enc", hidden=32)
     m = fit(split, tmp_path, init="text", encoder=str(enc), epochs=0)
     w = m.model.get_input_embeddings().weight.detach().numpy()[1:].astype(np.float64)
-    from baselines.llm.common import render_item_texts
     from baselines.llm.encoder import embed_items
+    from bench.item_text import render_item_texts
 
     texts = render_item_texts(split.model_data.items, split.model_data.n_items, m.config.template)
     emb, stats = embed_items(texts, enc, tmp_path / "cache", template=m.config.template)
