@@ -509,6 +509,8 @@ def execute(
         early_stopping_metric=str(cfg["eval"].get("early_stopping_metric", "ndcg_at_10")),
         validate=validate,
         extra={"dataset": cfg["dataset"]["name"]},
+        tie_rank=tie_rank,
+        batch_budget_mb=budget,
     )
     if not test:
         return validation_only(cfg, model, md, ctx, validate, device, workdir)

@@ -52,6 +52,7 @@ from bench.errors import ConfigError, IntegrityError, did_you_mean
 from bench.hashing import sha256_file
 from bench.item_text import check_template, render_item_texts
 from bench.models.base import FitContext, History, ModelData, Recommender
+from bench.ranking import PAD
 
 # bump if the frozen candidate file's meaning changes (2: ranked by the harness's topk, ties by
 # the sha256 tie rank, not by item index)
@@ -701,15 +702,6 @@ def split_fingerprint(data: ModelData) -> str:
     return "unsaved-" + h.hexdigest()
 
 
-def top_n(scores: np.ndarray, seen, n: int, tie_rank: np.ndarray) -> list[np.ndarray]:
-    """Per row, the first stage's top-n item indices exactly as the harness ranks them
-    (``bench.ranking.topk``: NaN and seen items excluded, ties by the sha256 tie rank)."""
-    from bench.ranking import PAD, topk
-
-    idx, _ = topk(np.asarray(scores, dtype=np.float64), n, seen, tie_rank=tie_rank)
-    return [row[row != PAD] for row in idx]
-
-
 def freeze_candidates(
     data: ModelData,
     ctx: FitContext,
@@ -760,7 +752,7 @@ def freeze_candidates(
     else:
         model = _fit_first_stage(data, ctx, cfg, params)
         n_params = int(model.n_parameters())
-        frame = _compute_candidates(data, cfg, model, hist)
+        frame = _compute_candidates(data, ctx, cfg, model, hist)
         tmp = folder / f".{key}.{os.getpid()}.parquet"
         folder.mkdir(parents=True, exist_ok=True)
         _write_first_stage_params(meta, cfg, n_params)
@@ -803,22 +795,21 @@ def _write_first_stage_params(meta: Path, cfg: RerankConfig, n: int) -> None:
 
 
 def _compute_candidates(
-    data: ModelData, cfg: RerankConfig, model: Any, hist: History
+    data: ModelData, ctx: FitContext, cfg: RerankConfig, model: Any, hist: History
 ) -> pl.DataFrame:
-    from bench.ranking import tie_ranks
-
-    tie_rank = tie_ranks(data.item_ids)
-    rows_u, rows_r, rows_i = [], [], []
-    for start in range(0, data.n_users, 256):
-        users = np.arange(start, min(start + 256, data.n_users), dtype=np.int64)
-        scores = np.asarray(model.score(users, hist), dtype=np.float64)
-        tops = top_n(scores, hist.matrix[users], cfg.n_candidates, tie_rank)
-        for u, top in zip(users.tolist(), tops, strict=True):
-            rows_u += [u] * len(top)
-            rows_r += list(range(1, len(top) + 1))
-            rows_i += top.tolist()
+    """Every user's top ``n_candidates`` of the fitted first stage on ``hist``, ranked by the
+    harness (``ctx.rank``: seen items masked, ties by the sha256 tie rank), so the reranker
+    sees exactly the lists the first stage is evaluated on."""
+    users = np.arange(data.n_users, dtype=np.int64)
+    rec = ctx.rank(model, users, hist, cfg.n_candidates)
+    keep = rec != PAD
+    ranks = np.broadcast_to(np.arange(1, rec.shape[1] + 1), rec.shape)
     return pl.DataFrame(
-        {"user_idx": rows_u, "rank": rows_r, "item_idx": rows_i},
+        {
+            "user_idx": np.broadcast_to(users[:, None], rec.shape)[keep],
+            "rank": ranks[keep],
+            "item_idx": rec[keep],
+        },
         schema={"user_idx": pl.Int64, "rank": pl.Int64, "item_idx": pl.Int64},
     )
 

@@ -21,7 +21,9 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from bench.candidates import restrict
 from bench.errors import ConfigError, did_you_mean
+from bench.ranking import rank_users
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class ModelData:
 class FitContext:
     """Everything a model needs from the harness while fitting; frozen, no globals.
 
+    ``rank(model, users, history, k)`` is the harness's ranking of any model (e.g. a
+    reranker's first stage): models never sort scores into lists themselves.
     ``validate(model)`` ranks the valid users with the harness's own ``topk`` (train history,
     train items masked) and returns the harness's metric values on ``valid``, e.g.
     ``{"ndcg_at_10": 0.12, ...}``; models use ``ctx.validate(self)[ctx.early_stopping_metric]``
@@ -102,10 +106,41 @@ class FitContext:
     early_stopping_metric: str = "ndcg_at_10"
     validate: Callable[[Recommender], dict[str, float]] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: ``bench.ranking.tie_ranks(data.item_ids)``: the harness's tie order, for ``rank``
+    tie_rank: np.ndarray | None = field(default=None, compare=False, repr=False)
+    #: the memory bound of one scoring batch in ``rank`` (``eval.batch_budget_mb``)
+    batch_budget_mb: float = 256.0
 
     def rng(self, stream: int = 0) -> np.random.Generator:
         """A fresh numpy Generator for this seed (``stream`` separates independent uses)."""
         return np.random.default_rng([self.seed, stream])
+
+    def rank(
+        self, model: Recommender, users: np.ndarray, history: History, k: int
+    ) -> np.ndarray:
+        """``model``'s top-``k`` item indices for ``users`` on ``history``: int64 (len(users),
+        k), short rows padded with ``bench.ranking.PAD`` (-1). Ranked exactly as the runner
+        ranks a model's test users (``bench.ranking.rank_users``): ``history.matrix`` items
+        masked, NaN never returned, ties by ``tie_rank``, only ``history.candidates`` when
+        set, in batches within ``batch_budget_mb``."""
+        if self.tie_rank is None:
+            raise ValueError(
+                "FitContext.rank needs the split's tie order: "
+                "FitContext(tie_rank=bench.ranking.tie_ranks(data.item_ids), ...)"
+            )
+        users = np.asarray(users, dtype=np.int64)
+
+        def score(batch: np.ndarray) -> np.ndarray:
+            scores = np.asarray(model.score(batch, history), dtype=np.float64)
+            if history.candidates is None:
+                return scores
+            return restrict(scores, history.candidates[batch])
+
+        rec, _, _ = rank_users(
+            score, users, k, history.matrix, history.n_items, self.batch_budget_mb,
+            tie_rank=self.tie_rank,
+        )
+        return rec
 
     def torch_generator(self, stream: int = 0):  # pragma: no cover - trivial
         import torch

@@ -34,6 +34,7 @@ from bench.data.indexing import IndexedSplit
 from bench.errors import ConfigError
 from bench.models import registry
 from bench.models.base import FitContext, History, Recommender
+from bench.ranking import tie_ranks
 from bench.testing import tiny_split
 
 
@@ -71,6 +72,7 @@ class ModelConformance:
                 seed=seed,
                 workdir=tmp_path / f"run-{seed}",
                 cache_dir=tmp_path / "cache",
+                tie_rank=tie_ranks(split.model_data.item_ids),
                 **self.fit_kwargs,
             )
             ctx.workdir.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from baselines.llm.testing import StubLLMServer, tiny_causal_lm  # noqa: E402
 from bench.errors import ConfigError, IntegrityError  # noqa: E402
 from bench.models import registry  # noqa: E402
 from bench.models.base import FitContext, History, ModelData, Recommender  # noqa: E402
+from bench.ranking import rank_users, tie_ranks  # noqa: E402
 from bench.testing import tiny_split  # noqa: E402
 from tests.models.conformance import ModelConformance  # noqa: E402
 
@@ -72,8 +73,12 @@ def stub():
         yield server
 
 
-def ctx_for(root: Path, seed: int = 0) -> FitContext:
-    return FitContext(seed=seed, workdir=root / "work", cache_dir=root / "cache")
+def ctx_for(data: ModelData, root: Path, seed: int = 0) -> FitContext:
+    """The runner's context: its tie order is what ``ctx.rank`` ranks the first stage by."""
+    return FitContext(
+        seed=seed, workdir=root / "work", cache_dir=root / "cache",
+        tie_rank=tie_ranks(data.item_ids),
+    )
 
 
 def hf_cfg(llm: Path, **kw) -> RerankConfig:
@@ -101,7 +106,7 @@ def openai_cfg(stub: StubLLMServer, **kw) -> RerankConfig:
 
 def run(config: RerankConfig, split, root: Path, seed: int = 0):
     model = LLMRerank(config)
-    model.fit(split.model_data, ctx_for(root, seed))
+    model.fit(split.model_data, ctx_for(split.model_data, root, seed))
     users = np.arange(split.model_data.n_users)
     return model, model.score(users, split.model_data.test_history)
 
@@ -542,7 +547,7 @@ def test_progress_bar_per_user_only_when_enabled_and_only_for_new_users(
     users = np.arange(md.n_users)
     for progress in (False, True):
         model = LLMRerank(openai_cfg(stub))
-        ctx = replace(ctx_for(tmp_path / str(progress)), progress=progress)
+        ctx = replace(ctx_for(md, tmp_path / str(progress)), progress=progress)
         model.fit(md, ctx)
         capsys.readouterr()
         model.score(users, md.test_history)
@@ -555,23 +560,56 @@ def test_progress_bar_per_user_only_when_enabled_and_only_for_new_users(
         assert capsys.readouterr().err == ""
 
 
-def test_candidates_are_the_first_stages_topk_lists(split, stub, tmp_path):
-    """The reranker's candidates (and its logged first_stage/* ranking) are exactly the lists
-    the harness's topk gives the first stage on the test history: ties by the sha256 tie
-    rank, not by item index (with pop as first stage, 58 of 60 users' lists used to differ)."""
-    from bench.ranking import tie_ranks, topk
-
-    md = split.model_data
-    model, _ = run(openai_cfg(stub), split, tmp_path)
-    first = registry.build(FIRST, {})
-    first.fit(md, ctx_for(tmp_path))
+def _harness_lists(first, md, k, tie_rank):
+    """The first stage's top-k lists of every user on the test history, as the runner ranks
+    its test users (``rank_users``: seen items masked, ties by ``tie_rank``)."""
     users = np.arange(md.n_users)
-    expect, _ = topk(first.score(users, md.test_history), N, md.test_history.matrix,
-                     tie_rank=tie_ranks(md.item_ids))
+    hist = md.test_history
+    rec, _, _ = rank_users(lambda b: first.score(b, hist), users, k, hist.matrix, md.n_items,
+                           tie_rank=tie_rank)
+    return {u: row[row >= 0].tolist() for u, row in zip(users.tolist(), rec, strict=True)}
+
+
+def test_candidates_are_the_first_stages_topk_lists(stub, tmp_path):
+    """What the LLM is shown, the frozen candidates and the logged first_stage/* ranking are
+    exactly the lists the harness ranks the first stage by (the runner's ``rank_users``): ties
+    by the sha256 tie rank, not by item index. On the default test split with pop as first
+    stage, 58 of 60 users' top-10 lists differ between the two tie orders."""
+    split = tiny_split()
+    md = split.model_data
+    model, _ = run(openai_cfg(stub, first_stage="pop", n_candidates=10), split, tmp_path)
+    first = registry.build("pop", {})
+    first.fit(md, ctx_for(md, tmp_path))
+    expect = _harness_lists(first, md, 10, tie_ranks(md.item_ids))
+    by_index = _harness_lists(first, md, 10, None)
+    assert sum(expect[u] != by_index[u] for u in expect) == 58
+    assert {u: c.tolist() for u, c in model._cands.items()} == {
+        u: lst for u, lst in expect.items() if lst
+    }
     got_users, got = model.reference_rankings()["first_stage"]
     assert len(got_users) > 0
     for u, row in zip(got_users.tolist(), got, strict=True):
-        assert row[row >= 0].tolist() == expect[u][expect[u] >= 0].tolist(), u
-    # pop's ties are many: the old index order would differ for some user
-    pop = first.score(users, md.test_history)[0]
-    assert len(np.unique(pop)) < len(pop)
+        assert row[row >= 0].tolist() == expect[u], u
+    log = model.artifacts()["prompts.jsonl"].read_text().splitlines()
+    shown = [json.loads(line) for line in log]
+    assert shown and all(r["candidates"] == expect[r["user_idx"]] for r in shown)
+
+
+def test_the_first_stage_is_ranked_by_the_context(split, stub, tmp_path):
+    """llm-rerank has no top-k of its own: its candidates follow the context's tie order
+    (here reversed), which only ``FitContext.rank`` reads."""
+    md = split.model_data
+    reverse = (md.n_items - 1 - tie_ranks(md.item_ids)).astype(np.int64)
+    ctx = replace(ctx_for(md, tmp_path), tie_rank=reverse)
+    model = LLMRerank(openai_cfg(stub))
+    model.fit(md, ctx)
+    first = registry.build(FIRST, {})
+    first.fit(md, ctx)
+    expect = _harness_lists(first, md, N, reverse)
+    assert {u: c.tolist() for u, c in model._cands.items()} == {
+        u: lst for u, lst in expect.items() if lst
+    }
+    assert expect != _harness_lists(first, md, N, tie_ranks(md.item_ids))
+    with pytest.raises(ValueError, match="FitContext.rank needs the split's tie order"):
+        LLMRerank(openai_cfg(stub)).fit(md, replace(ctx, tie_rank=None,
+                                                    cache_dir=tmp_path / "other"))

@@ -26,7 +26,8 @@ from baselines.llm.testing import StubLLMServer, tiny_causal_lm  # noqa: E402
 from bench.errors import ConfigError  # noqa: E402
 from bench.latency import LatencyConfig, measure  # noqa: E402
 from bench.models import registry  # noqa: E402
-from bench.models.base import FitContext  # noqa: E402
+from bench.models.base import FitContext, ModelData  # noqa: E402
+from bench.ranking import tie_ranks  # noqa: E402
 from bench.testing import tiny_split  # noqa: E402
 from tests.models.test_llm_rerank import FIRST, N, cfg  # noqa: E402  (registers FIRST)
 from tests.models.test_llm_rerank import openai_cfg as shared_openai_cfg  # noqa: E402
@@ -43,8 +44,10 @@ def stub():
         yield server
 
 
-def ctx_for(root: Path) -> FitContext:
-    return FitContext(seed=0, workdir=root / "work", cache_dir=root / "cache")
+def ctx_for(data: ModelData, root: Path) -> FitContext:
+    return FitContext(
+        seed=0, workdir=root / "work", cache_dir=root / "cache", tie_rank=tie_ranks(data.item_ids)
+    )
 
 
 def openai_cfg(stub: StubLLMServer, **kw) -> RerankConfig:
@@ -54,7 +57,7 @@ def openai_cfg(stub: StubLLMServer, **kw) -> RerankConfig:
 
 def fitted(config: RerankConfig, split, root: Path) -> LLMRerank:
     model = LLMRerank(config)
-    model.fit(split.model_data, ctx_for(root))
+    model.fit(split.model_data, ctx_for(split.model_data, root))
     return model
 
 
@@ -160,7 +163,7 @@ def test_spaced_ranking_reranks_every_candidate(split, stub, tmp_path):
 def test_item_template_typo_is_a_config_error_at_fit(split, stub, tmp_path):
     model = LLMRerank(openai_cfg(stub, item_template="{titel} ({year})"))
     with pytest.raises(ConfigError) as err:
-        model.fit(split.model_data, ctx_for(tmp_path))
+        model.fit(split.model_data, ctx_for(split.model_data, tmp_path))
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("llm-rerank: template field {titel}")
     assert "fix model.params.item_template" in msg
@@ -175,7 +178,7 @@ def test_item_template_on_items_without_side_information(split, stub, tmp_path):
     bare = replace(md, items=md.items.select("item_idx"))
     model = LLMRerank(openai_cfg(stub))
     with pytest.raises(ConfigError, match=r"field \{title\} .*available columns: none"):
-        model.fit(bare, ctx_for(tmp_path))
+        model.fit(bare, ctx_for(bare, tmp_path))
 
 
 def test_item_template_with_existing_columns_renders_them(split, stub, tmp_path):
@@ -323,7 +326,7 @@ def test_timed_requests_write_nothing_to_an_empty_cache(split, stub, tmp_path):
     assert len(stub.state.requests) == len(m._cands) == m.latency_stats.live
     assert stored_replies(tmp_path) == 0 and m.rankings.first == {} and prompt_lines(m) == 0
     assert m.stats.requests == 0
-    m.fit(md, ctx_for(tmp_path))  # a new fit ends the latency pass
+    m.fit(md, ctx_for(md, tmp_path))  # a new fit ends the latency pass
     m.score(np.arange(md.n_users), md.test_history)
     assert stored_replies(tmp_path) == len(m._cands) == len(m.rankings.first)
 
@@ -343,7 +346,7 @@ def test_n_parameters_counts_the_first_stage_on_a_rerun_too(split, stub, tmp_pat
     conf = openai_cfg(stub, first_stage="pop")
     first = fitted(conf, split, tmp_path)
     pop = registry.build("pop", {})
-    pop.fit(split.model_data, ctx_for(tmp_path))
+    pop.fit(split.model_data, ctx_for(split.model_data, tmp_path))
     assert first.n_parameters() == pop.n_parameters() > 0  # a served LLM counts 0
     again = fitted(conf, split, tmp_path)  # candidates loaded from the frozen file
     assert again.candidates_path == first.candidates_path
