@@ -27,8 +27,10 @@ from bench import candidates as cands
 from bench.candidates import restrict
 from bench.console import progress_enabled, say  # also imported from here by app, callbacks
 from bench.errors import ConfigError
+from bench.latency import LatencyConfig
 from bench.metrics.engine import evaluate_arrays
 from bench.metrics.fairness import MIN_GROUP_SIZE
+from bench.models.report import ModelReport, Probe, RemoteCalls
 from bench.protocol import SEGMENTS, EvalProtocol, population, segments, warm_mask
 from bench.ranking import rank_users, tie_ranks, topk
 
@@ -232,31 +234,35 @@ def per_user_frame(split, by_segment: Mapping[str, Any]) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal").sort("user_id")
 
 
-def reference_metrics(
-    model, evaluate, keys_for_permutations=("ndcg_at_10", "recall_at_10")
-) -> dict[str, float]:
-    """Metrics of a model's ``reference_rankings`` (first stage, permutation probes).
+def reference_metrics(report: ModelReport, evaluate) -> dict[str, float]:
+    """Metrics of a model's ``reference_rankings`` and ``probes`` (``ModelReport``).
 
-    ``evaluate(users, rec, full)``: the whole suite for a first stage, the accuracy metrics only
-    (``full=False``) for a permutation probe, which logs ``keys_for_permutations`` alone.
+    ``evaluate(users, rec, full)``: the whole suite for a reference ranking (logged as
+    ``<name>/<key>``), the accuracy metrics only (``full=False``) for a probe's rankings.
     """
     out: dict[str, float] = {}
-    perms: dict[str, list[float]] = {}
-    for name, (users, rec) in model.reference_rankings().items():
-        probe = name.startswith("permutation/")
-        summary = evaluate(
-            np.asarray(users, dtype=np.int64), np.asarray(rec, dtype=np.int64), not probe
-        )
-        if probe:
-            for key in keys_for_permutations:
-                if key in summary:
-                    out[f"{name}/{key}"] = summary[key]
-                    perms.setdefault(key, []).append(summary[key])
-        else:
-            out.update({f"{name}/{k}": v for k, v in summary.items()})
-    for key, vals in perms.items():
-        out[f"permutation/{key}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-        out[f"permutation/{key}_range"] = float(np.max(vals) - np.min(vals))
+    for name, ranking in report.reference_rankings.items():
+        summary = evaluate(ranking.users, ranking.items, True)
+        out.update({f"{name}/{k}": v for k, v in summary.items()})
+    for name, probe in report.probes.items():
+        out.update(probe_metrics(name, probe, evaluate))
+    return out
+
+
+def probe_metrics(name: str, probe: Probe, evaluate) -> dict[str, float]:
+    """``<name>/<i>/<key>`` of each of the probe's rankings and ``<name>/<key>_std`` (sample
+    std, 0 for one ranking) and ``<name>/<key>_range`` across them, for ``probe.metrics``."""
+    out: dict[str, float] = {}
+    values: dict[str, list[float]] = {}
+    for i, ranking in enumerate(probe.rankings):
+        summary = evaluate(ranking.users, ranking.items, False)
+        for key in probe.metrics:
+            if key in summary:
+                out[f"{name}/{i}/{key}"] = summary[key]
+                values.setdefault(key, []).append(summary[key])
+    for key, vals in values.items():
+        out[f"{name}/{key}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+        out[f"{name}/{key}_range"] = float(np.max(vals) - np.min(vals))
     return out
 
 
@@ -327,7 +333,7 @@ def run_experiment(
     stages = stage_meter(cfg, device)
     with stages("split"):
         split = load_split(cfg)
-    provenance = {str(k): str(v) for k, v in model.provenance().items()}
+    provenance = {str(k): str(v) for k, v in model.report().provenance.items()}
     # what the config names by path (model folders) enters the keys by content
     keyed = {**cfg, "provenance": provenance} if provenance else cfg
     if tags or not test:
@@ -342,7 +348,7 @@ def run_experiment(
         return registry.build(str(model_cfg["name"]), {**params, **overrides})
 
     if store is None:
-        metrics, _, _ = execute(
+        metrics, _, _, _ = execute(
             cfg, model, split, device, Path(tempfile.mkdtemp()), emb_spec, rebuild, test=test,
             stages=stages,
         )
@@ -432,7 +438,7 @@ def _tracked(
         )
         with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
             workdir = Path(tmp)
-            metrics, files, fitted = execute(
+            metrics, files, fitted, report = execute(
                 cfg, model, split, device, workdir, emb_spec, rebuild, test=test, stages=stages
             )
             overrides = getattr(fitted, "refit_overrides", None)
@@ -441,8 +447,8 @@ def _tracked(
             run.log_metrics(metrics)
             for path in files.values():
                 run.log_artifact(path)
-            if "llm_prompt_tokens" in metrics:
-                run.set_tags({"bench.model_family": "llm"})
+            if report.family:
+                run.set_tags({"bench.model_family": report.family})
         return RunOutcome("FINISHED", run.run_id, key, metrics)
 
 
@@ -544,8 +550,9 @@ def execute(
             ex = exclude[b] if exclude is not None else None
             return topk(score(b), kmax, ex, inplace=True, tie_rank=tie_rank)
 
-        lcfg = bounded_latency(model, lcfg, len(users), cfg)
-        model.start_latency_pass()  # timed requests are computed, never replayed from a cache
+        # from here on timed requests are computed, never replayed from a cache
+        remote = model.start_latency_pass()
+        lcfg = bounded_latency(remote, lcfg, len(users), str(cfg["model"]["name"]))
         # latency of the headline population's requests (all test users when it is empty)
         with stages("latency"):
             metrics.update(measure(request, headline if len(headline) else users, lcfg, device))
@@ -564,8 +571,9 @@ def execute(
     metrics.update(segment_metrics(by_segment))
     metrics["n_users_skipped"] = float(md.n_users - len(users))
     metrics.update({k: float(v) for k, v in split_obj.manifest.get("audit", {}).items()})
-    metrics.update({k: float(v) for k, v in model.extra_metrics().items()})
-    metrics.update({f"latency_ms/{k}": float(v) for k, v in model.stage_latency_ms().items()})
+    report = model.report()
+    metrics.update({k: float(v) for k, v in report.metrics.items()})
+    metrics.update({f"latency_ms/{k}": float(v) for k, v in report.stage_latency_ms.items()})
     in_headline = np.zeros(md.n_users, dtype=bool)
     in_headline[headline] = True
 
@@ -576,17 +584,17 @@ def execute(
             return evaluate_arrays(u, r, truth, ks).summary
         return evaluate_arrays(u, r, truth, ks, train=inputs["train"], seen=hist.matrix).summary
 
-    metrics.update(reference_metrics(model, ref_eval))
+    metrics.update(reference_metrics(report, ref_eval))
     with stages("artifacts"):
         per_user = per_user_frame(split, by_segment)
-        files = write_artifacts(cfg, split, split_obj, users, rec, vals, per_user, model, workdir)
+        files = write_artifacts(cfg, split, split_obj, users, rec, vals, per_user, report, workdir)
         if test_cands is not None:
             files["candidates.parquet"] = workdir / "candidates.parquet"
             cands.to_frame(test_cands, md.user_ids, md.item_ids).write_parquet(
                 files["candidates.parquet"]
             )
     metrics.update(stages.metrics())
-    return metrics, files, model
+    return metrics, files, model, report
 
 
 def validation_only(cfg, model, md, ctx, validate, device: str, workdir: Path):
@@ -613,15 +621,16 @@ def validation_only(cfg, model, md, ctx, validate, device: str, workdir: Path):
     return metrics, files, model
 
 
-def bounded_latency(model, lcfg, n_evaluated: int, cfg: Mapping[str, Any]):
-    """The latency config to time ``model`` with. A model that calls a remote API
-    (``remote_calls()``) gets the bounded pass of ``LatencyConfig.for_remote``, and the number
-    of extra requests it will send is said before any is sent, with how to avoid them."""
-    remote_calls = getattr(model, "remote_calls", None)  # plugins may predate the hook
-    remote = remote_calls() if remote_calls is not None else None
+def bounded_latency(
+    remote: RemoteCalls | None, lcfg, n_evaluated: int, model_name: str
+) -> LatencyConfig:
+    """The latency config to time a model with. A model that calls a remote API (its
+    ``start_latency_pass()`` returned ``RemoteCalls``) gets the bounded pass of
+    ``LatencyConfig.for_remote``, and the number of extra requests it will send is said
+    before any is sent, with how to avoid them."""
     if remote is None or lcfg.mode == "disabled":
         return lcfg
-    what, made, ranked = remote
+    made, ranked = remote.requests, remote.users
     bounded = lcfg.for_remote(n_evaluated)
     per_user = made / ranked if ranked else 1.0
     extra = int(-(-bounded.planned_users() * max(per_user, 1.0) // 1))
@@ -631,7 +640,7 @@ def bounded_latency(model, lcfg, n_evaluated: int, cfg: Mapping[str, Any]):
         else f"latency.remote_requests={bounded.remote_requests}"
     )
     say(
-        f"latency pass: {cfg['model']['name']} calls {what}; the evaluation sent {made} "
+        f"latency pass: {model_name} calls {remote.what}; the evaluation sent {made} "
         f"request(s), timing latency sends about {extra} more ({bounded.n_requests} timed, "
         f"{sized}; {bounded.warmup} warm-up; throughput in batches of {bounded.batch_size}). "
         f"latency=disabled sends none; latency.remote_requests=<n> sets the count"
@@ -717,7 +726,7 @@ def segment_metrics(by_segment: Mapping[str, Any]) -> dict[str, float]:
 
 
 def write_artifacts(
-    cfg, split, split_obj, users, rec, vals, per_user: pl.DataFrame, model, workdir: Path
+    cfg, split, split_obj, users, rec, vals, per_user: pl.DataFrame, report, workdir: Path
 ) -> dict[str, Path]:
     import yaml
 
@@ -736,7 +745,7 @@ def write_artifacts(
     per_user.write_parquet(files["per_user.parquet"])
     files["environment.json"].write_text(json.dumps(environment_info(), indent=2, default=str))
     files["split_manifest.json"].write_text(json.dumps(split_obj.manifest, indent=2, default=str))
-    for name, path in model.artifacts().items():
+    for name, path in report.artifacts.items():
         path = Path(path)
         if path.name != name:
             import shutil

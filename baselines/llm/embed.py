@@ -17,7 +17,7 @@ from baselines.llm.common import (
 from baselines.llm.encoder import embed_items
 from bench.errors import ConfigError
 from bench.item_text import check_template, render_item_texts
-from bench.models.base import FitContext, History, ModelData, Recommender
+from bench.models.base import FitContext, History, ModelData, ModelReport, Recommender
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,13 @@ class LLMEmbed(Recommender):
         self.prior = np.zeros(0)
         self.query_emb: np.ndarray | None = None
 
-    def provenance(self) -> dict[str, str]:
-        return {"encoder_sha256": hash_model_dir(self.config.encoder or default_encoder_path())}
+    def report(self) -> ModelReport:
+        """The encoder's content sha256; after fit, whether the item embeddings came from the
+        cache and how fast items were encoded."""
+        path = self.config.encoder or default_encoder_path()
+        return ModelReport(
+            metrics=self._encode_metrics(), provenance={"encoder_sha256": hash_model_dir(path)}
+        )
 
     def fit(self, data: ModelData, ctx: FitContext) -> None:
         cfg = self.config
@@ -157,7 +162,7 @@ class LLMEmbed(Recommender):
         """Parameters of the (frozen, pretrained) encoder; nothing is trained."""
         return self._n_encoder_params
 
-    def extra_metrics(self) -> dict[str, float]:
+    def _encode_metrics(self) -> dict[str, float]:
         st = self.encode_stats
         if st is None:
             return {}

@@ -51,7 +51,16 @@ from bench.console import say
 from bench.errors import ConfigError, IntegrityError, did_you_mean
 from bench.hashing import sha256_file
 from bench.item_text import check_template, render_item_texts
-from bench.models.base import FitContext, History, ModelData, Recommender
+from bench.models.base import (
+    FitContext,
+    History,
+    ModelData,
+    ModelReport,
+    Probe,
+    Ranking,
+    Recommender,
+    RemoteCalls,
+)
 from bench.ranking import PAD
 
 # bump if the frozen candidate file's meaning changes (2: ranked by the harness's topk, ties by
@@ -197,28 +206,28 @@ class LLMRerank(Recommender):
         self._scored, self._ranked = set(), set()
         self._sampled = False
 
-    def start_latency_pass(self) -> None:
+    def start_latency_pass(self) -> RemoteCalls | None:
         """Every later ``score`` call (until the next ``fit``) is a timed request that calls
         the backend: the runner's hook before it measures latency.
 
         A timed request neither reads nor writes the replay cache, writes nothing to
         ``prompts.jsonl``, runs no permutation probe, is not counted in the ``llm_*`` metrics
-        and is what ``stage_latency_ms`` describes, so ``latency_*`` time the LLM rather than
+        and is what ``latency_ms/<stage>`` describes, so ``latency_*`` time the LLM rather than
         the cache (its cost: one backend call per user the latency pass scores). Without this
         call a user scored again is a timed request answered from the replay cache, and
-        ``extra_metrics`` warns that the latency figures time the cache.
+        ``report`` warns that the latency figures time the cache.
+
+        Returns, for the openai backend, the server, the requests made so far (live or
+        replayed: the latency pass never replays) and the users they ranked; None for a
+        local (hf) model.
         """
         self._latency_pass = True
-
-    def remote_calls(self) -> tuple[str, int, int] | None:
-        """The OpenAI-compatible server, the requests made so far (live or replayed: the
-        latency pass never replays) and the users they ranked; None for a local (hf) model."""
         if self.config.backend != "openai":
             return None
         from baselines.llm.backends import _redact_url
 
         where = f"the OpenAI-compatible server {_redact_url(self.config.base_url)}"
-        return where, self.stats.requests, self.stats.users
+        return RemoteCalls(where, self.stats.requests, self.stats.users)
 
     # ------------------------------------------------------------------ score
     def score(self, users: np.ndarray, history: History) -> np.ndarray:
@@ -454,7 +463,23 @@ class LLMRerank(Recommender):
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     # ------------------------------------------------------------------ reporting
-    def provenance(self) -> dict[str, str]:
+    def report(self) -> ModelReport:
+        """The evaluation's ``llm_*`` metrics, ``prompts.jsonl``, the per-stage latency, the
+        first stage's ranking (``first_stage/*``) and the position-bias probe
+        (``permutation/*``), the provenance; family ``llm``. Called by the runner once the
+        latency pass is done, so a high parse failure rate, or a latency pass answered from
+        the replay cache, is also said here, once per fit."""
+        return ModelReport(
+            metrics=self._metrics(),
+            artifacts={"prompts.jsonl": self._prompts_path} if self._prompts_path else {},
+            stage_latency_ms=self._stage_latency_ms(),
+            reference_rankings=self._first_stage_ranking(),
+            probes=self._permutation_probe(),
+            provenance=self._provenance(),
+            family="llm",
+        )
+
+    def _provenance(self) -> dict[str, str]:
         """The local model folder's content sha256 (backend=hf; a served model is known only
         by its name and ``revision``, which are params) and, in listwise mode, the reply
         parser's version (runs parsed by an older parser are not reused)."""
@@ -474,11 +499,10 @@ class LLMRerank(Recommender):
             n += count_safetensors_params(self.config.llm)
         return n
 
-    def extra_metrics(self) -> dict[str, float]:
+    def _metrics(self) -> dict[str, float]:
         """``llm_*`` metrics of the evaluation (one ranking per user; timed requests of the
-        latency pass are not counted). Called by the runner once scoring is done, so a parse
-        failure rate above ``PARSE_FAILURE_WARN``, and a latency pass answered from the replay
-        cache, are also said here, once per fit."""
+        latency pass are not counted); warns of a parse failure rate above
+        ``PARSE_FAILURE_WARN`` and of a latency pass answered from the replay cache."""
         self._warn_parse_failures()
         self._warn_replayed_latency()
         st = self.stats
@@ -530,10 +554,7 @@ class LLMRerank(Recommender):
         self._said.add(what)
         say(f"warning: llm-rerank: {message}")
 
-    def artifacts(self) -> dict[str, Path]:
-        return {"prompts.jsonl": self._prompts_path} if self._prompts_path else {}
-
-    def stage_latency_ms(self) -> dict[str, float]:
+    def _stage_latency_ms(self) -> dict[str, float]:
         """Mean ms per user by stage, over the timed requests (the latency pass) when they
         called the backend, else over the evaluation (replayed or live)."""
         st = self.latency_stats if self.latency_stats.live else self.stats
@@ -545,17 +566,25 @@ class LLMRerank(Recommender):
             "parse": st.parse_ms / n,
         }
 
-    def reference_rankings(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        users = np.array(sorted(self.rankings.first), dtype=np.int64)
-        if len(users) == 0:
+    def _first_stage_ranking(self) -> dict[str, Ranking]:
+        """The first stage's lists of the evaluated users; none under sampled candidates,
+        where the "first stage" is a shuffled candidate set."""
+        users = sorted(self.rankings.first)
+        if not users or self._sampled:
             return {}
-        out = {}
-        if not self._sampled:  # under sampled candidates the "first stage" is a shuffled set
-            out["first_stage"] = (users, _pad([self.rankings.first[u] for u in users]))
-        for i, ranks in sorted(self.rankings.perms.items()):
-            us = np.array(sorted(ranks), dtype=np.int64)
-            out[f"permutation/{i}"] = (us, _pad([ranks[u] for u in us]))
-        return out
+        lists = _pad([self.rankings.first[u] for u in users])
+        return {"first_stage": Ranking(np.array(users, dtype=np.int64), lists)}
+
+    def _permutation_probe(self) -> dict[str, Probe]:
+        """One reranking per shuffled candidate order (``permutations``), when users were
+        ranked."""
+        if not self.rankings.first or not self.rankings.perms:
+            return {}
+        runs = []
+        for _, ranks in sorted(self.rankings.perms.items()):
+            users = sorted(ranks)
+            runs.append(Ranking(np.array(users, dtype=np.int64), _pad([ranks[u] for u in users])))
+        return {"permutation": Probe(tuple(runs))}
 
 
 # ---------------------------------------------------------------------- helpers

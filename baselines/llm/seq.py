@@ -23,7 +23,7 @@ from baselines.llm.common import (
 )
 from bench.errors import ConfigError
 from bench.item_text import check_template, render_item_texts
-from bench.models.base import FitContext, History, ModelData, Recommender
+from bench.models.base import FitContext, History, ModelData, ModelReport, Recommender
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,20 @@ class LLMSeq(Recommender):
         self.history_: list[dict[str, float]] = []
         self.best_epoch = -1  # 0-based epoch early stopping kept (-1: no validation)
 
-    def provenance(self) -> dict[str, str]:
-        if self.config.init != "text":
-            return {}
-        return {"encoder_sha256": hash_model_dir(self.config.encoder or default_encoder_path())}
+    def report(self) -> ModelReport:
+        """The text encoder's content sha256 (``init=text``); after training, the epochs
+        trained and the last epoch's loss."""
+        provenance = {}
+        if self.config.init == "text":
+            path = self.config.encoder or default_encoder_path()
+            provenance["encoder_sha256"] = hash_model_dir(path)
+        metrics = {}
+        if self.history_:
+            metrics = {
+                "train_epochs": float(len(self.history_)),
+                "train_loss": float(self.history_[-1]["loss"]),
+            }
+        return ModelReport(metrics=metrics, provenance=provenance)
 
     # ------------------------------------------------------------------ model
     def _build(self, n_items: int):
@@ -269,14 +279,6 @@ class LLMSeq(Recommender):
     def refit_params(self) -> dict[str, Any]:
         """The refit on train+valid trains for the epochs that early stopping chose."""
         return {"epochs": self.best_epoch + 1} if self.best_epoch >= 0 else {}
-
-    def extra_metrics(self) -> dict[str, float]:
-        if not self.history_:
-            return {}
-        return {
-            "train_epochs": float(len(self.history_)),
-            "train_loss": float(self.history_[-1]["loss"]),
-        }
 
 
 def pca_project(emb: np.ndarray, dim: int) -> np.ndarray:

@@ -73,7 +73,7 @@ def stored_replies(root: Path) -> int:
 
 
 def prompt_lines(model: LLMRerank) -> int:
-    return len(model.artifacts()["prompts.jsonl"].read_text().splitlines())
+    return len(model.report().artifacts["prompts.jsonl"].read_text().splitlines())
 
 
 # ------------------------------------------------------------------ 1. listwise parser
@@ -155,7 +155,7 @@ def test_spaced_ranking_reranks_every_candidate(split, stub, tmp_path):
     finite = np.flatnonzero(~np.isnan(s[u]))
     order = finite[np.argsort(-s[u, finite], kind="stable")]
     assert order.tolist() == m.rankings.first[u][::-1].tolist()
-    met = m.extra_metrics()
+    met = m.report().metrics
     assert met["llm_parse_failure_rate"] == 0.0 and met["llm_out_of_candidates_rate"] == 0.0
 
 
@@ -192,13 +192,13 @@ def test_mostly_unparsable_replies_warn_once(split, stub, tmp_path, capsys):
     stub.state.replies = ["I cannot help with that."] * n_users
     m, _ = run(openai_cfg(stub), split, tmp_path)
     capsys.readouterr()
-    met = m.extra_metrics()
+    met = m.report().metrics
     assert met["llm_parse_failure_rate"] == 1.0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert "warning: llm-rerank: 100% of the LLM's replies" in err[0]
     assert "fall back to the first stage" in err[0]
-    m.extra_metrics()  # once per fit
+    m.report()  # once per fit
     assert capsys.readouterr().err == ""
 
 
@@ -207,7 +207,7 @@ def test_few_unparsable_replies_do_not_warn(split, stub, tmp_path, capsys):
     stub.state.replies = ["garbage"] * (n_users // 2)  # the rest: real rankings
     m, _ = run(openai_cfg(stub), split, tmp_path)
     capsys.readouterr()
-    assert 0 < m.extra_metrics()["llm_parse_failure_rate"] <= 0.5
+    assert 0 < m.report().metrics["llm_parse_failure_rate"] <= 0.5
     assert "warning" not in capsys.readouterr().err
 
 
@@ -220,7 +220,7 @@ def test_empty_replies_are_not_cached(split, stub, tmp_path):
     stub.state.requests.clear()
     m2, _ = run(openai_cfg(stub), split, tmp_path)
     assert len(stub.state.requests) == 2  # only those two are asked again
-    assert m2.extra_metrics()["llm_backend_calls"] == 2
+    assert m2.report().metrics["llm_backend_calls"] == 2
 
 
 class _FakeBackend:
@@ -278,10 +278,10 @@ def test_latency_pass_after_the_hook_times_the_llm_not_the_replay_cache(
     n_timed = m.latency_stats.requests
     assert n_timed > 0 and len(stub.state.requests) == n_timed  # all live, none replayed
     assert m.latency_stats.cache_hits == 0 and stored_replies(tmp_path) == n_stored
-    met = m.extra_metrics()  # the evaluation's figures: replayed, once per user
+    met = m.report().metrics  # the evaluation's figures: replayed, once per user
     assert met["llm_cache_hit_rate"] == 1.0 and met["llm_backend_calls"] == 0
     assert m.stats.requests == len(users) and prompt_lines(m) == len(users)
-    assert m.stage_latency_ms()["llm"] >= 45  # the breakdown of the timed requests
+    assert m.report().stage_latency_ms["llm"] >= 45  # the breakdown of the timed requests
     assert "warning" not in capsys.readouterr().err
 
 
@@ -294,11 +294,11 @@ def test_latency_pass_without_the_hook_is_replayed_and_says_so(split, stub, tmp_
     _runner_path(m, users, hist, hook=False)
     assert stub.state.requests == []  # a re-run still makes no backend call
     capsys.readouterr()
-    m.extra_metrics()
+    m.report()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "answered from the replay cache" in err[0], err
     assert "latency_* time the cache, not the LLM" in err[0] and "use_cache=false" in err[0]
-    m.extra_metrics()
+    m.report()
     assert capsys.readouterr().err == ""  # once per fit
 
 
@@ -306,7 +306,7 @@ def test_timed_requests_stay_out_of_metrics_log_probes_and_cache(split, stub, tm
     md = split.model_data
     users = np.arange(md.n_users)
     m, s1 = run(openai_cfg(stub, permutations=1), split, tmp_path)
-    before = (m.extra_metrics(), prompt_lines(m), stored_replies(tmp_path))
+    before = (m.report().metrics, prompt_lines(m), stored_replies(tmp_path))
     rankings = {u: c.copy() for u, c in m.rankings.first.items()}
     m.start_latency_pass()
     stub.state.requests.clear()
@@ -314,7 +314,7 @@ def test_timed_requests_stay_out_of_metrics_log_probes_and_cache(split, stub, tm
     live = sum(u in rankings for u in range(3))  # users with candidates
     assert len(stub.state.requests) == live  # one call each: no permutation probe
     np.testing.assert_array_equal(again, s1[:3])
-    assert (m.extra_metrics(), prompt_lines(m), stored_replies(tmp_path)) == before
+    assert (m.report().metrics, prompt_lines(m), stored_replies(tmp_path)) == before
     assert m.rankings.first.keys() == rankings.keys()
 
 
@@ -334,10 +334,10 @@ def test_timed_requests_write_nothing_to_an_empty_cache(split, stub, tmp_path):
 def test_rescoring_without_the_hook_is_replayed_outside_the_metrics(split, stub, tmp_path):
     md = split.model_data
     m, s1 = run(openai_cfg(stub), split, tmp_path)
-    before = (m.extra_metrics(), prompt_lines(m))
+    before = (m.report().metrics, prompt_lines(m))
     stub.state.requests.clear()
     np.testing.assert_array_equal(m.score(np.arange(3), md.test_history), s1[:3])
-    assert stub.state.requests == [] and (m.extra_metrics(), prompt_lines(m)) == before
+    assert stub.state.requests == [] and (m.report().metrics, prompt_lines(m)) == before
     assert m.latency_stats.cache_hits == m.latency_stats.requests > 0
 
 
@@ -413,6 +413,6 @@ def test_numeric_edges_are_accepted():
 def test_listwise_runs_carry_the_parser_version_in_their_provenance(stub):
     from baselines.llm.prompts import PARSER_VERSION
 
-    listwise = LLMRerank(openai_cfg(stub)).provenance()
+    listwise = LLMRerank(openai_cfg(stub)).report().provenance
     assert listwise == {"listwise_parser": str(PARSER_VERSION)}  # a served model: no hash
-    assert LLMRerank(openai_cfg(stub, mode="pointwise")).provenance() == {}
+    assert LLMRerank(openai_cfg(stub, mode="pointwise")).report().provenance == {}

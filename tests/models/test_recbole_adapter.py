@@ -222,7 +222,7 @@ def test_early_stopping_restores_best_epoch(tmp_path: Path) -> None:
     final = model.score(np.arange(split.model_data.n_users), split.model_data.train_history)
     np.testing.assert_array_equal(final, seen[1])
     assert not np.array_equal(final, seen[-1])
-    assert model.extra_metrics() == {"recbole_best_epoch": 1.0, "recbole_epochs_trained": 5.0}
+    assert model.report().metrics == {"recbole_best_epoch": 1.0, "recbole_epochs_trained": 5.0}
 
 
 def test_eval_step_and_no_validate(tmp_path: Path) -> None:
