@@ -29,14 +29,8 @@ import numpy as np
 import polars as pl
 
 from baselines.llm import prompts as P
-from baselines.llm.backends import (
-    ReplayCache,
-    cache_key,
-    check_base_url,
-    check_remote_code,
-    hf_identity,
-    openai_identity,
-)
+from baselines.llm.backends import check_remote_code
+from baselines.llm.cache import ReplayCache, cache_key, hf_identity, openai_identity
 from baselines.llm.common import (
     DEFAULT_ITEM_TEMPLATE,
     PROMPT_TEMPLATE_VERSION,
@@ -47,6 +41,7 @@ from baselines.llm.common import (
     sha256_json,
     thaw,
 )
+from baselines.llm.http import check_base_url, redact_url
 from bench.console import say
 from bench.errors import ConfigError, IntegrityError, did_you_mean
 from bench.hashing import sha256_file
@@ -224,9 +219,7 @@ class LLMRerank(Recommender):
         self._latency_pass = True
         if self.config.backend != "openai":
             return None
-        from baselines.llm.backends import _redact_url
-
-        where = f"the OpenAI-compatible server {_redact_url(self.config.base_url)}"
+        where = f"the OpenAI-compatible server {redact_url(self.config.base_url)}"
         return RemoteCalls(where, self.stats.requests, self.stats.users)
 
     # ------------------------------------------------------------------ score
