@@ -21,9 +21,7 @@ from bench.data.indexing import index_split
 from bench.errors import ConfigError
 from bench.models import registry
 from bench.models.base import FitContext, Recommender
-from bench.testing import tiny_frames, tiny_split
-
-from .conformance import ModelConformance
+from bench.testing import ModelConformance, tiny_frames, tiny_split
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 

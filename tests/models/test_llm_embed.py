@@ -22,8 +22,10 @@ from bench.errors import ConfigError  # noqa: E402
 from bench.item_text import render_item_texts  # noqa: E402
 from bench.models import registry  # noqa: E402
 from bench.models.base import FitContext, History  # noqa: E402
-from bench.testing import tiny_split  # noqa: E402
-from tests.models.conformance import ModelConformance  # noqa: E402
+from bench.testing import (
+    ModelConformance,  # noqa: E402
+    tiny_split,  # noqa: E402
+)
 
 
 @functools.cache

@@ -24,8 +24,10 @@ from bench.errors import ConfigError, IntegrityError  # noqa: E402
 from bench.models import registry  # noqa: E402
 from bench.models.base import FitContext, History, ModelData, Recommender  # noqa: E402
 from bench.ranking import rank_users, tie_ranks  # noqa: E402
-from bench.testing import tiny_split  # noqa: E402
-from tests.models.conformance import ModelConformance  # noqa: E402
+from bench.testing import (
+    ModelConformance,  # noqa: E402
+    tiny_split,  # noqa: E402
+)
 
 CANARY = "sk-canary-XYZ123"
 FIRST = "llm-test-pop"

@@ -16,8 +16,10 @@ from baselines.llm.testing import tiny_encoder  # noqa: E402
 from bench.errors import ConfigError  # noqa: E402
 from bench.models import registry  # noqa: E402
 from bench.models.base import FitContext, History  # noqa: E402
-from bench.testing import tiny_split  # noqa: E402
-from tests.models.conformance import ModelConformance  # noqa: E402
+from bench.testing import (
+    ModelConformance,  # noqa: E402
+    tiny_split,  # noqa: E402
+)
 
 TINY = {"hidden_size": 16, "n_layers": 1, "n_heads": 2, "max_len": 8, "epochs": 2, "batch_size": 64}
 

@@ -21,9 +21,7 @@ from bench.metrics.engine import evaluate_arrays
 from bench.models import registry
 from bench.models.base import FitContext, History, Recommender
 from bench.ranking import topk
-from bench.testing import tiny_frames, tiny_split
-
-from .conformance import ModelConformance
+from bench.testing import ModelConformance, tiny_frames, tiny_split
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,6 +8,8 @@ so a lazy import inside a function counts too.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +70,18 @@ def test_bench_imports_nothing_from_baselines():
         for line, module in forbidden_imports(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []
+
+
+def test_the_shipped_test_kit_needs_pytest_only_when_asked_for():
+    """``bench.testing`` ships the conformance kit for plugin authors; importing the package
+    (for ``tiny_split``) must not need pytest, which is no dependency of ``bench``."""
+    code = (
+        "import sys, bench.testing; bench.testing.tiny_split(n_users=5, n_items=9, n_events=40); "
+        "assert 'pytest' not in sys.modules, 'pytest imported'; "
+        "from bench.testing import ModelConformance; assert 'pytest' in sys.modules"
+    )
+    env_root = str(BENCH.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=env_root, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
