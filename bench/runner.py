@@ -97,7 +97,7 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
-class Setting:
+class EvalSetting:
     """How a run evaluates, derived once from the config and the indexed split."""
 
     data: IndexedSplit
@@ -118,7 +118,7 @@ class Setting:
 
 
 @dataclass(frozen=True)
-class TestRanking:
+class RankedUsers:
     """The test users ranked by the harness: ``users`` (sorted; every user with a relevant
     test item) and their top-k ``rec``/``vals``, ``ties`` (a tie across the k-th place), the
     ``headline`` population (``eval.users``), the ``warm`` mask (interactions in the fit
@@ -145,7 +145,7 @@ class RunRecord:
     cfg: Mapping[str, Any]
     split: Split
     data: IndexedSplit
-    ranking: TestRanking
+    ranking: RankedUsers
     per_user: pl.DataFrame
     model_files: Mapping[str, Path]
     candidates: sp.csr_matrix | None = None
@@ -155,7 +155,7 @@ class RunRecord:
 # pieces
 
 
-def load_split(cfg: Mapping[str, Any]):
+def load_split(cfg: Mapping[str, Any]) -> Split:
     from bench.splits import SplitConfig, materialize
 
     split_cfg = SplitConfig.from_mapping(cfg["split"])
@@ -620,7 +620,7 @@ def execute(job: Job, workdir: Path) -> Evaluation:
     return Evaluation(metrics, files, model, report, overrides)
 
 
-def eval_setting(job: Job) -> Setting:
+def eval_setting(job: Job) -> EvalSetting:
     """The evaluation settings of ``job`` (``eval.*``, the split indexed, the tie order, the
     cache folder, created)."""
     cfg = job.cfg
@@ -637,12 +637,14 @@ def eval_setting(job: Job) -> Setting:
     cache_dir = Path(cfg["paths"]["cache"]).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
     budget = float(cfg["eval"].get("batch_budget_mb", 256))
-    return Setting(data, proto, ks, exclude_seen, tie_ranks(data.item_ids), budget, cache_dir)
+    return EvalSetting(data, proto, ks, exclude_seen, tie_ranks(data.item_ids), budget, cache_dir)
 
 
 def fit_context(
-    job: Job, setting: Setting, workdir: Path, validate: Callable[[Recommender], dict]
+    job: Job, setting: EvalSetting, workdir: Path, validate: Callable[[Recommender], dict]
 ) -> FitContext:
+    """The frozen context the model is fitted with: seed, device, folders, progress, the
+    validator and the harness's ranking (``FitContext.rank``: the split's tie order)."""
     cfg = job.cfg
     return FitContext(
         seed=int(cfg["seed"]),
@@ -659,7 +661,7 @@ def fit_context(
 
 
 def fit_model(
-    job: Job, setting: Setting, ctx: FitContext, validate: Callable[[Recommender], dict]
+    job: Job, setting: EvalSetting, ctx: FitContext, validate: Callable[[Recommender], dict]
 ) -> tuple[Recommender, ModelData, dict[str, float], dict[str, Any] | None]:
     """Fit on train and compute the ``valid/`` metrics; with ``eval.fit_data=train+valid``,
     refit a fresh model on train+valid. Returns (the model that scores the test set, the data
@@ -678,9 +680,9 @@ def fit_model(
 
 
 def rank_test_users(
-    job: Job, setting: Setting, model: Recommender, fit_md: ModelData,
+    job: Job, setting: EvalSetting, model: Recommender, fit_md: ModelData,
     candidates: sp.csr_matrix | None,
-) -> TestRanking:
+) -> RankedUsers:
     """Rank every test user with a relevant item by the harness's topk (the ``scoring``
     stage): the test history masked unless ``eval.exclude_seen=false``, within the sampled
     ``candidates`` if any."""
@@ -697,11 +699,11 @@ def rank_test_users(
             tie_rank=setting.tie_rank,
         )
     headline = population(users, warm, setting.proto.users)
-    return TestRanking(users, rec, vals, ties, headline, warm, truth, hist, exclude)
+    return RankedUsers(users, rec, vals, ties, headline, warm, truth, hist, exclude)
 
 
 def time_requests(
-    job: Job, setting: Setting, model: Recommender, ranking: TestRanking, lcfg: LatencyConfig
+    job: Job, setting: EvalSetting, model: Recommender, ranking: RankedUsers, lcfg: LatencyConfig
 ) -> dict[str, float]:
     """Latency and throughput of requests (score + topk for single users or batches) of the
     headline population (all test users when it is empty), after the model's
@@ -725,7 +727,7 @@ def time_requests(
 
 
 def cost_metrics(
-    stages: StageMeter, mem: PeakMemory, model: Recommender, ranking: TestRanking, k: int
+    stages: StageMeter, mem: PeakMemory, model: Recommender, ranking: RankedUsers, k: int
 ) -> dict[str, float]:
     """Fit and scoring seconds, memory, parameters, and the share of headline users whose
     top-``k`` ends inside a tie (``tie_rate_at_<k>``)."""
@@ -740,7 +742,9 @@ def cost_metrics(
     return out
 
 
-def model_metrics(report: ModelReport, setting: Setting, ranking: TestRanking) -> dict[str, float]:
+def model_metrics(
+    report: ModelReport, setting: EvalSetting, ranking: RankedUsers
+) -> dict[str, float]:
     """What the model's report adds: its own metrics, ``latency_ms/<stage>`` and the
     metrics of its reference rankings and probes over the headline population."""
     out = {k: float(v) for k, v in report.metrics.items()}
