@@ -12,10 +12,9 @@ import dataclasses
 import json
 import logging
 import os
-import sys
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,20 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from bench import __version__
+from bench import __version__, item_text
 from bench import candidates as cands
 from bench.candidates import restrict
+from bench.console import progress_enabled, say  # also imported from here by app, callbacks
+from bench.data.indexing import IndexedSplit
 from bench.errors import ConfigError
+from bench.latency import LatencyConfig, PeakMemory, StageMeter, measure
 from bench.metrics.engine import evaluate_arrays
 from bench.metrics.fairness import MIN_GROUP_SIZE
+from bench.models.base import FitContext, History, ModelData, Recommender
+from bench.models.report import ModelReport, Probe, RemoteCalls
 from bench.protocol import SEGMENTS, EvalProtocol, population, segments, warm_mask
 from bench.ranking import rank_users, tie_ranks, topk
+from bench.splits import Split
 
 log = logging.getLogger("bench.run")
 
@@ -43,22 +48,114 @@ class RunOutcome:
     metrics: dict[str, float]
 
 
-def progress_enabled(cfg: Mapping[str, Any]) -> bool:
-    p = cfg.get("progress", "auto")
-    if p == "auto":
-        return sys.stderr.isatty()
-    return bool(p)
+@dataclass(frozen=True)
+class Job:
+    """One run as decided before any run exists: the resolved config, the model built and
+    checked from it, the materialized and verified split, the device, the checked
+    ``metrics.item_embeddings`` (``embedding_spec``), the stage meter, and the run's identity
+    in the store (``keyed``: the config it is keyed by, with the model's provenance and any
+    run tags; ``run_key``; ``provenance``; ``tags``). ``test=False``: a tuning trial (fit and
+    ``valid/`` metrics only)."""
+
+    cfg: Mapping[str, Any]
+    model: Recommender
+    split: Split
+    device: str
+    emb_spec: tuple[str, str] | None
+    stages: StageMeter
+    keyed: Mapping[str, Any]
+    run_key: str
+    provenance: Mapping[str, str]
+    tags: Mapping[str, str]
+    test: bool = True
+
+    @property
+    def name(self) -> str:
+        """``{model}-s{seed}-{dataset}-{split}`` (``run_name``)."""
+        return run_name(self.cfg)
+
+    def rebuild(self, overrides: Mapping[str, Any]) -> Recommender:
+        """A fresh model from the registry with its params plus ``overrides`` (the refit)."""
+        from bench.models import registry
+
+        model_cfg = self.cfg["model"]
+        params = {**dict(model_cfg.get("params") or {}), **overrides}
+        return registry.build(str(model_cfg["name"]), params)
 
 
-def say(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+@dataclass
+class Evaluation:
+    """What ``execute`` gives back: the metrics to log, the files to log as artifacts, the
+    model that scored the test set (the refitted one after a refit) and its report, and a
+    refit's parameter overrides (None without a refit)."""
+
+    metrics: dict[str, float]
+    files: dict[str, Path]
+    model: Recommender
+    report: ModelReport = field(default_factory=ModelReport)
+    refit_overrides: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class EvalSetting:
+    """How a run evaluates, derived once from the config and the indexed split."""
+
+    data: IndexedSplit
+    proto: EvalProtocol
+    ks: tuple[int, ...]  # sorted
+    exclude_seen: bool
+    tie_rank: np.ndarray
+    budget_mb: float
+    cache_dir: Path
+
+    @property
+    def md(self) -> ModelData:
+        return self.data.model_data
+
+    @property
+    def kmax(self) -> int:
+        return max(self.ks)
+
+
+@dataclass(frozen=True)
+class RankedUsers:
+    """The test users ranked by the harness: ``users`` (sorted; every user with a relevant
+    test item) and their top-k ``rec``/``vals``, ``ties`` (a tie across the k-th place), the
+    ``headline`` population (``eval.users``), the ``warm`` mask (interactions in the fit
+    data), the test ``truth``, the scored ``hist`` (with the sampled candidate sets, if any)
+    and what ``topk`` masked (``exclude``: the history, or None with exclude_seen=false)."""
+
+    users: np.ndarray
+    rec: np.ndarray
+    vals: np.ndarray
+    ties: np.ndarray
+    headline: np.ndarray
+    warm: np.ndarray
+    truth: sp.csr_matrix
+    hist: History
+    exclude: sp.csr_matrix | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What ``write_artifacts`` writes beside the metrics: the config, the split's manifest,
+    the recommendations, the per-user metric table, the model's own files (its report's
+    ``artifacts``) and the sampled test candidate sets (None under full ranking)."""
+
+    cfg: Mapping[str, Any]
+    split: Split
+    data: IndexedSplit
+    ranking: RankedUsers
+    per_user: pl.DataFrame
+    model_files: Mapping[str, Path]
+    candidates: sp.csr_matrix | None = None
 
 
 # ---------------------------------------------------------------------------------------------
 # pieces
 
 
-def load_split(cfg: Mapping[str, Any]):
+def load_split(cfg: Mapping[str, Any]) -> Split:
     from bench.splits import SplitConfig, materialize
 
     split_cfg = SplitConfig.from_mapping(cfg["split"])
@@ -83,16 +180,14 @@ def embedding_spec(cfg: Mapping[str, Any]) -> tuple[str, str] | None:
             f"metrics.item_embeddings must be null or {{encoder: <folder or ''>, template: "
             f"'<text with {{column}} fields>'}}, got {spec!r}"
         )
-    from baselines.llm.common import check_template, default_encoder_path
-
     template = str(spec.get("template") or "")
-    fields = check_template(template, "metrics.item_embeddings.template")
+    fields = item_text.check_template(template, "metrics.item_embeddings.template")
     if not fields:
         raise ConfigError(
             "metrics.item_embeddings.template has no {column} field: every item would get the "
             "same text (e.g. template='{title} ({year}). Genres: {genres}.')"
         )
-    encoder = str(spec.get("encoder") or "") or default_encoder_path()
+    encoder = str(spec.get("encoder") or "") or item_text.encoder().default_path()
     if not Path(encoder).is_dir():
         raise ConfigError(
             f"metrics.item_embeddings.encoder: '{encoder}' is not a folder (a local Hugging Face "
@@ -111,27 +206,25 @@ def item_embeddings(
     """Unit-norm item text embeddings for ``ild_emb`` (``metrics.item_embeddings``), or None.
 
     Texts come from the template, the encoder is a local folder (default: the bundled
-    all-MiniLM-L6-v2); embeddings are cached on disk like llm-embed's, so only the first run on
-    a dataset encodes. Items whose text is empty (no side information) get a NaN row: they are
+    all-MiniLM-L6-v2) read by the ``bench.item_text`` encoder registered as ``hf``;
+    embeddings are cached on disk like llm-embed's, so only the first run on a dataset
+    encodes. Items whose text is empty (no side information) get a NaN row: they are
     left out of the pairs, as items without genres are for ``ild``. None when the option is
     null or no item has text. ``spec``: ``embedding_spec``'s (encoder, template).
     """
     if spec is None:
         return None
-    from baselines.llm.common import blank_item_text, check_template, render_item_texts
-    from baselines.llm.encoder import embed_items
-
     encoder, template = spec
     # some fields are columns: a field that is not is a typo, not missing side information
-    some = set(check_template(template, "metrics.item_embeddings")) & set(items.columns)
+    some = set(item_text.check_template(template, "metrics.item_embeddings")) & set(items.columns)
     where = ("metrics.item_embeddings", "metrics.item_embeddings.template")
-    texts = render_item_texts(items, n_items, template, strict=where if some else None)
-    blank = blank_item_text(template)
+    texts = item_text.render_item_texts(items, n_items, template, strict=where if some else None)
+    blank = item_text.blank_item_text(template)
     has_text = np.array([t != blank for t in texts], dtype=bool)
     if not has_text.any():
         return None
-    emb, _ = embed_items(texts, encoder, cache_dir, template=template, progress=progress)
-    out = emb.astype(np.float64)
+    emb = item_text.encoder().embed(texts, encoder, cache_dir, template=template, progress=progress)
+    out = np.asarray(emb).astype(np.float64)
     out[~has_text] = np.nan
     return out
 
@@ -247,31 +340,35 @@ def per_user_frame(split, by_segment: Mapping[str, Any]) -> pl.DataFrame:
     return pl.concat(frames, how="diagonal").sort("user_id")
 
 
-def reference_metrics(
-    model, evaluate, keys_for_permutations=("ndcg_at_10", "recall_at_10")
-) -> dict[str, float]:
-    """Metrics of a model's ``reference_rankings`` (first stage, permutation probes).
+def reference_metrics(report: ModelReport, evaluate) -> dict[str, float]:
+    """Metrics of a model's ``reference_rankings`` and ``probes`` (``ModelReport``).
 
-    ``evaluate(users, rec, full)``: the whole suite for a first stage, the accuracy metrics only
-    (``full=False``) for a permutation probe, which logs ``keys_for_permutations`` alone.
+    ``evaluate(users, rec, full)``: the whole suite for a reference ranking (logged as
+    ``<name>/<key>``), the accuracy metrics only (``full=False``) for a probe's rankings.
     """
     out: dict[str, float] = {}
-    perms: dict[str, list[float]] = {}
-    for name, (users, rec) in model.reference_rankings().items():
-        probe = name.startswith("permutation/")
-        summary = evaluate(
-            np.asarray(users, dtype=np.int64), np.asarray(rec, dtype=np.int64), not probe
-        )
-        if probe:
-            for key in keys_for_permutations:
-                if key in summary:
-                    out[f"{name}/{key}"] = summary[key]
-                    perms.setdefault(key, []).append(summary[key])
-        else:
-            out.update({f"{name}/{k}": v for k, v in summary.items()})
-    for key, vals in perms.items():
-        out[f"permutation/{key}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-        out[f"permutation/{key}_range"] = float(np.max(vals) - np.min(vals))
+    for name, ranking in report.reference_rankings.items():
+        summary = evaluate(ranking.users, ranking.items, True)
+        out.update({f"{name}/{k}": v for k, v in summary.items()})
+    for name, probe in report.probes.items():
+        out.update(probe_metrics(name, probe, evaluate))
+    return out
+
+
+def probe_metrics(name: str, probe: Probe, evaluate) -> dict[str, float]:
+    """``<name>/<i>/<key>`` of each of the probe's rankings and ``<name>/<key>_std`` (sample
+    std, 0 for one ranking) and ``<name>/<key>_range`` across them, for ``probe.metrics``."""
+    out: dict[str, float] = {}
+    values: dict[str, list[float]] = {}
+    for i, ranking in enumerate(probe.rankings):
+        summary = evaluate(ranking.users, ranking.items, False)
+        for key in probe.metrics:
+            if key in summary:
+                out[f"{name}/{i}/{key}"] = summary[key]
+                values.setdefault(key, []).append(summary[key])
+    for key, vals in values.items():
+        out[f"{name}/{key}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+        out[f"{name}/{key}_range"] = float(np.max(vals) - np.min(vals))
     return out
 
 
@@ -328,6 +425,31 @@ def run_experiment(
     to the run's tags and enter its run key (a tuning trial or final run is never a plain
     run's duplicate); ``parent_run_id`` nests the run (default: the sweep's, from the env)."""
     from bench import tracking
+
+    job = prepare(cfg, test=test, tags=tags)
+    if store is None:
+        store = tracking.store_for(cfg.get("tracking", {}) or {}, Path(cfg["paths"]["root"]))
+    if store is None:
+        evaluation = execute(job, Path(tempfile.mkdtemp()))
+        return RunOutcome("DRY", None, job.run_key, evaluation.metrics)
+    try:
+        return _tracked(job, store, parent_run_id)
+    except Exception as e:
+        from bench.errors import disk_full, is_disk_full
+
+        if is_disk_full(e):  # the store, its artifacts, the run's temp folder: say which
+            raise disk_full(e, _full_place(store), f"logging run {job.name}") from e
+        raise
+
+
+def prepare(
+    cfg: Mapping[str, Any], *, test: bool = True, tags: Mapping[str, str] | None = None
+) -> Job:
+    """Everything checked before any run exists, in this order, so bad input fails before
+    any data work: the device, the metric names, the model (name and parameters),
+    ``metrics.item_embeddings``; then the split is materialized (or verified) and the run
+    keyed by the config, the split and the model's provenance."""
+    from bench import tracking
     from bench.environment import resolve_device
     from bench.metrics.catalog import resolve_metric
     from bench.models import registry
@@ -342,37 +464,16 @@ def run_experiment(
     stages = stage_meter(cfg, device)
     with stages("split"):
         split = load_split(cfg)
-    provenance = {str(k): str(v) for k, v in model.provenance().items()}
+    provenance = {str(k): str(v) for k, v in model.report().provenance.items()}
     # what the config names by path (model folders) enters the keys by content
     keyed = {**cfg, "provenance": provenance} if provenance else cfg
     if tags or not test:
         keyed = {**keyed, "run_tags": dict(tags or {}), "phase": "test" if test else "valid"}
-    key = tracking.run_key(keyed, split.sha256)
-    tcfg = cfg.get("tracking", {}) or {}
-    if store is None:
-        store = tracking.store_for(tcfg, Path(cfg["paths"]["root"]))
-    params = dict(model_cfg.get("params") or {})
-
-    def rebuild(overrides: dict[str, Any]):
-        return registry.build(str(model_cfg["name"]), {**params, **overrides})
-
-    if store is None:
-        metrics, _, _ = execute(
-            cfg, model, split, device, Path(tempfile.mkdtemp()), emb_spec, rebuild, test=test,
-            stages=stages,
-        )
-        return RunOutcome("DRY", None, key, metrics)
-    try:
-        return _tracked(
-            cfg, store, model, split, device, emb_spec, rebuild, keyed, key, provenance,
-            test=test, extra_tags=tags, parent_run_id=parent_run_id, stages=stages,
-        )
-    except Exception as e:
-        from bench.errors import disk_full, is_disk_full
-
-        if is_disk_full(e):  # the store, its artifacts, the run's temp folder: say which
-            raise disk_full(e, _full_place(store), f"logging run {run_name(cfg)}") from e
-        raise
+    return Job(
+        cfg=cfg, model=model, split=split, device=device, emb_spec=emb_spec, stages=stages,
+        keyed=keyed, run_key=tracking.run_key(keyed, split.sha256), provenance=provenance,
+        tags={str(k): str(v) for k, v in (tags or {}).items()}, test=test,
+    )
 
 
 def _full_place(store) -> str:
@@ -401,71 +502,70 @@ def _full_place(store) -> str:
     return str(db) if db is not None else tracking.redact_text(store.uri)
 
 
-def _tracked(
-    cfg, store, model, split, device, emb_spec, rebuild, keyed, key, provenance, *,
-    test: bool = True, extra_tags: Mapping[str, str] | None = None,
-    parent_run_id: str | None = None, stages=None,
-) -> RunOutcome:
+def _tracked(job: Job, store, parent_run_id: str | None = None) -> RunOutcome:
     """Claim the run key, then execute and log the run (``run_experiment``'s second half)."""
     from bench import tracking
 
+    cfg, key = job.cfg, job.run_key
     tcfg = cfg.get("tracking", {}) or {}
     store.reap_stale()
     parent = parent_run_id or os.environ.get(tracking.PARENT_ENV) or None
-    tags = base_tags(keyed, split, key, device)
-    tags.update({f"bench.provenance.{k}": v for k, v in provenance.items()})
-    tags.update({str(k): str(v) for k, v in (extra_tags or {}).items()})
+    tags = base_tags(job.keyed, job.split, key, job.device)
+    tags.update({f"bench.provenance.{k}": v for k, v in job.provenance.items()})
+    tags.update(job.tags)
 
     def waiting(other) -> None:
         t = other.data.tags
         say(
             f"waiting: run {other.info.run_id} with the same run_key is RUNNING (pid "
-            f"{t.get('bench.pid', '?')} on {t.get('bench.host', '?')}); {run_name(cfg)} reuses "
+            f"{t.get('bench.pid', '?')} on {t.get('bench.host', '?')}); {job.name} reuses "
             f"it when it finishes, or runs if it fails"
         )
 
     outcome, claimed = store.claim(
         key,
-        lambda: tracking.create_run(store, run_name(cfg), tags, parent),
+        lambda: tracking.create_run(store, job.name, tags, parent),
         force=bool(tcfg.get("force", False)),
         on_wait=waiting,
     )
     if outcome == "done":
         say(
-            f"skip {run_name(cfg)}: FINISHED run {claimed.info.run_id} has the same run_key "
+            f"skip {job.name}: FINISHED run {claimed.info.run_id} has the same run_key "
             f"(tracking.force=true runs it again)"
         )
         if parent:  # the sweep's summary includes the reused run
             tracking.record_reuse(store, parent, claimed.info.run_id)
         return RunOutcome("SKIPPED", claimed.info.run_id, key, {})
-    with tracking.TrackedRun(store, run_name(cfg), tags, parent, run_id=claimed) as run:
-        say(f"run {run_name(cfg)} -> {run.run_id}")
+    with tracking.TrackedRun(store, job.name, tags, parent, run_id=claimed) as run:
+        say(f"run {job.name} -> {run.run_id}")
         run.log_params(tracking.params_of(cfg))
         tracking.log_split_input(
             store, run.run_id, str(cfg["dataset"]["name"]), str(cfg["split"]["name"]),
-            split.sha256, str(split.path), split.manifest.get("counts", {}),
+            job.split.sha256, str(job.split.path), job.split.manifest.get("counts", {}),
         )
         with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
-            workdir = Path(tmp)
-            metrics, files, fitted = execute(
-                cfg, model, split, device, workdir, emb_spec, rebuild, test=test, stages=stages
-            )
-            overrides = getattr(fitted, "refit_overrides", None)
-            if overrides is not None:  # eval.fit_data=train+valid: what the refit changed
-                run.set_tags({"bench.refit_params": json.dumps(overrides, sort_keys=True)})
-            run.log_metrics(metrics)
-            for path in files.values():
-                run.log_artifact(path)
-            if "llm_prompt_tokens" in metrics:
-                run.set_tags({"bench.model_family": "llm"})
-        return RunOutcome("FINISHED", run.run_id, key, metrics)
+            evaluation = execute(job, Path(tmp))
+            log_evaluation(run, evaluation)
+        return RunOutcome("FINISHED", run.run_id, key, evaluation.metrics)
 
 
-def stage_meter(cfg: Mapping[str, Any], device: str):
+def log_evaluation(run, evaluation: Evaluation) -> None:
+    """Log an evaluation into the open ``run``: what a refit changed (tag
+    ``bench.refit_params``), the metrics, the artifact files, the model's family tag."""
+    overrides = evaluation.refit_overrides
+    if overrides is not None:  # eval.fit_data=train+valid: what the refit changed
+        run.set_tags({"bench.refit_params": json.dumps(overrides, sort_keys=True)})
+    run.log_metrics(evaluation.metrics)
+    for path in evaluation.files.values():
+        run.log_artifact(path)
+    if evaluation.report.family:
+        run.set_tags({"bench.model_family": evaluation.report.family})
+
+
+def stage_meter(cfg: Mapping[str, Any], device: str) -> StageMeter:
     """Seconds and peak RSS per stage of a run (``stage_seconds/*``, ``stage_peak_rss_mb/*``),
     each stage's figures printed when it ends if progress is on. A signal received during a
     stage whose exception was swallowed is raised when the stage ends."""
-    from bench.latency import StageMeter
     from bench.tracking import raise_pending
 
     show = progress_enabled(cfg)
@@ -478,138 +578,204 @@ def stage_meter(cfg: Mapping[str, Any], device: str):
     return StageMeter(device, report=report)
 
 
-def execute(
-    cfg: Mapping[str, Any],
-    model,
-    split_obj,
-    device: str,
-    workdir: Path,
-    emb_spec: tuple[str, str] | None,
-    rebuild: Callable[[dict[str, Any]], Any] | None = None,
-    test: bool = True,
-    stages=None,
-):
-    """Fit, rank, evaluate, measure. Returns (metrics, artifact files, the fitted model).
-    ``emb_spec``: ``embedding_spec(cfg)``, checked by the caller before any data work;
-    ``rebuild(overrides)``: a fresh model with parameter overrides, for
-    ``eval.fit_data=train+valid``. ``test=False``: fit and ``valid/`` metrics only
-    (``validation_only``). ``stages``: the run's ``stage_meter`` (a new one if None)."""
-    from bench.latency import LatencyConfig, PeakMemory, measure
-    from bench.models.base import FitContext
+# ---------------------------------------------------------------------------------------------
+# the evaluation
 
+
+def execute(job: Job, workdir: Path) -> Evaluation:
+    """Fit, rank, evaluate, measure; files go to ``workdir``. ``job.test=False``: fit and
+    ``valid/`` metrics only (``validation_only``)."""
+    cfg, stages = job.cfg, job.stages
+    setting = eval_setting(job)
+    valid_cands = candidate_sets(setting.data, setting.proto, "valid")
+    validate = make_validator(setting.data, cfg, setting.tie_rank, setting.proto, valid_cands)
+    ctx = fit_context(job, setting, workdir, validate)
+    if not job.test:
+        return validation_only(cfg, job.model, setting.md, ctx, validate, job.device, workdir)
+    test_cands = candidate_sets(setting.data, setting.proto, "test")
+    lcfg = LatencyConfig.from_mapping(cfg.get("latency") or {})
+    with PeakMemory(job.device) as mem:
+        model, fit_md, metrics, overrides = fit_model(job, setting, ctx, validate)
+        ranking = rank_test_users(job, setting, model, fit_md, test_cands)
+        metrics.update(time_requests(job, setting, model, ranking, lcfg))
+    metrics.update(cost_metrics(stages, mem, model, ranking, setting.kmax))
+    inputs = metric_inputs(cfg, setting.data, ranking.hist, job.emb_spec, setting.cache_dir)
+    with stages("metrics"):
+        res, by_segment = evaluate_population(
+            ranking.users, ranking.rec, ranking.truth, setting.ks, ranking.warm,
+            setting.proto.users, inputs,
+        )
+    metrics.update(res.summary)
+    metrics.update(segment_metrics(by_segment))
+    metrics["n_users_skipped"] = float(setting.md.n_users - len(ranking.users))
+    metrics.update({k: float(v) for k, v in job.split.manifest.get("audit", {}).items()})
+    report = model.report()
+    metrics.update(model_metrics(report, setting, ranking))
+    with stages("artifacts"):
+        per_user = per_user_frame(setting.data, by_segment)
+        record = RunRecord(cfg, job.split, setting.data, ranking, per_user, report.artifacts,
+                           test_cands)
+        files = write_artifacts(record, workdir)
+    metrics.update(stages.metrics())
+    return Evaluation(metrics, files, model, report, overrides)
+
+
+def eval_setting(job: Job) -> EvalSetting:
+    """The evaluation settings of ``job`` (``eval.*``, the split indexed, the tie order, the
+    cache folder, created)."""
+    cfg = job.cfg
     proto = EvalProtocol.for_run(cfg)
     ks = tuple(sorted(int(k) for k in cfg["eval"]["ks"]))
-    kmax = max(ks)
     exclude_seen = cfg["eval"].get("exclude_seen")
     if not isinstance(exclude_seen, bool):
         raise ConfigError(
             f"eval.exclude_seen must be true or false (it is logged, never defaulted), "
             f"got {exclude_seen!r}"
         )
-    stages = stages if stages is not None else stage_meter(cfg, device)
-    with stages("index"):
-        split = split_obj.indexed()
-    md = split.model_data
-    tie_rank = tie_ranks(md.item_ids)
-    budget = float(cfg["eval"].get("batch_budget_mb", 256))
+    with job.stages("index"):
+        data = job.split.indexed()
     cache_dir = Path(cfg["paths"]["cache"]).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    validate = make_validator(split, cfg, tie_rank, proto, candidate_sets(split, proto, "valid"))
-    ctx = FitContext(
+    budget = float(cfg["eval"].get("batch_budget_mb", 256))
+    return EvalSetting(data, proto, ks, exclude_seen, tie_ranks(data.item_ids), budget, cache_dir)
+
+
+def fit_context(
+    job: Job, setting: EvalSetting, workdir: Path, validate: Callable[[Recommender], dict]
+) -> FitContext:
+    """The frozen context the model is fitted with: seed, device, folders, progress, the
+    validator and the harness's ranking (``FitContext.rank``: the split's tie order)."""
+    cfg = job.cfg
+    return FitContext(
         seed=int(cfg["seed"]),
-        device=device,
+        device=job.device,
         workdir=workdir,
-        cache_dir=cache_dir,
+        cache_dir=setting.cache_dir,
         progress=progress_enabled(cfg),
         early_stopping_metric=str(cfg["eval"].get("early_stopping_metric", "ndcg_at_10")),
         validate=validate,
         extra={"dataset": cfg["dataset"]["name"]},
+        tie_rank=setting.tie_rank,
+        batch_budget_mb=setting.budget_mb,
     )
-    if not test:
-        return validation_only(cfg, model, md, ctx, validate, device, workdir)
-    test_cands = candidate_sets(split, proto, "test")
-    metrics: dict[str, float] = {}
-    lcfg = LatencyConfig.from_mapping(cfg.get("latency") or {})
-    timer = stages.timer  # synchronizes CUDA at stage boundaries
-    with PeakMemory(device) as mem:
-        with stages("fit"):
-            model.fit(md, ctx)
-        with stages("validation"):
-            metrics.update({f"valid/{k}": v for k, v in validate(model).items()})
-        fit_md = md
-        if proto.fit_data == "train+valid":
-            fit_md = refit_data(md)
-            with stages("fit"):
-                model = refit(model, fit_md, ctx, rebuild)
-        truth = split.matrix("test")
-        users = np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
-        warm = warm_mask(fit_md.train_history.matrix)
-        headline = population(users, warm, proto.users)
-        hist = dataclasses.replace(md.test_history, candidates=test_cands)
-        exclude = hist.matrix if exclude_seen else None
-        score = ranker(lambda b: model.score(b, hist), test_cands)
-        with stages("scoring"):
-            rec, vals, ties = rank_users(
-                score, users, kmax, exclude, md.n_items, budget, tie_rank=tie_rank
-            )
 
-        def request(b: np.ndarray):
-            ex = exclude[b] if exclude is not None else None
-            return topk(score(b), kmax, ex, inplace=True, tie_rank=tie_rank)
 
-        lcfg = bounded_latency(model, lcfg, len(users), cfg)
-        model.start_latency_pass()  # timed requests are computed, never replayed from a cache
-        # latency of the headline population's requests (all test users when it is empty)
-        with stages("latency"):
-            metrics.update(measure(request, headline if len(headline) else users, lcfg, device))
-        if lcfg.mode != "disabled":
-            metrics["latency_n_requests"] = float(lcfg.n_requests)
-    metrics["fit_seconds"] = timer.seconds("fit")
-    metrics["scoring_seconds"] = timer.seconds("scoring")
-    metrics.update(mem.metrics())
-    metrics["n_parameters"] = float(model.n_parameters())
-    rows = np.searchsorted(users, headline)
-    metrics[f"tie_rate_at_{kmax}"] = float(ties[rows].mean()) if len(rows) else 0.0
-    inputs = metric_inputs(cfg, split, hist, emb_spec, cache_dir)
-    with stages("metrics"):
-        res, by_segment = evaluate_population(users, rec, truth, ks, warm, proto.users, inputs)
-    metrics.update(res.summary)
-    metrics.update(segment_metrics(by_segment))
-    metrics["n_users_skipped"] = float(md.n_users - len(users))
-    metrics.update({k: float(v) for k, v in split_obj.manifest.get("audit", {}).items()})
-    metrics.update({k: float(v) for k, v in model.extra_metrics().items()})
-    metrics.update({f"latency_ms/{k}": float(v) for k, v in model.stage_latency_ms().items()})
-    in_headline = np.zeros(md.n_users, dtype=bool)
-    in_headline[headline] = True
+def fit_model(
+    job: Job, setting: EvalSetting, ctx: FitContext, validate: Callable[[Recommender], dict]
+) -> tuple[Recommender, ModelData, dict[str, float], dict[str, Any] | None]:
+    """Fit on train and compute the ``valid/`` metrics; with ``eval.fit_data=train+valid``,
+    refit a fresh model on train+valid. Returns (the model that scores the test set, the data
+    it was fitted on, the ``valid/`` metrics, the refit's overrides or None)."""
+    md = setting.md
+    with job.stages("fit"):
+        job.model.fit(md, ctx)
+    with job.stages("validation"):
+        metrics = {f"valid/{k}": v for k, v in validate(job.model).items()}
+    if setting.proto.fit_data != "train+valid":
+        return job.model, md, metrics, None
+    fit_md = refit_data(md)
+    with job.stages("fit"):
+        model, overrides = refit(job.model, fit_md, ctx, job.rebuild)
+    return model, fit_md, metrics, overrides
 
-    def ref_eval(u: np.ndarray, r: np.ndarray, full: bool) -> dict[str, float]:
+
+def rank_test_users(
+    job: Job, setting: EvalSetting, model: Recommender, fit_md: ModelData,
+    candidates: sp.csr_matrix | None,
+) -> RankedUsers:
+    """Rank every test user with a relevant item by the harness's topk (the ``scoring``
+    stage): the test history masked unless ``eval.exclude_seen=false``, within the sampled
+    ``candidates`` if any."""
+    md = setting.md
+    truth = setting.data.matrix("test")
+    users = np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
+    warm = warm_mask(fit_md.train_history.matrix)
+    hist = dataclasses.replace(md.test_history, candidates=candidates)
+    exclude = hist.matrix if setting.exclude_seen else None
+    score = ranker(lambda b: model.score(b, hist), candidates)
+    with job.stages("scoring"):
+        rec, vals, ties = rank_users(
+            score, users, setting.kmax, exclude, md.n_items, setting.budget_mb,
+            tie_rank=setting.tie_rank,
+        )
+    headline = population(users, warm, setting.proto.users)
+    return RankedUsers(users, rec, vals, ties, headline, warm, truth, hist, exclude)
+
+
+def time_requests(
+    job: Job, setting: EvalSetting, model: Recommender, ranking: RankedUsers, lcfg: LatencyConfig
+) -> dict[str, float]:
+    """Latency and throughput of requests (score + topk for single users or batches) of the
+    headline population (all test users when it is empty), after the model's
+    ``start_latency_pass``; a model calling a remote API gets a bounded, announced pass."""
+    score = ranker(lambda b: model.score(b, ranking.hist), ranking.hist.candidates)
+    exclude = ranking.exclude
+
+    def request(b: np.ndarray):
+        ex = exclude[b] if exclude is not None else None
+        return topk(score(b), setting.kmax, ex, inplace=True, tie_rank=setting.tie_rank)
+
+    # from here on timed requests are computed, never replayed from a cache
+    remote = model.start_latency_pass()
+    lcfg = bounded_latency(remote, lcfg, len(ranking.users), str(job.cfg["model"]["name"]))
+    users = ranking.headline if len(ranking.headline) else ranking.users
+    with job.stages("latency"):
+        out = measure(request, users, lcfg, job.device)
+    if lcfg.mode != "disabled":
+        out["latency_n_requests"] = float(lcfg.n_requests)
+    return out
+
+
+def cost_metrics(
+    stages: StageMeter, mem: PeakMemory, model: Recommender, ranking: RankedUsers, k: int
+) -> dict[str, float]:
+    """Fit and scoring seconds, memory, parameters, and the share of headline users whose
+    top-``k`` ends inside a tie (``tie_rate_at_<k>``)."""
+    out = {
+        "fit_seconds": stages.timer.seconds("fit"),  # synchronizes CUDA at stage boundaries
+        "scoring_seconds": stages.timer.seconds("scoring"),
+    }
+    out.update(mem.metrics())
+    out["n_parameters"] = float(model.n_parameters())
+    rows = np.searchsorted(ranking.users, ranking.headline)
+    out[f"tie_rate_at_{k}"] = float(ranking.ties[rows].mean()) if len(rows) else 0.0
+    return out
+
+
+def model_metrics(
+    report: ModelReport, setting: EvalSetting, ranking: RankedUsers
+) -> dict[str, float]:
+    """What the model's report adds: its own metrics, ``latency_ms/<stage>`` and the
+    metrics of its reference rankings and probes over the headline population."""
+    out = {k: float(v) for k, v in report.metrics.items()}
+    out.update({f"latency_ms/{k}": float(v) for k, v in report.stage_latency_ms.items()})
+    in_headline = np.zeros(setting.md.n_users, dtype=bool)
+    in_headline[ranking.headline] = True
+    train, truth, ks = setting.data.matrix("train"), ranking.truth, setting.ks
+
+    def evaluate(u: np.ndarray, r: np.ndarray, full: bool) -> dict[str, float]:
         keep = in_headline[u]
         u, r = u[keep], r[keep]
         if not full:
             return evaluate_arrays(u, r, truth, ks).summary
-        return evaluate_arrays(u, r, truth, ks, train=inputs["train"], seen=hist.matrix).summary
+        return evaluate_arrays(u, r, truth, ks, train=train, seen=ranking.hist.matrix).summary
 
-    metrics.update(reference_metrics(model, ref_eval))
-    with stages("artifacts"):
-        per_user = per_user_frame(split, by_segment)
-        files = write_artifacts(cfg, split, split_obj, users, rec, vals, per_user, model, workdir)
-        if test_cands is not None:
-            files["candidates.parquet"] = workdir / "candidates.parquet"
-            cands.to_frame(test_cands, md.user_ids, md.item_ids).write_parquet(
-                files["candidates.parquet"]
-            )
-    metrics.update(stages.metrics())
-    return metrics, files, model
+    out.update(reference_metrics(report, evaluate))
+    return out
 
 
-def validation_only(cfg, model, md, ctx, validate, device: str, workdir: Path):
+def validation_only(
+    cfg: Mapping[str, Any], model: Recommender, md: ModelData, ctx: FitContext,
+    validate: Callable[[Recommender], dict], device: str, workdir: Path,
+) -> Evaluation:
     """A tuning trial's evaluation: fit on train, the ``valid/`` metrics, fit time, memory
-    and size. The test split is never ranked or scored, latency is not measured, and the only
-    artifacts are ``config.yaml`` and ``environment.json``."""
+    and size. The test split is never ranked or scored, latency is not measured, the model's
+    report is not asked, and the only artifacts are ``config.yaml`` and
+    ``environment.json``."""
     import yaml
 
     from bench.environment import environment_info
-    from bench.latency import PeakMemory, Timer
+    from bench.latency import Timer
     from bench.tracking import redact
 
     timer = Timer(device)
@@ -623,18 +789,19 @@ def validation_only(cfg, model, md, ctx, validate, device: str, workdir: Path):
     files = {name: workdir / name for name in ("config.yaml", "environment.json")}
     files["config.yaml"].write_text(yaml.safe_dump(redact(dict(cfg)), sort_keys=False))
     files["environment.json"].write_text(json.dumps(environment_info(), indent=2, default=str))
-    return metrics, files, model
+    return Evaluation(metrics, files, model)
 
 
-def bounded_latency(model, lcfg, n_evaluated: int, cfg: Mapping[str, Any]):
-    """The latency config to time ``model`` with. A model that calls a remote API
-    (``remote_calls()``) gets the bounded pass of ``LatencyConfig.for_remote``, and the number
-    of extra requests it will send is said before any is sent, with how to avoid them."""
-    remote_calls = getattr(model, "remote_calls", None)  # plugins may predate the hook
-    remote = remote_calls() if remote_calls is not None else None
+def bounded_latency(
+    remote: RemoteCalls | None, lcfg, n_evaluated: int, model_name: str
+) -> LatencyConfig:
+    """The latency config to time a model with. A model that calls a remote API (its
+    ``start_latency_pass()`` returned ``RemoteCalls``) gets the bounded pass of
+    ``LatencyConfig.for_remote``, and the number of extra requests it will send is said
+    before any is sent, with how to avoid them."""
     if remote is None or lcfg.mode == "disabled":
         return lcfg
-    what, made, ranked = remote
+    made, ranked = remote.requests, remote.users
     bounded = lcfg.for_remote(n_evaluated)
     per_user = made / ranked if ranked else 1.0
     extra = int(-(-bounded.planned_users() * max(per_user, 1.0) // 1))
@@ -644,7 +811,7 @@ def bounded_latency(model, lcfg, n_evaluated: int, cfg: Mapping[str, Any]):
         else f"latency.remote_requests={bounded.remote_requests}"
     )
     say(
-        f"latency pass: {cfg['model']['name']} calls {what}; the evaluation sent {made} "
+        f"latency pass: {model_name} calls {remote.what}; the evaluation sent {made} "
         f"request(s), timing latency sends about {extra} more ({bounded.n_requests} timed, "
         f"{sized}; {bounded.warmup} warm-up; throughput in batches of {bounded.batch_size}). "
         f"latency=disabled sends none; latency.remote_requests=<n> sets the count"
@@ -652,15 +819,16 @@ def bounded_latency(model, lcfg, n_evaluated: int, cfg: Mapping[str, Any]):
     return bounded
 
 
-def refit(model, fit_md, ctx, rebuild):
-    """A fresh model with ``model.refit_params()`` fitted on train+valid, no validation."""
-    if rebuild is None:
-        raise ConfigError("eval.fit_data=train+valid needs the model's registry name to refit")
+def refit(
+    model: Recommender, fit_md: ModelData, ctx: FitContext,
+    rebuild: Callable[[Mapping[str, Any]], Recommender],
+) -> tuple[Recommender, dict[str, Any]]:
+    """A fresh model with ``model.refit_params()`` fitted on train+valid, no validation.
+    Returns (the fresh model, the overrides)."""
     overrides = dict(model.refit_params())
     fresh = rebuild(overrides)
-    fresh.refit_overrides = overrides
     fresh.fit(fit_md, dataclasses.replace(ctx, validate=None))
-    return fresh
+    return fresh, overrides
 
 
 def metric_inputs(
@@ -729,31 +897,38 @@ def segment_metrics(by_segment: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def write_artifacts(
-    cfg, split, split_obj, users, rec, vals, per_user: pl.DataFrame, model, workdir: Path
-) -> dict[str, Path]:
+def write_artifacts(record: RunRecord, workdir: Path) -> dict[str, Path]:
+    """Write a run's files into ``workdir``: ``config.yaml`` (secrets redacted),
+    ``recommendations.parquet``, ``per_user.parquet``, ``environment.json``,
+    ``split_manifest.json``, the model's files (copied when their name differs from the name
+    they are logged under) and ``candidates.parquet`` under sampled candidates. Returns
+    name -> path, in that order."""
+    import shutil
+
     import yaml
 
     from bench.environment import environment_info
     from bench.tracking import redact
 
-    files = {
-        "config.yaml": workdir / "config.yaml",
-        "recommendations.parquet": workdir / "recommendations.parquet",
-        "per_user.parquet": workdir / "per_user.parquet",
-        "environment.json": workdir / "environment.json",
-        "split_manifest.json": workdir / "split_manifest.json",
-    }
-    files["config.yaml"].write_text(yaml.safe_dump(redact(dict(cfg)), sort_keys=False))
-    recommendations_frame(split, users, rec, vals).write_parquet(files["recommendations.parquet"])
-    per_user.write_parquet(files["per_user.parquet"])
+    names = ("config.yaml", "recommendations.parquet", "per_user.parquet", "environment.json",
+             "split_manifest.json")
+    files = {name: workdir / name for name in names}
+    files["config.yaml"].write_text(yaml.safe_dump(redact(dict(record.cfg)), sort_keys=False))
+    r = record.ranking
+    recommendations_frame(record.data, r.users, r.rec, r.vals).write_parquet(
+        files["recommendations.parquet"]
+    )
+    record.per_user.write_parquet(files["per_user.parquet"])
     files["environment.json"].write_text(json.dumps(environment_info(), indent=2, default=str))
-    files["split_manifest.json"].write_text(json.dumps(split_obj.manifest, indent=2, default=str))
-    for name, path in model.artifacts().items():
+    manifest = json.dumps(record.split.manifest, indent=2, default=str)
+    files["split_manifest.json"].write_text(manifest)
+    for name, path in record.model_files.items():
         path = Path(path)
-        if path.name != name:
-            import shutil
-
-            path = Path(shutil.copy(path, workdir / name))
-        files[name] = path
+        files[name] = path if path.name == name else Path(shutil.copy(path, workdir / name))
+    if record.candidates is not None:
+        files["candidates.parquet"] = workdir / "candidates.parquet"
+        md = record.data.model_data
+        cands.to_frame(record.candidates, md.user_ids, md.item_ids).write_parquet(
+            files["candidates.parquet"]
+        )
     return files

@@ -11,3 +11,6 @@ MODELS: dict[str, str] = {
     "llm-rerank": "baselines.llm.rerank:LLMRerank",
     "llm-seq": "baselines.llm.seq:LLMSeq",
 }
+
+#: item encoders for the harness (``bench.item_text``): ``metrics.item_embeddings`` uses "hf"
+ITEM_ENCODERS: dict[str, str] = {"hf": "baselines.llm.encoder:HFItemEncoder"}

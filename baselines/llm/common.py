@@ -1,4 +1,5 @@
-"""Shared helpers of the LLM recommenders: item texts, file hashes, encoders, on-disk caches.
+"""Shared helpers of the LLM recommenders: file hashes, model folders, on-disk caches (item
+texts are rendered by ``bench.item_text``, re-exported here).
 
 Nothing here imports torch or transformers at module import time.
 """
@@ -7,16 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import string
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from bench.errors import ConfigError
 from bench.hashing import sha256_file
+
+# item-template rendering is the harness's (bench.item_text); re-exported for the models
+from bench.item_text import (  # noqa: F401
+    ELLIPSIS,
+    blank_item_text,
+    check_template,
+    check_template_columns,
+    render_item_texts,
+    truncate_field,
+)
 
 #: Version of the built-in prompt and item templates; part of every LLM cache key and logged
 #: as the metric ``llm_prompt_template_version``. Bump it whenever a prompt text changes.
@@ -138,62 +147,6 @@ def hash_model_dir(path: str | Path) -> str:
     return _DIR_HASHES[stamp]
 
 
-def check_template(template: str, where: str) -> list[str]:
-    """Field names of an item template; only plain ``{name}`` fields are allowed."""
-    fields = []
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise ConfigError(f"{where}: invalid template {template!r}: {exc}") from None
-    for _, name, spec, conv in parsed:
-        if name is None:
-            continue
-        if not name.isidentifier() or spec or conv:
-            raise ConfigError(
-                f"{where}: template field {{{name}}} is not allowed: use plain {{column}} names"
-            )
-        fields.append(name)
-    return fields
-
-
-def check_template_columns(template: str, items: pl.DataFrame, where: str, param: str) -> None:
-    """Every field of an item template is a column of the items table: a typo (``{titel}``)
-    would otherwise render every item's text empty. One-line ConfigError naming the field, a
-    did-you-mean, the columns and the parameter to fix."""
-    from bench.errors import did_you_mean
-
-    columns = [c for c in items.columns if c != "item_idx"]
-    for name in check_template(template, where):
-        if name not in columns:
-            available = ", ".join(columns) or "none (the dataset has no item side information)"
-            raise ConfigError(
-                f"{where}: template field {{{name}}} is not a column of the items table"
-                f"{did_you_mean(name, columns)}; available columns: {available}; fix {param} "
-                f"(now {template!r})"
-            )
-
-
-ELLIPSIS = "\u2026"  # the one character that marks a truncated field
-
-
-def truncate_field(text: str, max_chars: int) -> str:
-    """The item-template truncation rule (``max_field_chars``, docs/llm.md): whitespace runs
-    become one space; a value still longer than ``max_chars`` keeps its first ``max_chars - 1``
-    characters, cut back to the last space among them when that space lies past their middle
-    (a word boundary), loses trailing spaces and ``,;:-``, and ends with "\u2026", so it is at
-    most ``max_chars`` characters long. ``max_chars`` 0 keeps every value whole."""
-    if max_chars <= 0:
-        return text
-    text = " ".join(text.split())
-    if len(text) <= max_chars:
-        return text
-    head = text[: max_chars - 1]
-    space = head.rfind(" ")
-    if space > (max_chars - 1) // 2:
-        head = head[:space]
-    return head.rstrip(" ,;:-") + ELLIPSIS
-
-
 def check_max_field_chars(value: Any, where: str) -> None:
     """``max_field_chars`` is an integer >= 0 (one-line ConfigError otherwise)."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -202,53 +155,6 @@ def check_max_field_chars(value: Any, where: str) -> None:
             f"longest rendered item-template field, in characters; 0 keeps fields whole); "
             f"e.g. model.params.max_field_chars=300"
         )
-
-
-def _render_value(value: Any, max_chars: int = 0) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and np.isnan(value):
-        return ""
-    if isinstance(value, list | tuple | pl.Series):
-        return truncate_field(", ".join(str(v) for v in value if v is not None), max_chars)
-    return truncate_field(str(value), max_chars)
-
-
-def blank_item_text(template: str) -> str:
-    """The text of an item without side information (every field renders as '')."""
-    fields = check_template(template, "item template")
-    return " ".join(template.format(**{f: "" for f in fields}).split())
-
-
-def render_item_texts(
-    items: pl.DataFrame,
-    n_items: int,
-    template: str,
-    *,
-    strict: tuple[str, str] | None = None,
-    max_field_chars: int = 0,
-) -> list[str]:
-    """One text per item index; null fields render as ''. A field absent from ``items``
-    renders as '' too, unless ``strict`` = (where, param): then it is the one-line ConfigError
-    of ``check_template_columns`` (a typo must not render every item empty). Each field's value
-    is cut by ``truncate_field`` to ``max_field_chars`` characters (0: whole)."""
-    if strict is not None:
-        check_template_columns(template, items, *strict)
-    fields = check_template(template, "item template")
-    texts = [blank_item_text(template)] * n_items
-    if "item_idx" not in items.columns:
-        return texts
-    cols = {f: items[f].to_list() if f in items.columns else None for f in set(fields)}
-    idx = items["item_idx"].to_list()
-    for row, i in enumerate(idx):
-        if i is None or not 0 <= i < n_items:
-            continue
-        values = {
-            f: _render_value(c[row], max_field_chars) if c is not None else ""
-            for f, c in cols.items()
-        }
-        texts[i] = " ".join(template.format(**values).split())
-    return texts
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -10,15 +10,14 @@ from baselines.llm.common import (
     DEFAULT_ITEM_TEMPLATE,
     check_max_field_chars,
     check_model_folder,
-    check_template,
     count_safetensors_params,
     default_encoder_path,
     hash_model_dir,
-    render_item_texts,
 )
 from baselines.llm.encoder import embed_items
 from bench.errors import ConfigError
-from bench.models.base import FitContext, History, ModelData, Recommender
+from bench.item_text import check_template, render_item_texts
+from bench.models.base import FitContext, History, ModelData, ModelReport, Recommender
 
 
 @dataclass(frozen=True)
@@ -102,8 +101,13 @@ class LLMEmbed(Recommender):
         self.prior = np.zeros(0)
         self.query_emb: np.ndarray | None = None
 
-    def provenance(self) -> dict[str, str]:
-        return {"encoder_sha256": hash_model_dir(self.config.encoder or default_encoder_path())}
+    def report(self) -> ModelReport:
+        """The encoder's content sha256; after fit, whether the item embeddings came from the
+        cache and how fast items were encoded."""
+        path = self.config.encoder or default_encoder_path()
+        return ModelReport(
+            metrics=self._encode_metrics(), provenance={"encoder_sha256": hash_model_dir(path)}
+        )
 
     def fit(self, data: ModelData, ctx: FitContext) -> None:
         cfg = self.config
@@ -158,7 +162,7 @@ class LLMEmbed(Recommender):
         """Parameters of the (frozen, pretrained) encoder; nothing is trained."""
         return self._n_encoder_params
 
-    def extra_metrics(self) -> dict[str, float]:
+    def _encode_metrics(self) -> dict[str, float]:
         st = self.encode_stats
         if st is None:
             return {}

@@ -17,6 +17,7 @@ import numpy as np
 from baselines.llm.common import (
     EMBED_RECIPE,
     atomic_write_bytes,
+    default_encoder_path,
     hash_model_dir,
     hf_progress_bars,
     sha256_json,
@@ -137,3 +138,18 @@ def embed_items(
     stats.n_encoded = len(texts)
     atomic_write_bytes(path, save({"embeddings": emb}, metadata={"key": key}))
     return emb, stats
+
+
+class HFItemEncoder:
+    """The harness's ``bench.item_text.ItemEncoder`` named ``hf`` (``ITEM_ENCODERS`` in
+    ``baselines.llm``): ``embed_items`` with a local Hugging Face encoder folder, the bundled
+    all-MiniLM-L6-v2 by default. Used for ``metrics.item_embeddings`` (``ild_emb``)."""
+
+    def default_path(self) -> str:
+        return default_encoder_path()
+
+    def embed(
+        self, texts: list[str], path: str, cache_dir: Path, *, template: str, progress: bool
+    ) -> np.ndarray:
+        emb, _ = embed_items(texts, path, cache_dir, template=template, progress=progress)
+        return emb

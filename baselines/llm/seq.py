@@ -18,12 +18,12 @@ from baselines.llm.common import (
     DEFAULT_ITEM_TEMPLATE,
     check_max_field_chars,
     check_model_folder,
-    check_template,
     default_encoder_path,
     hash_model_dir,
 )
 from bench.errors import ConfigError
-from bench.models.base import FitContext, History, ModelData, Recommender
+from bench.item_text import check_template, render_item_texts
+from bench.models.base import FitContext, History, ModelData, ModelReport, Recommender
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,20 @@ class LLMSeq(Recommender):
         self.history_: list[dict[str, float]] = []
         self.best_epoch = -1  # 0-based epoch early stopping kept (-1: no validation)
 
-    def provenance(self) -> dict[str, str]:
-        if self.config.init != "text":
-            return {}
-        return {"encoder_sha256": hash_model_dir(self.config.encoder or default_encoder_path())}
+    def report(self) -> ModelReport:
+        """The text encoder's content sha256 (``init=text``); after training, the epochs
+        trained and the last epoch's loss."""
+        provenance = {}
+        if self.config.init == "text":
+            path = self.config.encoder or default_encoder_path()
+            provenance["encoder_sha256"] = hash_model_dir(path)
+        metrics = {}
+        if self.history_:
+            metrics = {
+                "train_epochs": float(len(self.history_)),
+                "train_loss": float(self.history_[-1]["loss"]),
+            }
+        return ModelReport(metrics=metrics, provenance=provenance)
 
     # ------------------------------------------------------------------ model
     def _build(self, n_items: int):
@@ -148,7 +158,6 @@ class LLMSeq(Recommender):
     def _text_init(self, model, data: ModelData, ctx: FitContext) -> None:
         import torch
 
-        from baselines.llm.common import render_item_texts
         from baselines.llm.encoder import embed_items
 
         texts = render_item_texts(
@@ -270,14 +279,6 @@ class LLMSeq(Recommender):
     def refit_params(self) -> dict[str, Any]:
         """The refit on train+valid trains for the epochs that early stopping chose."""
         return {"epochs": self.best_epoch + 1} if self.best_epoch >= 0 else {}
-
-    def extra_metrics(self) -> dict[str, float]:
-        if not self.history_:
-            return {}
-        return {
-            "train_epochs": float(len(self.history_)),
-            "train_loss": float(self.history_[-1]["loss"]),
-        }
 
 
 def pca_project(emb: np.ndarray, dim: int) -> np.ndarray:

@@ -25,7 +25,14 @@ import numpy as np
 from baselines.recbole import compat, params
 from baselines.recbole.atomic import DATASET, AtomicFiles, write_atomic
 from bench.errors import ConfigError
-from bench.models.base import FitContext, History, ModelData, Recommender, validate_params
+from bench.models.base import (
+    FitContext,
+    History,
+    ModelData,
+    ModelReport,
+    Recommender,
+    validate_params,
+)
 
 #: user x item pairs per ``predict`` call for models without ``full_sort_predict`` (NeuMF ...)
 PAIRS_PER_CALL = 1 << 18
@@ -346,12 +353,14 @@ class RecBoleModel(Recommender):
         """The refit on train+valid trains for the epochs that early stopping chose."""
         return {"epochs": self.best_epoch + 1} if self.best_epoch >= 0 else {}
 
-    def extra_metrics(self) -> dict[str, float]:
+    def report(self) -> ModelReport:
         """Best epoch (0-based) and epochs trained, for the run's record."""
-        return {
-            "recbole_best_epoch": float(self.best_epoch),
-            "recbole_epochs_trained": float(self.epochs_trained),
-        }
+        return ModelReport(
+            metrics={
+                "recbole_best_epoch": float(self.best_epoch),
+                "recbole_epochs_trained": float(self.epochs_trained),
+            }
+        )
 
 
 class _HarnessValid:

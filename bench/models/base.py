@@ -21,7 +21,22 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from bench.candidates import restrict
 from bench.errors import ConfigError, did_you_mean
+from bench.models.report import ModelReport, Probe, Ranking, RemoteCalls
+from bench.ranking import rank_users
+
+__all__ = [
+    "FitContext",
+    "History",
+    "ModelData",
+    "ModelReport",
+    "Probe",
+    "Ranking",
+    "Recommender",
+    "RemoteCalls",
+    "validate_params",
+]
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,8 @@ class ModelData:
 class FitContext:
     """Everything a model needs from the harness while fitting; frozen, no globals.
 
+    ``rank(model, users, history, k)`` is the harness's ranking of any model (e.g. a
+    reranker's first stage): models never sort scores into lists themselves.
     ``validate(model)`` ranks the valid users with the harness's own ``topk`` (train history,
     train items masked) and returns the harness's metric values on ``valid``, e.g.
     ``{"ndcg_at_10": 0.12, ...}``; models use ``ctx.validate(self)[ctx.early_stopping_metric]``
@@ -102,10 +119,41 @@ class FitContext:
     early_stopping_metric: str = "ndcg_at_10"
     validate: Callable[[Recommender], dict[str, float]] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: ``bench.ranking.tie_ranks(data.item_ids)``: the harness's tie order, for ``rank``
+    tie_rank: np.ndarray | None = field(default=None, compare=False, repr=False)
+    #: the memory bound of one scoring batch in ``rank`` (``eval.batch_budget_mb``)
+    batch_budget_mb: float = 256.0
 
     def rng(self, stream: int = 0) -> np.random.Generator:
         """A fresh numpy Generator for this seed (``stream`` separates independent uses)."""
         return np.random.default_rng([self.seed, stream])
+
+    def rank(
+        self, model: Recommender, users: np.ndarray, history: History, k: int
+    ) -> np.ndarray:
+        """``model``'s top-``k`` item indices for ``users`` on ``history``: int64 (len(users),
+        k), short rows padded with ``bench.ranking.PAD`` (-1). Ranked exactly as the runner
+        ranks a model's test users (``bench.ranking.rank_users``): ``history.matrix`` items
+        masked, NaN never returned, ties by ``tie_rank``, only ``history.candidates`` when
+        set, in batches within ``batch_budget_mb``."""
+        if self.tie_rank is None:
+            raise ValueError(
+                "FitContext.rank needs the split's tie order: "
+                "FitContext(tie_rank=bench.ranking.tie_ranks(data.item_ids), ...)"
+            )
+        users = np.asarray(users, dtype=np.int64)
+
+        def score(batch: np.ndarray) -> np.ndarray:
+            scores = np.asarray(model.score(batch, history), dtype=np.float64)
+            if history.candidates is None:
+                return scores
+            return restrict(scores, history.candidates[batch])
+
+        rec, _, _ = rank_users(
+            score, users, k, history.matrix, history.n_items, self.batch_budget_mb,
+            tie_rank=self.tie_rank,
+        )
+        return rec
 
     def torch_generator(self, stream: int = 0):  # pragma: no cover - trivial
         import torch
@@ -153,49 +201,41 @@ class Recommender(ABC):
         validation. Nothing to choose for most models."""
         return {}
 
-    def start_latency_pass(self) -> None:
-        """Called by the runner after the evaluation's scoring and before it times requests:
-        a model that caches answers (an LLM's replay cache) must compute the timed requests
-        for real from here on. Nothing to do for most models."""
+    def start_latency_pass(self) -> RemoteCalls | None:
+        """Called by the runner once the evaluation's scoring is done, before it times
+        requests: a model that caches answers (an LLM's replay cache) must compute the timed
+        requests for real from here on. A model whose scoring calls a remote, possibly paid,
+        API returns ``RemoteCalls`` (what it calls, the requests and users so far): the runner
+        then bounds the latency pass (``latency.remote_requests``) and announces its extra
+        calls before making them. Most models do nothing and return None."""
         return None
 
-    def remote_calls(self) -> tuple[str, int, int] | None:
-        """For a model whose scoring calls a remote, possibly paid, API: (what it calls, for
-        messages; requests made so far; users they ranked). The runner then bounds the latency pass
-        (``latency.remote_requests``) and announces its extra calls before making them. None
-        (the default) for a model that computes locally."""
-        return None
+    def report(self) -> ModelReport:
+        """What this model adds to its run's record: model metrics, artifacts, per-stage
+        latency, reference rankings and probes, provenance, family (``ModelReport``).
 
-    def provenance(self) -> dict[str, str]:
-        """What produced the numbers beyond the config: content fingerprints of inputs the
-        config names only by a path (``name -> sha256`` of a local model folder) and versions
-        of code whose results changed (``listwise_parser``). Called once the model is built
-        (before fit). The runner
-        logs them as tags ``bench.provenance.<name>`` and adds them to the run key, so new
-        weights under the same path are a new configuration, never a reused or averaged run."""
-        return {}
+        The runner calls it right after building the model, before ``fit``, and reads only
+        ``provenance`` then (it enters the run key, so it must not depend on the fit); and
+        again after the evaluation and the latency pass, for everything else. Default: an
+        empty report."""
+        return ModelReport()
 
-    def extra_metrics(self) -> dict[str, float]:
-        """Model-specific metrics to log (e.g. ``llm_parse_failure_rate``); keys MLflow-safe."""
-        return {}
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        old = sorted(set(vars(cls)) & _REPLACED_HOOKS)
+        if old:
+            raise TypeError(
+                f"{cls.__qualname__}: {', '.join(old)} is no longer called by the harness; "
+                f"return it from report() as a ModelReport field (bench.models.report)"
+            )
 
-    def artifacts(self) -> dict[str, Path]:
-        """Extra files to log as artifacts (name in the run -> local path), e.g. prompts.jsonl."""
-        return {}
 
-    def stage_latency_ms(self) -> dict[str, float]:
-        """Mean per-request milliseconds by pipeline stage, for ``latency_ms/<stage>``."""
-        return {}
-
-    def reference_rankings(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Other rankings of the same users to evaluate beside the model's own.
-
-        ``name -> (users int64 (n,), rec int64 (n, N) item indices, -1 padded)``. The runner
-        scores each with the harness metrics and logs ``<name>/<metric key>`` (e.g. a reranker's
-        ``first_stage/ndcg_at_10``). Names ``permutation/<i>`` are a position-bias probe: the
-        runner also logs ``permutation/<key>_std`` and ``permutation/<key>_range``.
-        """
-        return {}
+#: the hooks ``report()`` replaced (and ``remote_calls``, now ``start_latency_pass``'s value);
+#: a model still defining one would lose what it reports without a word
+_REPLACED_HOOKS = frozenset(
+    {"provenance", "extra_metrics", "artifacts", "stage_latency_ms", "reference_rankings",
+     "remote_calls"}
+)
 
 
 def validate_params(config_cls: type, params: dict[str, Any], where: str) -> Any:

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from baselines.llm.backends import LLMBackendError, OpenAIBackend, Reply, normalise_base_url
+from baselines.llm.backends import LLMBackendError, OpenAIBackend, Reply
+from baselines.llm.http import normalise_base_url
 from baselines.llm.testing import LocalHTTPServer
 from bench.errors import ConfigError
 

@@ -16,14 +16,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import baselines.llm.encoder as encoder_mod  # noqa: E402
-from baselines.llm.common import render_item_texts  # noqa: E402
 from baselines.llm.embed import EmbedConfig, LLMEmbed, user_profiles  # noqa: E402
 from baselines.llm.testing import tiny_encoder  # noqa: E402
 from bench.errors import ConfigError  # noqa: E402
+from bench.item_text import render_item_texts  # noqa: E402
 from bench.models import registry  # noqa: E402
 from bench.models.base import FitContext, History  # noqa: E402
-from bench.testing import tiny_split  # noqa: E402
-from tests.models.conformance import ModelConformance  # noqa: E402
+from bench.testing import (
+    ModelConformance,  # noqa: E402
+    tiny_split,  # noqa: E402
+)
 
 
 @functools.cache

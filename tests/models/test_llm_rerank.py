@@ -23,8 +23,11 @@ from baselines.llm.testing import StubLLMServer, tiny_causal_lm  # noqa: E402
 from bench.errors import ConfigError, IntegrityError  # noqa: E402
 from bench.models import registry  # noqa: E402
 from bench.models.base import FitContext, History, ModelData, Recommender  # noqa: E402
-from bench.testing import tiny_split  # noqa: E402
-from tests.models.conformance import ModelConformance  # noqa: E402
+from bench.ranking import rank_users, tie_ranks  # noqa: E402
+from bench.testing import (
+    ModelConformance,  # noqa: E402
+    tiny_split,  # noqa: E402
+)
 
 CANARY = "sk-canary-XYZ123"
 FIRST = "llm-test-pop"
@@ -72,8 +75,12 @@ def stub():
         yield server
 
 
-def ctx_for(root: Path, seed: int = 0) -> FitContext:
-    return FitContext(seed=seed, workdir=root / "work", cache_dir=root / "cache")
+def ctx_for(data: ModelData, root: Path, seed: int = 0) -> FitContext:
+    """The runner's context: its tie order is what ``ctx.rank`` ranks the first stage by."""
+    return FitContext(
+        seed=seed, workdir=root / "work", cache_dir=root / "cache",
+        tie_rank=tie_ranks(data.item_ids),
+    )
 
 
 def hf_cfg(llm: Path, **kw) -> RerankConfig:
@@ -101,7 +108,7 @@ def openai_cfg(stub: StubLLMServer, **kw) -> RerankConfig:
 
 def run(config: RerankConfig, split, root: Path, seed: int = 0):
     model = LLMRerank(config)
-    model.fit(split.model_data, ctx_for(root, seed))
+    model.fit(split.model_data, ctx_for(split.model_data, root, seed))
     users = np.arange(split.model_data.n_users)
     return model, model.score(users, split.model_data.test_history)
 
@@ -153,12 +160,13 @@ def test_hf_conformance_and_determinism(small, llm_dir, tmp_path, mode):
     md = split.model_data
     assert s1.shape == (md.n_users, md.n_items)
     np.testing.assert_array_equal(s1, s2)
-    first = dict(zip(*m1.reference_rankings()["first_stage"], strict=True))
+    ranking = m1.report().reference_rankings["first_stage"]
+    first = dict(zip(ranking.users, ranking.items, strict=True))
     for u in range(md.n_users):
         finite = np.flatnonzero(~np.isnan(s1[u]))
         assert sorted(finite) == sorted(first[u][first[u] >= 0])  # NaN = not a candidate
         assert sorted(s1[u, finite]) == list(range(1, len(finite) + 1))  # a strict order
-    metrics = m1.extra_metrics()
+    metrics = m1.report().metrics
     for key in (
         "llm_prompt_tokens",
         "llm_completion_tokens",
@@ -169,8 +177,8 @@ def test_hf_conformance_and_determinism(small, llm_dir, tmp_path, mode):
         "llm_tokens_per_s",
     ):
         assert key in metrics and np.isfinite(metrics[key])
-    assert set(m1.stage_latency_ms()) == {"candidates", "llm", "parse"}
-    lines = m1.artifacts()["prompts.jsonl"].read_text().splitlines()
+    assert set(m1.report().stage_latency_ms) == {"candidates", "llm", "parse"}
+    lines = m1.report().artifacts["prompts.jsonl"].read_text().splitlines()
     assert len(lines) == md.n_users and json.loads(lines[0])["mode"] == mode
 
 
@@ -190,10 +198,10 @@ def test_model_identity_in_cache_key(small, llm_dir, tmp_path):
     other = tiny_causal_lm(tmp_path / "other", seed=1, vocab_scale=20, hidden=16, layers=1)
     m1, _ = run(hf_cfg(llm_dir), split, tmp_path)
     m2, _ = run(hf_cfg(other), split, tmp_path)  # same cache dir
-    assert m1.extra_metrics()["llm_backend_calls"] > 0
-    assert m2.extra_metrics()["llm_cache_hit_rate"] == 0.0
+    assert m1.report().metrics["llm_backend_calls"] > 0
+    assert m2.report().metrics["llm_cache_hit_rate"] == 0.0
     m3, _ = run(hf_cfg(llm_dir), split, tmp_path)
-    assert m3.extra_metrics()["llm_cache_hit_rate"] == 1.0
+    assert m3.report().metrics["llm_cache_hit_rate"] == 1.0
 
 
 # ------------------------------------------------------------------ openai backend
@@ -206,8 +214,8 @@ def test_openai_end_to_end_and_replay(split, stub, tmp_path, mode):
     m2, s2 = run(c, split, tmp_path)
     assert len(stub.state.requests) == n_first  # replay: zero backend calls
     np.testing.assert_array_equal(s1, s2)
-    assert m2.extra_metrics()["llm_cache_hit_rate"] == 1.0
-    assert m2.extra_metrics()["llm_backend_calls"] == 0
+    assert m2.report().metrics["llm_cache_hit_rate"] == 1.0
+    assert m2.report().metrics["llm_backend_calls"] == 0
     if mode == "listwise":  # the stub ranks by descending text length
         u = int(np.flatnonzero(~np.isnan(s1).all(axis=1))[0])
         texts = m1.texts
@@ -229,7 +237,7 @@ def test_retries_on_429_500_timeout_then_success(split, stub, tmp_path):
     stub.state.sleep_s = 1.0
     m, s = run(openai_cfg(stub, max_retries=4), split, tmp_path)
     assert not np.isnan(s).all()
-    assert m.extra_metrics()["llm_backend_calls"] == split.model_data.n_users
+    assert m.report().metrics["llm_backend_calls"] == split.model_data.n_users
     assert len(stub.state.requests) == split.model_data.n_users + 4
 
 
@@ -239,7 +247,7 @@ def test_hard_failure_raises_and_caches_nothing(split, stub, tmp_path):
         run(openai_cfg(stub, max_retries=2), split, tmp_path)
     stub.state.faults = []
     m, _ = run(openai_cfg(stub), split, tmp_path)
-    assert m.extra_metrics()["llm_cache_hit_rate"] == 0.0  # no failure was cached
+    assert m.report().metrics["llm_cache_hit_rate"] == 0.0  # no failure was cached
 
 
 def test_non_retryable_status_fails_fast(stub):
@@ -271,7 +279,7 @@ def test_prompt_injection_gains_no_rank(split, stub, tmp_path):
             sp = _with_title(split, target, t)
             m, s = run(openai_cfg(stub), sp, tmp_path / f"{root}{len(title)}")
             results.append(ranked(s[u]).index(target))
-            rec = json.loads(m.artifacts()["prompts.jsonl"].read_text().splitlines()[u])
+            rec = json.loads(m.report().artifacts["prompts.jsonl"].read_text().splitlines()[u])
             content = rec["prompt"][-1]["content"]
             assert sum(line.startswith("[") for line in content.splitlines()) == N
             assert not any(line.startswith("Ignore") for line in content.splitlines())
@@ -295,8 +303,8 @@ def test_api_key_canary_never_written(split, stub, tmp_path, monkeypatch):
     with pytest.raises(LLMBackendError) as err:
         run(openai_cfg(stub, n_candidates=N - 1), split, tmp_path / "x")
     assert CANARY not in str(err.value)
-    assert CANARY not in repr(m.extra_metrics()) and CANARY not in repr(m.config)
-    assert CANARY not in repr(m.stage_latency_ms()) + repr(m.reference_rankings())
+    assert CANARY not in repr(m.report().metrics) and CANARY not in repr(m.config)
+    assert CANARY not in repr(m.report())
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
@@ -354,7 +362,7 @@ def test_parse_stats_and_fallback_order(split, stub, tmp_path):
     shown = first[u0]
     want = [shown[1]] + [c for c in shown if c != shown[1]]  # missing: first-stage order
     assert ranked(s[u0]) == [int(x) for x in want]
-    met = m.extra_metrics()
+    met = m.report().metrics
     assert met["llm_parse_failure_rate"] == pytest.approx((n_users - 1) / n_users)
     assert met["llm_duplicate_rate"] > 0 and met["llm_out_of_candidates_rate"] > 0
 
@@ -378,22 +386,30 @@ def test_candidates_frozen_shared_and_checked(split, stub, tmp_path):
 
 def test_permutation_probe_and_few_shot(split, stub, tmp_path):
     m, _ = run(openai_cfg(stub, permutations=2, few_shot=2), split, tmp_path)
-    refs = m.reference_rankings()
-    assert set(refs) == {"first_stage", "permutation/0", "permutation/1"}
+    report = m.report()
+    assert set(report.reference_rankings) == {"first_stage"}
+    assert set(report.probes) == {"permutation"}
+    assert len(report.probes["permutation"].rankings) == 2
     m2, _ = run(openai_cfg(stub, permutations=2, few_shot=2), split, tmp_path / "again")
-    for k, (_users, rec) in refs.items():
-        np.testing.assert_array_equal(rec, m2.reference_rankings()[k][1])
-    rec = json.loads(m.artifacts()["prompts.jsonl"].read_text().splitlines()[0])
+    again = m2.report()
+    np.testing.assert_array_equal(
+        report.reference_rankings["first_stage"].items,
+        again.reference_rankings["first_stage"].items,
+    )
+    for r1, r2 in zip(report.probes["permutation"].rankings, again.probes["permutation"].rankings,
+                      strict=True):
+        np.testing.assert_array_equal(r1.items, r2.items)
+    rec = json.loads(m.report().artifacts["prompts.jsonl"].read_text().splitlines()[0])
     assert len(rec["prompt"]) == 1 + 2 * 2 + 1  # system, 2 shots (user+assistant), task
 
 
 def test_rescoring_a_user_does_not_skew_rates_or_log(split, stub, tmp_path):
     m, _ = run(openai_cfg(stub), split, tmp_path)
-    before = m.extra_metrics()
-    n_lines = len(m.artifacts()["prompts.jsonl"].read_text().splitlines())
+    before = m.report().metrics
+    n_lines = len(m.report().artifacts["prompts.jsonl"].read_text().splitlines())
     m.score(np.arange(3), split.model_data.test_history)  # e.g. the runner's latency pass
-    assert m.extra_metrics()["llm_cache_hit_rate"] == before["llm_cache_hit_rate"]
-    assert len(m.artifacts()["prompts.jsonl"].read_text().splitlines()) == n_lines
+    assert m.report().metrics["llm_cache_hit_rate"] == before["llm_cache_hit_rate"]
+    assert len(m.report().artifacts["prompts.jsonl"].read_text().splitlines()) == n_lines
 
 
 def test_model_needing_remote_code_is_refused_without_running_it(split, llm_dir, tmp_path):
@@ -542,7 +558,7 @@ def test_progress_bar_per_user_only_when_enabled_and_only_for_new_users(
     users = np.arange(md.n_users)
     for progress in (False, True):
         model = LLMRerank(openai_cfg(stub))
-        ctx = replace(ctx_for(tmp_path / str(progress)), progress=progress)
+        ctx = replace(ctx_for(md, tmp_path / str(progress)), progress=progress)
         model.fit(md, ctx)
         capsys.readouterr()
         model.score(users, md.test_history)
@@ -555,23 +571,57 @@ def test_progress_bar_per_user_only_when_enabled_and_only_for_new_users(
         assert capsys.readouterr().err == ""
 
 
-def test_candidates_are_the_first_stages_topk_lists(split, stub, tmp_path):
-    """The reranker's candidates (and its logged first_stage/* ranking) are exactly the lists
-    the harness's topk gives the first stage on the test history: ties by the sha256 tie
-    rank, not by item index (with pop as first stage, 58 of 60 users' lists used to differ)."""
-    from bench.ranking import tie_ranks, topk
-
-    md = split.model_data
-    model, _ = run(openai_cfg(stub), split, tmp_path)
-    first = registry.build(FIRST, {})
-    first.fit(md, ctx_for(tmp_path))
+def _harness_lists(first, md, k, tie_rank):
+    """The first stage's top-k lists of every user on the test history, as the runner ranks
+    its test users (``rank_users``: seen items masked, ties by ``tie_rank``)."""
     users = np.arange(md.n_users)
-    expect, _ = topk(first.score(users, md.test_history), N, md.test_history.matrix,
-                     tie_rank=tie_ranks(md.item_ids))
-    got_users, got = model.reference_rankings()["first_stage"]
+    hist = md.test_history
+    rec, _, _ = rank_users(lambda b: first.score(b, hist), users, k, hist.matrix, md.n_items,
+                           tie_rank=tie_rank)
+    return {u: row[row >= 0].tolist() for u, row in zip(users.tolist(), rec, strict=True)}
+
+
+def test_candidates_are_the_first_stages_topk_lists(stub, tmp_path):
+    """What the LLM is shown, the frozen candidates and the logged first_stage/* ranking are
+    exactly the lists the harness ranks the first stage by (the runner's ``rank_users``): ties
+    by the sha256 tie rank, not by item index. On the default test split with pop as first
+    stage, 58 of 60 users' top-10 lists differ between the two tie orders."""
+    split = tiny_split()
+    md = split.model_data
+    model, _ = run(openai_cfg(stub, first_stage="pop", n_candidates=10), split, tmp_path)
+    first = registry.build("pop", {})
+    first.fit(md, ctx_for(md, tmp_path))
+    expect = _harness_lists(first, md, 10, tie_ranks(md.item_ids))
+    by_index = _harness_lists(first, md, 10, None)
+    assert sum(expect[u] != by_index[u] for u in expect) == 58
+    assert {u: c.tolist() for u, c in model._cands.items()} == {
+        u: lst for u, lst in expect.items() if lst
+    }
+    ranking = model.report().reference_rankings["first_stage"]
+    got_users, got = ranking.users, ranking.items
     assert len(got_users) > 0
     for u, row in zip(got_users.tolist(), got, strict=True):
-        assert row[row >= 0].tolist() == expect[u][expect[u] >= 0].tolist(), u
-    # pop's ties are many: the old index order would differ for some user
-    pop = first.score(users, md.test_history)[0]
-    assert len(np.unique(pop)) < len(pop)
+        assert row[row >= 0].tolist() == expect[u], u
+    log = model.report().artifacts["prompts.jsonl"].read_text().splitlines()
+    shown = [json.loads(line) for line in log]
+    assert shown and all(r["candidates"] == expect[r["user_idx"]] for r in shown)
+
+
+def test_the_first_stage_is_ranked_by_the_context(split, stub, tmp_path):
+    """llm-rerank has no top-k of its own: its candidates follow the context's tie order
+    (here reversed), which only ``FitContext.rank`` reads."""
+    md = split.model_data
+    reverse = (md.n_items - 1 - tie_ranks(md.item_ids)).astype(np.int64)
+    ctx = replace(ctx_for(md, tmp_path), tie_rank=reverse)
+    model = LLMRerank(openai_cfg(stub))
+    model.fit(md, ctx)
+    first = registry.build(FIRST, {})
+    first.fit(md, ctx)
+    expect = _harness_lists(first, md, N, reverse)
+    assert {u: c.tolist() for u, c in model._cands.items()} == {
+        u: lst for u, lst in expect.items() if lst
+    }
+    assert expect != _harness_lists(first, md, N, tie_ranks(md.item_ids))
+    with pytest.raises(ValueError, match="FitContext.rank needs the split's tie order"):
+        LLMRerank(openai_cfg(stub)).fit(md, replace(ctx, tie_rank=None,
+                                                    cache_dir=tmp_path / "other"))

@@ -26,7 +26,8 @@ from baselines.llm.testing import StubLLMServer, tiny_causal_lm  # noqa: E402
 from bench.errors import ConfigError  # noqa: E402
 from bench.latency import LatencyConfig, measure  # noqa: E402
 from bench.models import registry  # noqa: E402
-from bench.models.base import FitContext  # noqa: E402
+from bench.models.base import FitContext, ModelData  # noqa: E402
+from bench.ranking import tie_ranks  # noqa: E402
 from bench.testing import tiny_split  # noqa: E402
 from tests.models.test_llm_rerank import FIRST, N, cfg  # noqa: E402  (registers FIRST)
 from tests.models.test_llm_rerank import openai_cfg as shared_openai_cfg  # noqa: E402
@@ -43,8 +44,10 @@ def stub():
         yield server
 
 
-def ctx_for(root: Path) -> FitContext:
-    return FitContext(seed=0, workdir=root / "work", cache_dir=root / "cache")
+def ctx_for(data: ModelData, root: Path) -> FitContext:
+    return FitContext(
+        seed=0, workdir=root / "work", cache_dir=root / "cache", tie_rank=tie_ranks(data.item_ids)
+    )
 
 
 def openai_cfg(stub: StubLLMServer, **kw) -> RerankConfig:
@@ -54,7 +57,7 @@ def openai_cfg(stub: StubLLMServer, **kw) -> RerankConfig:
 
 def fitted(config: RerankConfig, split, root: Path) -> LLMRerank:
     model = LLMRerank(config)
-    model.fit(split.model_data, ctx_for(root))
+    model.fit(split.model_data, ctx_for(split.model_data, root))
     return model
 
 
@@ -70,7 +73,7 @@ def stored_replies(root: Path) -> int:
 
 
 def prompt_lines(model: LLMRerank) -> int:
-    return len(model.artifacts()["prompts.jsonl"].read_text().splitlines())
+    return len(model.report().artifacts["prompts.jsonl"].read_text().splitlines())
 
 
 # ------------------------------------------------------------------ 1. listwise parser
@@ -152,7 +155,7 @@ def test_spaced_ranking_reranks_every_candidate(split, stub, tmp_path):
     finite = np.flatnonzero(~np.isnan(s[u]))
     order = finite[np.argsort(-s[u, finite], kind="stable")]
     assert order.tolist() == m.rankings.first[u][::-1].tolist()
-    met = m.extra_metrics()
+    met = m.report().metrics
     assert met["llm_parse_failure_rate"] == 0.0 and met["llm_out_of_candidates_rate"] == 0.0
 
 
@@ -160,7 +163,7 @@ def test_spaced_ranking_reranks_every_candidate(split, stub, tmp_path):
 def test_item_template_typo_is_a_config_error_at_fit(split, stub, tmp_path):
     model = LLMRerank(openai_cfg(stub, item_template="{titel} ({year})"))
     with pytest.raises(ConfigError) as err:
-        model.fit(split.model_data, ctx_for(tmp_path))
+        model.fit(split.model_data, ctx_for(split.model_data, tmp_path))
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("llm-rerank: template field {titel}")
     assert "fix model.params.item_template" in msg
@@ -175,7 +178,7 @@ def test_item_template_on_items_without_side_information(split, stub, tmp_path):
     bare = replace(md, items=md.items.select("item_idx"))
     model = LLMRerank(openai_cfg(stub))
     with pytest.raises(ConfigError, match=r"field \{title\} .*available columns: none"):
-        model.fit(bare, ctx_for(tmp_path))
+        model.fit(bare, ctx_for(bare, tmp_path))
 
 
 def test_item_template_with_existing_columns_renders_them(split, stub, tmp_path):
@@ -189,13 +192,13 @@ def test_mostly_unparsable_replies_warn_once(split, stub, tmp_path, capsys):
     stub.state.replies = ["I cannot help with that."] * n_users
     m, _ = run(openai_cfg(stub), split, tmp_path)
     capsys.readouterr()
-    met = m.extra_metrics()
+    met = m.report().metrics
     assert met["llm_parse_failure_rate"] == 1.0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert "warning: llm-rerank: 100% of the LLM's replies" in err[0]
     assert "fall back to the first stage" in err[0]
-    m.extra_metrics()  # once per fit
+    m.report()  # once per fit
     assert capsys.readouterr().err == ""
 
 
@@ -204,7 +207,7 @@ def test_few_unparsable_replies_do_not_warn(split, stub, tmp_path, capsys):
     stub.state.replies = ["garbage"] * (n_users // 2)  # the rest: real rankings
     m, _ = run(openai_cfg(stub), split, tmp_path)
     capsys.readouterr()
-    assert 0 < m.extra_metrics()["llm_parse_failure_rate"] <= 0.5
+    assert 0 < m.report().metrics["llm_parse_failure_rate"] <= 0.5
     assert "warning" not in capsys.readouterr().err
 
 
@@ -217,7 +220,7 @@ def test_empty_replies_are_not_cached(split, stub, tmp_path):
     stub.state.requests.clear()
     m2, _ = run(openai_cfg(stub), split, tmp_path)
     assert len(stub.state.requests) == 2  # only those two are asked again
-    assert m2.extra_metrics()["llm_backend_calls"] == 2
+    assert m2.report().metrics["llm_backend_calls"] == 2
 
 
 class _FakeBackend:
@@ -275,10 +278,10 @@ def test_latency_pass_after_the_hook_times_the_llm_not_the_replay_cache(
     n_timed = m.latency_stats.requests
     assert n_timed > 0 and len(stub.state.requests) == n_timed  # all live, none replayed
     assert m.latency_stats.cache_hits == 0 and stored_replies(tmp_path) == n_stored
-    met = m.extra_metrics()  # the evaluation's figures: replayed, once per user
+    met = m.report().metrics  # the evaluation's figures: replayed, once per user
     assert met["llm_cache_hit_rate"] == 1.0 and met["llm_backend_calls"] == 0
     assert m.stats.requests == len(users) and prompt_lines(m) == len(users)
-    assert m.stage_latency_ms()["llm"] >= 45  # the breakdown of the timed requests
+    assert m.report().stage_latency_ms["llm"] >= 45  # the breakdown of the timed requests
     assert "warning" not in capsys.readouterr().err
 
 
@@ -291,11 +294,11 @@ def test_latency_pass_without_the_hook_is_replayed_and_says_so(split, stub, tmp_
     _runner_path(m, users, hist, hook=False)
     assert stub.state.requests == []  # a re-run still makes no backend call
     capsys.readouterr()
-    m.extra_metrics()
+    m.report()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "answered from the replay cache" in err[0], err
     assert "latency_* time the cache, not the LLM" in err[0] and "use_cache=false" in err[0]
-    m.extra_metrics()
+    m.report()
     assert capsys.readouterr().err == ""  # once per fit
 
 
@@ -303,7 +306,7 @@ def test_timed_requests_stay_out_of_metrics_log_probes_and_cache(split, stub, tm
     md = split.model_data
     users = np.arange(md.n_users)
     m, s1 = run(openai_cfg(stub, permutations=1), split, tmp_path)
-    before = (m.extra_metrics(), prompt_lines(m), stored_replies(tmp_path))
+    before = (m.report().metrics, prompt_lines(m), stored_replies(tmp_path))
     rankings = {u: c.copy() for u, c in m.rankings.first.items()}
     m.start_latency_pass()
     stub.state.requests.clear()
@@ -311,7 +314,7 @@ def test_timed_requests_stay_out_of_metrics_log_probes_and_cache(split, stub, tm
     live = sum(u in rankings for u in range(3))  # users with candidates
     assert len(stub.state.requests) == live  # one call each: no permutation probe
     np.testing.assert_array_equal(again, s1[:3])
-    assert (m.extra_metrics(), prompt_lines(m), stored_replies(tmp_path)) == before
+    assert (m.report().metrics, prompt_lines(m), stored_replies(tmp_path)) == before
     assert m.rankings.first.keys() == rankings.keys()
 
 
@@ -323,7 +326,7 @@ def test_timed_requests_write_nothing_to_an_empty_cache(split, stub, tmp_path):
     assert len(stub.state.requests) == len(m._cands) == m.latency_stats.live
     assert stored_replies(tmp_path) == 0 and m.rankings.first == {} and prompt_lines(m) == 0
     assert m.stats.requests == 0
-    m.fit(md, ctx_for(tmp_path))  # a new fit ends the latency pass
+    m.fit(md, ctx_for(md, tmp_path))  # a new fit ends the latency pass
     m.score(np.arange(md.n_users), md.test_history)
     assert stored_replies(tmp_path) == len(m._cands) == len(m.rankings.first)
 
@@ -331,10 +334,10 @@ def test_timed_requests_write_nothing_to_an_empty_cache(split, stub, tmp_path):
 def test_rescoring_without_the_hook_is_replayed_outside_the_metrics(split, stub, tmp_path):
     md = split.model_data
     m, s1 = run(openai_cfg(stub), split, tmp_path)
-    before = (m.extra_metrics(), prompt_lines(m))
+    before = (m.report().metrics, prompt_lines(m))
     stub.state.requests.clear()
     np.testing.assert_array_equal(m.score(np.arange(3), md.test_history), s1[:3])
-    assert stub.state.requests == [] and (m.extra_metrics(), prompt_lines(m)) == before
+    assert stub.state.requests == [] and (m.report().metrics, prompt_lines(m)) == before
     assert m.latency_stats.cache_hits == m.latency_stats.requests > 0
 
 
@@ -343,7 +346,7 @@ def test_n_parameters_counts_the_first_stage_on_a_rerun_too(split, stub, tmp_pat
     conf = openai_cfg(stub, first_stage="pop")
     first = fitted(conf, split, tmp_path)
     pop = registry.build("pop", {})
-    pop.fit(split.model_data, ctx_for(tmp_path))
+    pop.fit(split.model_data, ctx_for(split.model_data, tmp_path))
     assert first.n_parameters() == pop.n_parameters() > 0  # a served LLM counts 0
     again = fitted(conf, split, tmp_path)  # candidates loaded from the frozen file
     assert again.candidates_path == first.candidates_path
@@ -410,6 +413,6 @@ def test_numeric_edges_are_accepted():
 def test_listwise_runs_carry_the_parser_version_in_their_provenance(stub):
     from baselines.llm.prompts import PARSER_VERSION
 
-    listwise = LLMRerank(openai_cfg(stub)).provenance()
+    listwise = LLMRerank(openai_cfg(stub)).report().provenance
     assert listwise == {"listwise_parser": str(PARSER_VERSION)}  # a served model: no hash
-    assert LLMRerank(openai_cfg(stub, mode="pointwise")).provenance() == {}
+    assert LLMRerank(openai_cfg(stub, mode="pointwise")).report().provenance == {}

@@ -16,8 +16,10 @@ from baselines.llm.testing import tiny_encoder  # noqa: E402
 from bench.errors import ConfigError  # noqa: E402
 from bench.models import registry  # noqa: E402
 from bench.models.base import FitContext, History  # noqa: E402
-from bench.testing import tiny_split  # noqa: E402
-from tests.models.conformance import ModelConformance  # noqa: E402
+from bench.testing import (
+    ModelConformance,  # noqa: E402
+    tiny_split,  # noqa: E402
+)
 
 TINY = {"hidden_size": 16, "n_layers": 1, "n_heads": 2, "max_len": 8, "epochs": 2, "batch_size": 64}
 
@@ -97,8 +99,8 @@ def test_text_init_uses_encoder_embeddings(split, tmp_path):
     enc = tiny_encoder(tmp_path / "enc", hidden=32)
     m = fit(split, tmp_path, init="text", encoder=str(enc), epochs=0)
     w = m.model.get_input_embeddings().weight.detach().numpy()[1:].astype(np.float64)
-    from baselines.llm.common import render_item_texts
     from baselines.llm.encoder import embed_items
+    from bench.item_text import render_item_texts
 
     texts = render_item_texts(split.model_data.items, split.model_data.n_items, m.config.template)
     emb, stats = embed_items(texts, enc, tmp_path / "cache", template=m.config.template)

@@ -21,9 +21,7 @@ from bench.metrics.engine import evaluate_arrays
 from bench.models import registry
 from bench.models.base import FitContext, History, Recommender
 from bench.ranking import topk
-from bench.testing import tiny_frames, tiny_split
-
-from .conformance import ModelConformance
+from bench.testing import ModelConformance, tiny_frames, tiny_split
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "model"
 ROOT = Path(__file__).resolve().parents[2]
@@ -222,7 +220,7 @@ def test_early_stopping_restores_best_epoch(tmp_path: Path) -> None:
     final = model.score(np.arange(split.model_data.n_users), split.model_data.train_history)
     np.testing.assert_array_equal(final, seen[1])
     assert not np.array_equal(final, seen[-1])
-    assert model.extra_metrics() == {"recbole_best_epoch": 1.0, "recbole_epochs_trained": 5.0}
+    assert model.report().metrics == {"recbole_best_epoch": 1.0, "recbole_epochs_trained": 5.0}
 
 
 def test_eval_step_and_no_validate(tmp_path: Path) -> None:

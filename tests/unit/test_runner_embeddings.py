@@ -52,3 +52,28 @@ def test_items_without_text_get_nan_rows_and_embeddings_are_cached(tmp_path):
     np.testing.assert_array_equal(again, emb)
     none = pl.DataFrame({"item_idx": [0], "title": [None], "year": [None]})
     assert item_embeddings(c, none, 1, tmp_path, progress=False) is None
+
+
+class _ConstantEncoder:
+    def default_path(self) -> str:
+        return "/nowhere"
+
+    def embed(self, texts, path, cache_dir, *, template, progress):
+        return np.ones((len(texts), 2), dtype=np.float32) / np.sqrt(2)
+
+
+def test_the_encoder_comes_from_the_registry_by_name(monkeypatch):
+    """bench imports no encoder: the model packages register one ("hf" from the LLM family),
+    and others can be added by name."""
+    from bench import item_text
+
+    monkeypatch.setattr(item_text, "_EXTRA", {})
+    hf = item_text.encoder()
+    assert type(hf).__name__ == "HFItemEncoder" and "minilm" in hf.default_path().lower()
+    with pytest.raises(ConfigError, match="unknown item encoder 'hff'.*did you mean 'hf'"):
+        item_text.encoder("hff")
+    with pytest.raises(ConfigError, match="'hf' is already registered"):
+        item_text.register_encoder("hf", _ConstantEncoder)
+    item_text.register_encoder("constant", _ConstantEncoder)
+    emb = item_text.encoder("constant").embed(["a", "b"], "", None, template="", progress=False)
+    assert emb.shape == (2, 2)

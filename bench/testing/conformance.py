@@ -1,4 +1,5 @@
-"""The conformance suite every model's test class inherits (LensKit/RecPack style).
+"""The conformance suite every model's test class inherits (LensKit/RecPack style); a pytest
+test class, imported as ``from bench.testing import ModelConformance``.
 
 Usage::
 
@@ -17,6 +18,8 @@ Hooks a model's test class may override:
   of the score shape); NaN anywhere else fails. Default: nowhere.
 - ``batch_rtol`` / ``batch_atol``: 0.0 demands bit-identical scores whatever the batch
   (classical models); models on BLAS/GPU kernels may set small tolerances and say why.
+
+The fit context is the runner's: ``FitContext.rank`` ranks with the split's tie order.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from bench.data.indexing import IndexedSplit
 from bench.errors import ConfigError
 from bench.models import registry
 from bench.models.base import FitContext, History, Recommender
-from bench.testing import tiny_split
+from bench.ranking import tie_ranks
+from bench.testing.data import tiny_split
 
 
 class ModelConformance:
@@ -71,6 +75,7 @@ class ModelConformance:
                 seed=seed,
                 workdir=tmp_path / f"run-{seed}",
                 cache_dir=tmp_path / "cache",
+                tie_rank=tie_ranks(split.model_data.item_ids),
                 **self.fit_kwargs,
             )
             ctx.workdir.mkdir(parents=True, exist_ok=True)
