@@ -71,7 +71,7 @@ def _record_failure(cfg: dict[str, Any], message: str) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from bench import tracking
-    from bench.runner import say
+    from bench.console import say
 
     parent = os.environ.get(tracking.PARENT_ENV)
     if not parent:

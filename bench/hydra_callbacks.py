@@ -78,7 +78,7 @@ class BenchCallback(Callback):
         self._prev_sigterm = self._prev_sigint = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from bench.runner import say
+        from bench.console import say
 
         try:
             self.store = _store(config)
@@ -105,7 +105,7 @@ class BenchCallback(Callback):
         os.environ[tracking.SWEEP_ENV] = sweep_id
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from bench.runner import say
+        from bench.console import say
 
         if self.store is None or self.parent_id is None:
             return
@@ -127,8 +127,8 @@ class BenchCallback(Callback):
         mixed in one table."""
         from hydra.core.hydra_config import HydraConfig
 
+        from bench.console import say
         from bench.report import runs as report_runs
-        from bench.runner import say
 
         if self.store is None or self.parent_id is None:
             return

@@ -450,10 +450,12 @@ def prepare(
     ``metrics.item_embeddings``; then the split is materialized (or verified) and the run
     keyed by the config, the split and the model's provenance."""
     from bench import tracking
+    from bench.config import validate
     from bench.environment import resolve_device
     from bench.metrics.catalog import resolve_metric
     from bench.models import registry
 
+    validate(cfg)  # the schema's range checks, for callers that built ``cfg`` themselves
     device = resolve_device(str(cfg.get("device", "cpu")))
     resolve_metric(str(cfg["eval"].get("early_stopping_metric", "ndcg_at_10")))
     resolve_metric(str((cfg.get("report") or {}).get("leaderboard_metric", "ndcg_at_10")))
@@ -626,12 +628,7 @@ def eval_setting(job: Job) -> EvalSetting:
     cfg = job.cfg
     proto = EvalProtocol.for_run(cfg)
     ks = tuple(sorted(int(k) for k in cfg["eval"]["ks"]))
-    exclude_seen = cfg["eval"].get("exclude_seen")
-    if not isinstance(exclude_seen, bool):
-        raise ConfigError(
-            f"eval.exclude_seen must be true or false (it is logged, never defaulted), "
-            f"got {exclude_seen!r}"
-        )
+    exclude_seen = bool(cfg["eval"]["exclude_seen"])  # a bool: prepare's validate checked it
     with job.stages("index"):
         data = job.split.indexed()
     cache_dir = Path(cfg["paths"]["cache"]).resolve()

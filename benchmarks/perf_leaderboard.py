@@ -117,8 +117,8 @@ def write(out: Path, n_runs: int, n_metrics: int, times: dict[str, list[float]])
         f"keys each (copies of a real `bench run`); each command is a fresh process, median of "
         f"{REPEATS}. Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f} at the end (shared "
-        f"machine: compare the ratios, not the seconds). Written by `benchmarks/perf_leaderboard.py` "
-        f"(`nox -s perf`).",
+        f"machine: compare the ratios, not the seconds). Written by "
+        f"`benchmarks/perf_leaderboard.py` (`nox -s perf`).",
         "",
         "| command | median s | runs (s) | / mlflow.search_runs |",
         "|---|---:|---|---:|",
