@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -18,22 +17,15 @@ HEAVY = ("torch", "transformers", "recbole", "mlflow", "ranx", "numba", "hydra",
          "yaml", "numpy", "polars")
 
 
-def test_help_imports_nothing_heavy_and_is_fast():
+def test_help_imports_nothing_heavy():
+    """What start-up costs is measured in `nox -s perf` (benchmarks/perf_startup.py)."""
     code = (
-        "import sys, time; t = time.perf_counter(); from bench.cli import main; main(['--help']);"
+        "import sys; from bench.cli import main; main(['--help']);"
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert "usage: bench <command>" in out.stdout
-
-
-def test_console_script_help_under_1_5_s():
-    exe = __import__("shutil").which("bench")
-    if exe is None:
-        pytest.skip("console script not installed (pip install -e .)")
-    best = min(_timed([exe, "--help"]) for _ in range(3))
-    assert best < 1.5, f"bench --help took {best:.2f} s"
 
 
 def test_output_into_a_closed_pipe_gives_no_traceback():
@@ -45,12 +37,6 @@ def test_output_into_a_closed_pipe_gives_no_traceback():
     os.close(w)
     assert b"Traceback" not in proc.stderr and b"BrokenPipe" not in proc.stderr, proc.stderr
     assert proc.returncode == 1
-
-
-def _timed(cmd: list[str]) -> float:
-    t = time.perf_counter()
-    subprocess.run(cmd, capture_output=True, check=True)
-    return time.perf_counter() - t
 
 
 def _error(argv: list[str]) -> str:
