@@ -257,7 +257,12 @@ class Store:
         (``leaderboard_view``); tags are written only when missing or different."""
         for key, value in experiment_tags().items():
             if have.get(key) != value:
-                self.client.set_experiment_tag(experiment_id, key, value)
+                try:
+                    self.client.set_experiment_tag(experiment_id, key, value)
+                except Exception as e:  # noqa: BLE001 - UI sugar never fails a run
+                    # e.g. two processes inserting the same tag at once behind a server
+                    # (MLflow looks up, then inserts: PostgreSQL's experiment_tag_pk)
+                    log.debug("experiment tag %s not set: %s", key, e)
 
     def view_url(self, base: str = "") -> str:
         """The MLflow UI address of the ``bench-leaderboard`` view (``base``: the UI's URL)."""
