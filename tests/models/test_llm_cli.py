@@ -12,7 +12,8 @@ from baselines.llm.testing import tiny_causal_lm
 from tests.integration.conftest import bench, runs, store
 
 pytestmark = [pytest.mark.integration]
-FAST = ["dataset=ml-100k", "latency.n_requests=5", "latency.warmup=1"]
+FAST = ["dataset=synthetic", "dataset.params.n_users=200", "dataset.params.n_items=100",
+        "dataset.params.n_interactions=3000", "latency.n_requests=5", "latency.warmup=1"]
 
 
 @pytest.fixture(scope="module")
