@@ -58,51 +58,58 @@ def postgres(root: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def mlflow_server(root: Path, workers: int = 2, timeout: float = 180) -> Iterator[str]:
     """``mlflow server`` on PostgreSQL, artifacts proxied to ``root/artifacts``; yields its URL."""
-    with postgres(root) as db:
-        port = free_port()
-        log = open(root / "mlflow-server.log", "w")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(
-            [
-                sys.executable, "-m", "mlflow", "server",
-                "--backend-store-uri", db,
-                "--artifacts-destination", str(root / "artifacts"),
-                "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            end = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(
-                        f"mlflow server exited {proc.returncode}:\n"
-                        + (root / "mlflow-server.log").read_text()[-3000:]
-                    )
-                with (
-                    contextlib.suppress(OSError),
-                    urllib.request.urlopen(f"{url}/health", timeout=2) as r,
-                ):
-                    if r.status == 200:
-                        break
-                if time.monotonic() > end:
-                    raise RuntimeError("mlflow server did not answer /health in time")
-                time.sleep(0.5)
-            yield url
-        finally:
-            import os
-            import signal
+    with postgres(root) as db, serve(db, root, workers, timeout) as url:
+        yield url
 
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            log.close()
+
+@contextlib.contextmanager
+def serve(backend_uri: str, root: Path, workers: int = 2, timeout: float = 180) -> Iterator[str]:
+    """``mlflow server`` on ``backend_uri`` (log in ``root``), answering ``/health``; yields
+    its URL and stops it (the whole process group) afterwards."""
+    port = free_port()
+    log = open(root / "mlflow-server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", backend_uri,
+            "--artifacts-destination", str(root / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"mlflow server exited {proc.returncode}:\n"
+                    + (root / "mlflow-server.log").read_text()[-3000:]
+                )
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{url}/health", timeout=2) as r,
+            ):
+                if r.status == 200:
+                    break
+            if time.monotonic() > end:
+                raise RuntimeError("mlflow server did not answer /health in time")
+            time.sleep(0.5)
+        yield url
+    finally:
+        import os
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
 
 
 if __name__ == "__main__":

@@ -13,19 +13,15 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from .conftest import bench
+from .pg_server import serve
 
 pytestmark = pytest.mark.integration
 
@@ -89,36 +85,10 @@ def test_sql_reader_reads_what_mlflow_reads(swept: Path):
     assert fast.get_run("0" * 32) is None and slow.get_run("0" * 32) is None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(swept: Path):
-    port = _free_port()
-    mlflow = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen(
-        [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{swept}/mlflow.db",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=swept, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not answer /health")
+    with serve(f"sqlite:///{swept}/mlflow.db", swept, workers=1) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def _page_text(browser: str, url: str) -> str:

@@ -7,31 +7,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, bench
+from .conftest import bench, spawn
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FAST = ["dataset=synthetic", "model=pop", "latency=disabled", "report.leaderboard_on_end=false"]
-
-
-def _spawn(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    full = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    full.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench", "run", *args],
-        cwd=cwd,
-        env=full,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def race(cwd: Path, uri: str | None) -> tuple[list, list[str]]:
@@ -42,7 +27,7 @@ def race(cwd: Path, uri: str | None) -> tuple[list, list[str]]:
     bench("run", *FAST, "tracking=disabled", cwd=cwd)
     jobs = [[*FAST, "seed=100", *extra] for _ in range(8)]
     jobs += [[*FAST, f"seed={i}", *extra] for i in range(8)]
-    procs = [_spawn(j, cwd) for j in jobs]
+    procs = [spawn(["run", *j], cwd) for j in jobs]
     errs = []
     for p in procs:
         _, err = p.communicate(timeout=600)

@@ -9,8 +9,7 @@ import sqlite3
 
 import pytest
 
-from .conftest import runs, store
-from .test_sweeps import _spawn, _wait
+from .conftest import runs, spawn, store, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,15 +37,15 @@ def _parent_then(tmp_path, sig: int, after_children: int) -> tuple[int, str, lis
     """Start the sweep, send ``sig`` once the parent exists and ``after_children`` child runs
     FINISHED, and return (exit code, stderr, parents)."""
     db = tmp_path / "mlflow.db"
-    proc = _spawn(SWEEP, tmp_path)
+    proc = spawn(SWEEP, tmp_path)
     try:
-        assert _wait(lambda: _count(db, "1") >= 1, 300, proc), proc.stderr.read()
+        assert wait_until(lambda: _count(db, "1") >= 1, 300, proc), proc.stderr.read()
         if after_children:
 
             def finished() -> bool:
                 return len(runs(tmp_path, "FINISHED")) >= after_children
 
-            assert _wait(finished, 300, proc), proc.stderr.read()
+            assert wait_until(finished, 300, proc), proc.stderr.read()
         os.kill(proc.pid, sig)
         _, err = proc.communicate(timeout=120)
     finally:

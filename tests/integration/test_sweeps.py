@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 
 import pytest
 
-from .conftest import REPO, bench, runs, store
+from .conftest import REPO, bench, runs, spawn, store, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,31 +32,6 @@ def _count(db, status):
             con.close()
     except sqlite3.Error:
         return 0
-
-
-def _spawn(args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _wait(pred, timeout, proc=None):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        if proc is not None and proc.poll() is not None:
-            return pred()
-        time.sleep(0.05)
-    return False
 
 
 def test_joblib_sweep_ends_with_eight_finished_runs(tmp_path):
@@ -152,11 +125,11 @@ def test_a_job_failing_before_its_run_exists_fails_the_sweep_parent(tmp_path):
 def test_sigkill_mid_sweep_then_resume_gives_one_finished_run_per_config(tmp_path):
     args = ["run", "-m", "model=pop,random,ease,itemknn", "seed=0,1", *FAST]
     db = tmp_path / "mlflow.db"
-    proc = _spawn(args, tmp_path)
+    proc = spawn(args, tmp_path)
     try:
-        assert _wait(lambda: _count(db, "FINISHED") >= 3, 600, proc), proc.stderr.read()
+        assert wait_until(lambda: _count(db, "FINISHED") >= 3, 600, proc), proc.stderr.read()
         # kill while the next job is running, if we can catch one
-        _wait(lambda: _count(db, "RUNNING") >= 1, 30, proc)
+        wait_until(lambda: _count(db, "RUNNING") >= 1, 30, proc)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:
@@ -179,9 +152,9 @@ def test_sigkill_mid_sweep_then_resume_gives_one_finished_run_per_config(tmp_pat
 
 def test_sigterm_marks_the_current_run_killed(tmp_path):
     db = tmp_path / "mlflow.db"
-    proc = _spawn(["run", "model=itemknn", "dataset=ml-100k", "latency.n_requests=5000"], tmp_path)
+    proc = spawn(["run", "model=itemknn", "dataset=ml-100k", "latency.n_requests=5000"], tmp_path)
     try:
-        assert _wait(lambda: _count(db, "RUNNING") >= 1, 300, proc), proc.stderr.read()
+        assert wait_until(lambda: _count(db, "RUNNING") >= 1, 300, proc), proc.stderr.read()
         time.sleep(0.5)
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(120)
