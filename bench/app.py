@@ -44,11 +44,11 @@ def task(cfg: DictConfig) -> Any:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     try:
-        validate(container)  # type: ignore[arg-type]
         fresh = (container.get("latency") or {}).get("fresh_process")  # type: ignore[union-attr]
         if fresh and not os.environ.get(FRESH_ENV):
+            validate(container)  # type: ignore[arg-type]  # before a second interpreter starts
             return _in_fresh_process()
-        outcome = run_experiment(container)  # type: ignore[arg-type]
+        outcome = run_experiment(container)  # type: ignore[arg-type]  # validates it first
     except BenchError as e:
         if _is_multirun():
             # one line, and the sweep goes on; its end (summary, parent FAILED, exit 1) says

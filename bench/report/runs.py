@@ -277,7 +277,8 @@ def source(tracking_uri: str | None = None, mlflow_client: Any = None) -> Any:
 
     uri = tracking_uri or default_tracking_uri()
     if uri.startswith("sqlite:///"):
-        _check_store(uri)
+        if mlflow_client is None:  # ``client(uri)`` has checked the store already
+            _check_store(uri)
         found = SqliteSource.open(Path(uri[len("sqlite:///"):]))
         if found is not None:
             return found

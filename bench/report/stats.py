@@ -21,6 +21,7 @@ Degenerate inputs: when every paired difference is 0 the tests return statistic 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ class SeedSummary:
     n: int
     level: float = 0.95
 
-    @property
+    @functools.cached_property
     def half_width(self) -> float:
         if self.n < 2:
             return math.nan
