@@ -12,6 +12,7 @@ when it is installed.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import importlib.metadata as md
@@ -76,9 +77,9 @@ _SMI_TIMEOUT_S = 15
 def environment_info() -> dict[str, Any]:
     """Everything in ``environment.json``; JSON-serializable. See ``docs/latency.md``.
 
-    ``fingerprint`` is a sha256 over every field except ``collected_at`` and the git dirty
-    flag's details: two runs with equal fingerprints ran the same code on the same software and
-    hardware configuration.
+    ``fingerprint`` is a sha256 over every field except ``collected_at``, the git dirty
+    flag's details and torch's runtime thread settings: two runs with equal fingerprints ran
+    the same code on the same software and hardware configuration.
     """
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -95,8 +96,9 @@ def environment_info() -> dict[str, Any]:
         "gpus": gpu_info(),
         "git": git_info(),
     }
+    stable = {**info, "torch": {k: v for k, v in info["torch"].items() if k not in TORCH_RUNTIME}}
     info["fingerprint"] = hashlib.sha256(
-        json.dumps(info, sort_keys=True, default=str).encode()
+        json.dumps(stable, sort_keys=True, default=str).encode()
     ).hexdigest()
     info["collected_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return info
@@ -152,10 +154,24 @@ def torch_available() -> bool:
 def torch_info() -> dict[str, Any]:
     """torch / CUDA / cuDNN versions and thread settings; ``{}`` when torch is not installed.
 
-    Imports torch (acceptable: called once per run, never at import time of ``bench``).
+    The build (version, CUDA/ROCm) is read from ``torch/version.py`` without importing torch. A
+    CPU-only build that this process has not loaded is not imported just to be described: it
+    has no CUDA device and no cuDNN, and its thread settings are those of a library the run
+    did not use. Otherwise torch is imported (it is loaded already, or it may see a GPU) and the
+    runtime fields are added: ``num_threads``, ``num_interop_threads`` and
+    ``deterministic_algorithms`` are process state and so not part of the fingerprint.
     """
-    if not torch_available():
+    build = torch_build()
+    if build is None:
         return {}
+    if "torch" not in sys.modules and not _gpu_build():
+        return {
+            "version": str(build.get("__version__", UNKNOWN)),
+            "cuda_version": NONE,
+            "cudnn_version": NONE,
+            "cuda_available": False,
+            "device_count": 0,
+        }
     import torch
 
     cudnn = None
@@ -175,6 +191,43 @@ def torch_info() -> dict[str, Any]:
     }
 
 
+#: torch fields that are process state, left out of the fingerprint
+TORCH_RUNTIME = ("num_threads", "num_interop_threads", "deterministic_algorithms")
+
+
+@functools.lru_cache(maxsize=1)
+def _torch_build_cached() -> tuple[tuple[str, Any], ...] | None:
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    values: dict[str, Any] = {}
+    try:
+        tree = ast.parse((Path(spec.submodule_search_locations[0]) / "version.py").read_text())
+    except (OSError, SyntaxError, ValueError):
+        return (("__version__", package_versions(("torch",))["torch"]), ("cuda", None))
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        if isinstance(target, ast.Name) and isinstance(node, ast.Assign | ast.AnnAssign):
+            try:
+                values[target.id] = ast.literal_eval(node.value) if node.value else None
+            except ValueError:
+                continue
+    return tuple((k, values.get(k)) for k in ("__version__", "cuda", "hip"))
+
+
+def _gpu_build() -> bool:
+    """Whether the installed torch was built with CUDA or ROCm (a CPU-only build sees no GPU)."""
+    build = torch_build() or {}
+    return build.get("cuda") is not None or build.get("hip") is not None
+
+
+def torch_build() -> dict[str, Any] | None:
+    """``__version__``, ``cuda`` and ``hip`` of the installed torch build, read from its
+    ``version.py`` without importing torch; ``None`` when torch is not installed."""
+    build = _torch_build_cached()
+    return None if build is None else dict(build)
+
+
 def gpu_info() -> list[dict[str, str]]:
     """One entry per visible GPU: ``name``, ``driver``, ``memory_total_mib`` (``nvidia-smi``),
     else names from ``torch.cuda.get_device_name``; ``[]`` without a GPU."""
@@ -184,7 +237,7 @@ def gpu_info() -> list[dict[str, str]]:
 @functools.lru_cache(maxsize=1)
 def _gpu_info_cached() -> tuple[tuple[tuple[str, str], ...], ...]:
     gpus = _nvidia_smi()
-    if not gpus and torch_available():
+    if not gpus and torch_available() and _gpu_build():
         import torch
 
         if torch.cuda.is_available():
@@ -349,7 +402,7 @@ def resolve_device(requested: str) -> str:
 
 
 def _cuda_device_count() -> int:
-    if not torch_available():
+    if not torch_available() or not _gpu_build():
         return 0
     import torch
 

@@ -124,8 +124,19 @@ def test_import_and_cpu_device_calls_are_torch_free():
         "import sys, bench.environment as E\n"
         "assert E.resolve_device('cpu') == 'cpu'\n"
         "tags = E.device_tags('cpu')\n"
+        "info = E.environment_info()\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
         "assert tags['bench.cuda_version'] == 'none'\n"
+        "if E.torch_build() and not E._gpu_build():\n"
+        "    # a CPU-only build is described without importing it; loading it changes no field\n"
+        "    # of the fingerprint (thread settings are recorded, as process state, outside it)\n"
+        "    import torch\n"
+        "    loaded = E.environment_info()\n"
+        "    assert info['torch']['version'] == torch.__version__\n"
+        "    assert loaded['torch']['num_threads'] == torch.get_num_threads()\n"
+        "    assert 'num_threads' not in info['torch']\n"
+        "    assert loaded['fingerprint'] == info['fingerprint']\n"
+        "    assert E.resolve_device('auto') == 'cpu'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
