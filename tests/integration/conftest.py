@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from bench.files import normal_dir_mode
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -22,17 +30,30 @@ def bench_env(env: dict | None = None, **extra: str) -> dict[str, str]:
 
 
 def bench(
-    *args: str, cwd: Path, timeout: float = 900, env: dict | None = None, check: bool = True
+    *args: str,
+    cwd: Path,
+    timeout: float = 900,
+    env: dict | None = None,
+    check: bool = True,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run ``python -m bench <args>`` in ``cwd`` (its mlflow.db and data/ live there)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "bench", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=bench_env(env, BENCH_TRACEBACK="", HYDRA_FULL_ERROR="0"),
-    )
+    """Run ``bench <args>`` in ``cwd`` (its mlflow.db and data/ live there) in a process of its
+    own: forked from the zygote (see ``zygote.py``), or with ``fresh=True`` a new interpreter
+    (``python -m bench``), as the one smoke test per command does."""
+    extra = {"BENCH_TRACEBACK": "", "HYDRA_FULL_ERROR": "0"}
+    if fresh:
+        out = subprocess.run(
+            [sys.executable, "-m", "bench", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=bench_env(env, **extra),
+        )
+    else:
+        proc = Forked.start(list(args), cwd, bench_env(env, **extra))
+        stdout, stderr = proc.communicate(timeout=timeout)
+        out = subprocess.CompletedProcess(["bench", *args], proc.returncode, stdout, stderr)
     if check and out.returncode != 0:
         raise AssertionError(
             f"bench {' '.join(args)} exited {out.returncode}:\n{out.stderr[-4000:]}"
@@ -40,9 +61,15 @@ def bench(
     return out
 
 
-def spawn(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    """``python -m bench <args>`` started in its own session (so a test can signal or kill
-    the whole process group), stdout and stderr piped as text."""
+def spawn(
+    args: list[str], cwd: Path, env: dict | None = None, fresh: bool = False
+) -> subprocess.Popen | Forked:
+    """``bench <args>`` started in its own session (so a test can signal or kill the whole
+    process group): forked from the zygote, or with ``fresh=True`` a new interpreter with
+    stdout and stderr piped as text. Both answer ``pid``, ``poll``, ``wait``, ``communicate``
+    and ``stderr.read()``."""
+    if not fresh:
+        return Forked.start(args, cwd, bench_env(env))
     return subprocess.Popen(
         [sys.executable, "-m", "bench", *args],
         cwd=cwd,
@@ -52,6 +79,97 @@ def spawn(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Pop
         text=True,
         start_new_session=True,
     )
+
+
+class _Output:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> str:
+        return self.path.read_text(errors="replace") if self.path.exists() else ""
+
+
+class Forked:
+    """A ``bench`` command in a child of the zygote, with the part of ``subprocess.Popen``
+    the tests use."""
+
+    _zygote: subprocess.Popen | None = None
+    _folder: Path | None = None
+    _count = 0
+    _lock = threading.Lock()
+
+    def __init__(self, pid: int, stem: Path) -> None:
+        self.pid = pid
+        self.stdout = _Output(stem.with_suffix(".out"))
+        self.stderr = _Output(stem.with_suffix(".err"))
+        self._rc = stem.with_suffix(".rc")
+        self.returncode: int | None = None
+
+    @classmethod
+    def start(cls, argv: list[str], cwd: Path, env: dict[str, str]) -> Forked:
+        with cls._lock:
+            zygote, folder = cls._ensure()
+            cls._count += 1
+            stem = folder / f"p{cls._count}"
+            umask = 0o777 & ~normal_dir_mode()
+            req = {"argv": argv, "cwd": str(cwd), "env": env, "umask": umask,
+                   "out": str(stem) + ".out",
+                   "err": str(stem) + ".err", "rc": str(stem) + ".rc"}
+            assert zygote.stdin is not None and zygote.stdout is not None
+            zygote.stdin.write(json.dumps(req) + "\n")
+            zygote.stdin.flush()
+            line = zygote.stdout.readline()
+        if not line.strip().isdigit():
+            raise RuntimeError(f"the zygote did not start bench {' '.join(argv)}: {line!r}")
+        return cls(int(line), stem)
+
+    @classmethod
+    def _ensure(cls) -> tuple[subprocess.Popen, Path]:
+        if cls._zygote is None or cls._zygote.poll() is not None:
+            cls._folder = Path(tempfile.mkdtemp(prefix="bench-zygote-"))
+            cls._zygote = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("zygote.py"))],
+                cwd=REPO, env=bench_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            assert cls._zygote.stdout is not None
+            if cls._zygote.stdout.readline().strip() != "ready":
+                raise RuntimeError("the zygote did not start (see stderr above)")
+            atexit.register(cls._stop, cls._zygote, cls._folder)
+        assert cls._folder is not None
+        return cls._zygote, cls._folder
+
+    @staticmethod
+    def _stop(zygote: subprocess.Popen, folder: Path) -> None:
+        if zygote.stdin is not None:
+            zygote.stdin.close()
+        try:
+            zygote.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            zygote.kill()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def poll(self) -> int | None:
+        if self.returncode is None and self._rc.exists():
+            self.returncode = int(self._rc.read_text())
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if end is not None and time.monotonic() > end:
+                raise subprocess.TimeoutExpired(f"bench (pid {self.pid})", timeout or 0)
+            time.sleep(0.02)
+        assert self.returncode is not None
+        return self.returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        return self.stdout.read(), self.stderr.read()
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.killpg(self.pid, signal.SIGKILL)
 
 
 def wait_until(pred, timeout: float, proc: subprocess.Popen | None = None) -> bool:

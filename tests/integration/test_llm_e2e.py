@@ -19,6 +19,9 @@ from .conftest import REPO, bench, runs, store
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CANARY = "sk-canary-E2E-4242"
 FAST = ["dataset=ml-100k", "latency.n_requests=10", "latency.warmup=2"]
+#: the rerank tests need item titles and users with a history, not MovieLens itself
+SMALL = ["dataset=synthetic", "dataset.params.n_users=300", "dataset.params.n_items=100",
+         "dataset.params.n_interactions=4000", "latency.n_requests=10", "latency.warmup=2"]
 
 
 def _files(root: Path):
@@ -37,7 +40,7 @@ def test_openai_rerank_replays_on_forced_rerun_and_never_logs_the_key(tmp_path):
             f"model.params.base_url={stub.base_url}",
             "model.params.llm=stub-model",
             "model.params.n_candidates=10",
-            *FAST,
+            *SMALL,
         ]
         bench(*args, cwd=tmp_path, env=env)
         calls = len(stub.state.requests)
@@ -71,7 +74,7 @@ def test_openai_rerank_replays_on_forced_rerun_and_never_logs_the_key(tmp_path):
 
 
 def test_hf_rerank_with_a_tiny_local_llama(tmp_path):
-    llm = tiny_causal_lm(tmp_path / "tiny-llama")
+    llm = tiny_causal_lm(tmp_path / "tiny-llama", hidden=16, layers=1)
     bench(
         "run",
         "model=llm-rerank",
@@ -80,7 +83,7 @@ def test_hf_rerank_with_a_tiny_local_llama(tmp_path):
         "model.params.mode=pointwise",
         "model.params.n_candidates=5",
         "model.params.permutations=2",
-        *FAST,
+        *SMALL,
         cwd=tmp_path,
     )
     (run,) = runs(tmp_path)
@@ -123,12 +126,12 @@ def test_rerank_killed_mid_evaluation_resumes_with_only_the_missing_calls(tmp_pa
             f"model.params.base_url={stub.base_url}",
             "model.params.llm=stub-model",
             "model.params.n_candidates=10",
-            *FAST,
+            *SMALL,
             "latency=disabled",  # count the evaluation's requests only
         ]
         bench(*args, cwd=a)
         n_full = len(stub.state.requests)
-        assert n_full >= 50  # one listwise call per ml-100k test user with a history
+        assert n_full >= 50  # one listwise call per test user with a history
         stub.state.requests.clear()
         stub.state.delay_s = 0.05
         env = {**os.environ, "PYTHONPATH": str(REPO), "BENCH_TRACEBACK": ""}

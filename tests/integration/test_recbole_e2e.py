@@ -1,5 +1,7 @@
 """RecBole models through the real CLI (issue 3 acceptance): a sweep over models with a shared
-parameter override, logged lists equal to trec_eval, same seed -> identical per-user results."""
+parameter override, logged lists equal to trec_eval, same seed -> identical per-user results.
+A small synthetic dataset: what is tested is the path through RecBole and the harness (the
+agreement with RecBole's own pipeline on MovieLens is ``tests/models/test_recbole_peer.py``)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from .conftest import bench, runs
 from .test_run_e2e import artifact
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+DATA = ["dataset=synthetic", "dataset.params.n_users=300", "dataset.params.n_items=150",
+        "dataset.params.n_interactions=6000"]
 
 
 def test_recbole_sweep_logs_lists_equal_to_trec_eval_and_repeats_exactly(tmp_path):
@@ -25,7 +29,7 @@ def test_recbole_sweep_logs_lists_equal_to_trec_eval_and_repeats_exactly(tmp_pat
         "run",
         "-m",
         "model=bpr,lightgcn,sasrec",
-        "dataset=ml-100k",
+        *DATA,
         "model.params.epochs=1",
         "latency.n_requests=10",
     ]
@@ -34,7 +38,7 @@ def test_recbole_sweep_logs_lists_equal_to_trec_eval_and_repeats_exactly(tmp_pat
         "run",
         "-m",
         "model=bpr,sasrec",
-        "dataset=ml-100k",
+        *DATA,
         "model.params.epochs=1",
         "latency.n_requests=10",
         "tracking.force=true",

@@ -60,7 +60,7 @@ def artifact(cwd, run, name):
 @pytest.fixture(scope="module")
 def pop_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("e2e")
-    bench("run", "model=pop", "dataset=ml-100k", cwd=cwd)
+    bench("run", "model=pop", "dataset=ml-100k", cwd=cwd, fresh=True)  # the run smoke test
     (run,) = runs(cwd)
     return cwd, run
 
@@ -170,7 +170,7 @@ def test_same_config_in_fresh_stores_gives_identical_per_user(tmp_path):
     for name in ("a", "b"):
         cwd = tmp_path / name
         cwd.mkdir()
-        bench("run", "model=ease", "dataset=ml-100k", cwd=cwd)
+        bench("run", "model=ease", "dataset=synthetic", cwd=cwd)
         (run,) = runs(cwd)
         data = Path(artifact(cwd, run, "per_user.parquet")).read_bytes()
         digests.append(hashlib.sha256(data).hexdigest())
@@ -191,6 +191,7 @@ def test_bench_evaluate_on_the_logged_lists_reproduces_the_logged_metrics(pop_ru
         "--format",
         "json",
         cwd=cwd,
+        fresh=True,  # the evaluate smoke test: a new interpreter
     )
     ev = json.loads(out.stdout)
     logged = run.data.metrics

@@ -40,7 +40,8 @@ def test_old_store_opens_and_reports_build(fixture, tmp_path):
     runs = [r for r in store.search("") if r.data.tags.get("bench.sweep") != "parent"]
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     out = bench(
-        "leaderboard", "--tracking-uri", uri, "--metric", "ndcg@10", "--format", "csv", cwd=tmp_path
+        "leaderboard", "--tracking-uri", uri, "--metric", "ndcg@10", "--format", "csv",
+        cwd=tmp_path, fresh=True,  # the leaderboard smoke test: a new interpreter
     )
     assert "pop" in out.stdout and "random" in out.stdout
     bench(
@@ -54,6 +55,7 @@ def test_old_store_opens_and_reports_build(fixture, tmp_path):
         "--baseline",
         "random",
         cwd=tmp_path,
+        fresh=True,  # the report smoke test
     )
     assert (tmp_path / "rep" / "table.csv").read_text().count("\n") >= 3
     assert json.loads((tmp_path / "rep" / "provenance.json").read_text())

@@ -200,7 +200,9 @@ def test_a_model_without_search_space_and_a_test_objective_are_refused(tmp_path,
 
 def test_sigkill_mid_trial_then_the_same_command_continues_to_the_budget(tmp_path):
     args = ("tune", "model=itemknn", *DATA, "tuning.trials=3", "tuning.seeds=[0]")
-    killed = bench(*args, cwd=tmp_path, check=False, env={"BENCH_TUNE_SIGKILL_AT_TRIAL": "1"})
+    killed = bench(  # the tune smoke test: a new interpreter
+        *args, cwd=tmp_path, check=False, env={"BENCH_TUNE_SIGKILL_AT_TRIAL": "1"}, fresh=True
+    )
     assert killed.returncode == -signal.SIGKILL
     assert [r.info.status for r in role(all_runs(tmp_path), "trial")].count("RUNNING") == 1
     (study,) = studies(tmp_path).values()

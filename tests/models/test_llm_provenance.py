@@ -16,7 +16,9 @@ pytestmark = [pytest.mark.integration]
 def test_new_encoder_weights_under_the_same_path_are_a_new_run(tmp_path):
     enc = tmp_path / "enc"
     tiny_encoder(enc, seed=0)
-    args = ["run", "model=llm-embed", f"model.params.encoder={enc}", "latency=disabled"]
+    args = ["run", "model=llm-embed", f"model.params.encoder={enc}", "latency=disabled",
+            "dataset=synthetic", "dataset.params.n_users=200", "dataset.params.n_items=100",
+            "dataset.params.n_interactions=3000"]
     bench(*args, cwd=tmp_path)
     again = bench(*args, cwd=tmp_path)
     assert "skip llm-embed" in again.stderr + again.stdout  # same weights: reused

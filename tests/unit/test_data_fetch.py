@@ -7,6 +7,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from tests.unit.fetch_fixtures import (
     zip_bytes,
 )
 
+REPO = Path(__file__).resolve().parents[2]
 GL = "https://files.grouplens.org/datasets/movielens"
 AMZ = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_2023"
 
@@ -387,6 +391,16 @@ def test_cli_data_help_list_info(capsys):
     assert "checksum:  lock" in out and "Hou" in out
     assert cli_main(["data", "info", "ml-1mm"]) == 2
     assert "did you mean 'ml-1m'" in capsys.readouterr().err
+
+
+def test_data_smoke_in_a_new_interpreter():
+    """The one subprocess test of ``bench data``: the commands are tested in-process above."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "data", "info", "ml-1mm"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    (line,) = out.stderr.strip().splitlines()  # one line, no traceback
+    assert out.returncode == 2 and "did you mean 'ml-1m'" in line
 
 
 def test_cli_fetch_then_verify_then_tamper(server, tmp_path, capsys):

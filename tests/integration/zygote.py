@@ -1,0 +1,130 @@
+"""A process that has imported ``bench`` and MLflow once and forks one child per ``bench``
+command a test starts.
+
+Each child is a real, separate OS process: its own session (``setsid``), working directory,
+environment, stdin (``/dev/null``), stdout and stderr (files), store connections and signal
+handlers. It runs ``bench.cli.main(argv)`` exactly as ``python -m bench`` does and exits with
+its return code, after the ``atexit`` handlers a fresh interpreter would run. What it does not
+repeat is the interpreter start and the imports (about 3.5 s of CPU per ``bench run``), which the
+subprocess smoke tests (``fresh=True``) still cover for every command.
+
+Protocol (one JSON line per request on stdin, one line back on stdout)::
+
+    {"argv": [...], "cwd": "...", "env": {...}, "umask": 18, "out": "...", "err": "...",
+     "rc": "..."}
+    -> "<pid>\\n"
+
+The zygote reaps its children and writes each one's return code (``Popen``'s convention: the
+exit code, or ``-signal``) to the ``rc`` file. Only the standard library and ``bench`` are
+imported before a fork, and the zygote starts no thread, so the children inherit no lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+PRELOAD = (
+    "bench.cli",
+    "bench.app",
+    "bench.runner",
+    "bench.tracking",
+    "bench.splits",
+    "bench.metrics.engine",
+    "bench.report.leaderboard",
+    "mlflow",
+    "mlflow.tracking",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.artifact.local_artifact_repo",
+    "polars",
+    "pyarrow.parquet",
+)
+_RC: dict[int, str] = {}
+#: the interpreter's own sys.path (stdlib, site-packages), without this script's folder
+BASE_PATH = [p for p in sys.path[1:] if p]
+
+
+def _reap(*_: object) -> None:
+    """SIGCHLD: write the return code of every child that ended."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        path = _RC.pop(pid, None)
+        if path:
+            tmp = f"{path}.tmp"
+            with open(tmp, "w") as f:
+                f.write(str(code))
+            os.replace(tmp, path)
+
+
+def _child(req: dict) -> None:
+    """Become the command's process, run it, and leave the interpreter as ``python -m bench``
+    leaves it: ``SystemExit`` unwinds to the top, so threading's exit hooks (loky stops its
+    workers there), the atexit handlers and the finalization that closes the SQLite
+    connections (and checkpoints their WAL) all run."""
+    import traceback
+
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the command's own subprocesses
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        os.setsid()
+        os.umask(req["umask"])  # what a subprocess inherits from the test
+        os.chdir(req["cwd"])
+        os.environ.clear()
+        os.environ.update(req["env"])
+        # sys.path as ``python -m`` builds it: the working directory, then PYTHONPATH
+        extra = [req["cwd"], *filter(None, req["env"].get("PYTHONPATH", "").split(os.pathsep))]
+        sys.path[:] = [*extra, *(p for p in BASE_PATH if p not in extra)]
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        for fd, path in ((1, req["out"]), (2, req["err"])):
+            os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+        sys.argv = [sys.argv[0], *req["argv"]]
+        from bench.cli import main
+
+        code = main(req["argv"])
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    except KeyboardInterrupt:
+        traceback.print_exc()
+        code = 128 + signal.SIGINT
+    except BaseException:  # noqa: BLE001 - what an interpreter prints for an uncaught error
+        traceback.print_exc()
+        code = 1
+    sys.exit(code)
+
+
+def serve() -> None:
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    signal.signal(signal.SIGCHLD, _reap)
+    os.write(1, b"ready\n")
+    for line in sys.stdin:
+        req = json.loads(line)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _child(req)  # never returns: SystemExit ends the child
+            _RC[pid] = req["rc"]
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        os.write(1, f"{pid}\n".encode())
+
+
+if __name__ == "__main__":
+    serve()
