@@ -2,11 +2,12 @@
 command a test starts.
 
 Each child is a real, separate OS process: its own session (``setsid``), working directory,
-environment, stdin (``/dev/null``), stdout and stderr (files), store connections and signal
-handlers. It runs ``bench.cli.main(argv)`` exactly as ``python -m bench`` does and exits with
-its return code, after the ``atexit`` handlers a fresh interpreter would run. What it does not
-repeat is the interpreter start and the imports (about 3.5 s of CPU per ``bench run``), which the
-subprocess smoke tests (``fresh=True``) still cover for every command.
+environment, ``sys.path`` (working directory, then ``PYTHONPATH``), umask, stdin
+(``/dev/null``), stdout and stderr (files), store connections and signal handlers. It runs
+``bench.cli.main(argv)`` as ``python -m bench`` does and leaves through the interpreter's normal
+exit (threading's exit hooks, atexit handlers, finalization). What it does not repeat is the
+interpreter start and the imports (about 3.5 s of CPU per ``bench run``); one test per command
+still starts a new interpreter (``fresh=True``), as do the launchers' own jobs.
 
 Protocol (one JSON line per request on stdin, one line back on stdout)::
 
@@ -15,8 +16,10 @@ Protocol (one JSON line per request on stdin, one line back on stdout)::
     -> "<pid>\\n"
 
 The zygote reaps its children and writes each one's return code (``Popen``'s convention: the
-exit code, or ``-signal``) to the ``rc`` file. Only the standard library and ``bench`` are
-imported before a fork, and the zygote starts no thread, so the children inherit no lock.
+exit code, or ``-signal``) to the ``rc`` file. It starts no thread of its own and uses none of
+the libraries it imports before forking; the only other threads are the idle ones polars,
+jemalloc and OpenBLAS start at import (polars builds its worker pool on first use, in the
+child).
 """
 
 from __future__ import annotations
