@@ -168,3 +168,22 @@ def test_the_primary_schema_has_the_keys_of_config_yaml_and_its_groups():
     groups = [g.split()[-1] for g in groups if not g.endswith(("dataset_model", "experiment"))]
     fields = [f.name for f in dataclasses.fields(Config)]
     assert fields == groups + [k for k in raw if k != "hydra"]
+
+
+def test_the_split_schema_and_the_runtime_split_config_agree():
+    """``SplitSchema`` (what Hydra composes) and ``bench.splits.SplitConfig`` (what makes the
+    split) declare the same options with the same defaults, ``cold_item_fraction`` only for
+    the cold-items protocol: a default changed in one place only would change a split's
+    fingerprint without a config file saying so."""
+    import dataclasses
+
+    from bench.config.schema import ColdItemsSplitSchema, SplitSchema
+    from bench.splits import SplitConfig
+
+    def defaults(cls, skip=()):
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.name not in skip}
+
+    runtime = defaults(SplitConfig, skip=("protocol",))
+    plain = defaults(SplitSchema, skip=("name", "protocol"))
+    assert plain == {k: v for k, v in runtime.items() if k != "cold_item_fraction"}
+    assert defaults(ColdItemsSplitSchema, skip=("name", "protocol")) == runtime
