@@ -52,7 +52,11 @@ def bench(
         )
     else:
         proc = Forked.start(list(args), cwd, bench_env(env, **extra))
-        stdout, stderr = proc.communicate(timeout=timeout)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:  # as subprocess.run does: no process left behind
+            proc.kill()
+            raise
         out = subprocess.CompletedProcess(["bench", *args], proc.returncode, stdout, stderr)
     if check and out.returncode != 0:
         raise AssertionError(
@@ -112,9 +116,8 @@ class Forked:
             cls._count += 1
             stem = folder / f"p{cls._count}"
             umask = 0o777 & ~normal_dir_mode()
-            req = {"argv": argv, "cwd": str(cwd), "env": env, "umask": umask,
-                   "out": str(stem) + ".out",
-                   "err": str(stem) + ".err", "rc": str(stem) + ".rc"}
+            req = {"argv": argv, "cwd": str(cwd), "env": env, "umask": umask}
+            req.update({kind: f"{stem}.{kind}" for kind in ("out", "err", "rc")})
             assert zygote.stdin is not None and zygote.stdout is not None
             zygote.stdin.write(json.dumps(req) + "\n")
             zygote.stdin.flush()
@@ -172,7 +175,7 @@ class Forked:
             os.killpg(self.pid, signal.SIGKILL)
 
 
-def wait_until(pred, timeout: float, proc: subprocess.Popen | None = None) -> bool:
+def wait_until(pred, timeout: float, proc: subprocess.Popen | Forked | None = None) -> bool:
     """Poll ``pred`` until it holds (True) or ``timeout`` seconds pass or ``proc`` exits
     (then ``pred``'s last answer)."""
     end = time.time() + timeout
