@@ -1,7 +1,8 @@
 """RecBole models through the real CLI (issue 3 acceptance): a sweep over models with a shared
 parameter override, logged lists equal to trec_eval, same seed -> identical per-user results.
-A small synthetic dataset: what is tested is the path through RecBole and the harness (the
-agreement with RecBole's own pipeline on MovieLens is ``tests/models/test_recbole_peer.py``)."""
+A small synthetic dataset: what is tested is the path through RecBole, the CLI and the store,
+not MovieLens (RecBole's own evaluator against the harness's metrics is
+``tests/models/test_recbole_peer.py``)."""
 
 from __future__ import annotations
 
