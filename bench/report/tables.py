@@ -11,6 +11,7 @@ import io
 import json
 import math
 import re
+from dataclasses import dataclass
 
 from bench.report import metrics as cat
 from bench.report import stats
@@ -156,14 +157,34 @@ def _marks(report: Report, c: Comparison, latex: bool) -> str:
     return mark(c, report.config.alpha, latex)
 
 
-def _tex_cell(report: Report, c: Comparison, place: int) -> str:
+@dataclass(frozen=True)
+class _Markup:
+    """How a table cell is written: no value, the best and second-best value (``{v}``), the
+    spread across seeds (``{s}``)."""
+
+    latex: bool
+    missing: str
+    best: str
+    second: str
+    spread: str
+
+
+_TEX_CELL = _Markup(
+    True, "--", r"\benchbest{{{v}}}", r"\benchsecond{{{v}}}", r"{{\scriptsize$\pm${s}}}"
+)
+_MD_CELL = _Markup(False, "—", "**{v}**", "<u>{v}</u>", " ± {s}")
+
+
+def _cell(report: Report, c: Comparison, place: int, markup: _Markup) -> str:
+    """A cell: mean (bold / underlined for first / second place), ± std over seeds when there
+    is a spread, then the significance marks."""
     if math.isnan(c.cell.mean):
-        return "--"
+        return markup.missing
     digits = report.config.precision
     value = fmt(c.cell.mean, digits)
-    value = {1: rf"\benchbest{{{value}}}", 2: rf"\benchsecond{{{value}}}"}.get(place, value)
-    std = rf"{{\scriptsize$\pm${fmt(c.cell.std, digits)}}}" if has_spread(c.cell) else ""
-    return value + std + _marks(report, c, latex=True)
+    value = {1: markup.best, 2: markup.second}.get(place, "{v}").format(v=value)
+    std = markup.spread.format(s=fmt(c.cell.std, digits)) if has_spread(c.cell) else ""
+    return value + std + _marks(report, c, latex=markup.latex)
 
 
 def _row_name(report: Report, model: str, latex: bool) -> str:
@@ -233,22 +254,12 @@ def table_tex(report: Report) -> str:
         r"\begin{tabular}{l" + "r" * len(keys) + "}", r"\toprule", head + r" \\", r"\midrule",
     ]
     for model, row in report.table.items():
-        cells = [_tex_cell(report, row[k], places[k].get(model, 0)) for k in keys]
+        cells = [_cell(report, row[k], places[k].get(model, 0), _TEX_CELL) for k in keys]
         lines.append(" & ".join([_row_name(report, model, latex=True), *cells]) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}}%",
               r"\ifdim\wd\benchbox>\linewidth\resizebox{\linewidth}{!}{\usebox{\benchbox}}%",
               r"\else\usebox{\benchbox}\fi", rf"\end{{{env}}}"]
     return "\n".join(lines) + "\n"
-
-
-def _md_cell(report: Report, c: Comparison, place: int) -> str:
-    if math.isnan(c.cell.mean):
-        return "—"
-    digits = report.config.precision
-    value = fmt(c.cell.mean, digits)
-    value = {1: f"**{value}**", 2: f"<u>{value}</u>"}.get(place, value)
-    std = f" ± {fmt(c.cell.std, digits)}" if has_spread(c.cell) else ""
-    return value + std + _marks(report, c, latex=False)
 
 
 def table_md(report: Report) -> str:
@@ -259,6 +270,6 @@ def table_md(report: Report) -> str:
                                         zip(keys, arrows, strict=True)) + " |",
              "|:---|" + "---:|" * len(keys)]
     for model, row in report.table.items():
-        cells = [_md_cell(report, row[k], places[k].get(model, 0)) for k in keys]
+        cells = [_cell(report, row[k], places[k].get(model, 0), _MD_CELL) for k in keys]
         lines.append(f"| {_row_name(report, model, latex=False)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + _legend(report, latex=False) + "\n"
