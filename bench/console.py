@@ -15,9 +15,10 @@ from typing import Any
 __all__ = ["progress_enabled", "say"]
 
 
-def say(msg: str) -> None:
-    """Print ``[bench] <msg>`` on stderr, flushed (so it interleaves with bars and logs)."""
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+def say(msg: str, who: str = "bench") -> None:
+    """Print ``[<who>] <msg>`` on stderr, flushed (so it interleaves with bars and logs);
+    ``bench tune`` says ``[bench tune]``."""
+    print(f"[{who}] {msg}", file=sys.stderr, flush=True)
 
 
 def progress_enabled(cfg: Mapping[str, Any]) -> bool:

@@ -39,6 +39,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench import console
 from bench.errors import BenchError, ConfigError, did_you_mean
 from bench.tuning_space import SearchSpace, load_space
 
@@ -321,7 +322,7 @@ def parent_run(store: Any, name: str, job: Job, tags: Mapping[str, str]) -> str:
 
 
 def say(msg: str) -> None:
-    print(f"[bench tune] {msg}", file=sys.stderr, flush=True)
+    console.say(msg, who="bench tune")
 
 
 def _kill_hook() -> None:
