@@ -170,3 +170,15 @@ def test_synthetic_by_config():
     assert ds.counts()["interactions"] == cfg["params"]["n_interactions"]
     with pytest.raises(ConfigError, match="unknown synthetic parameter 'n_user'"):
         D.load_dataset({**cfg, "params": {"n_user": 3}})
+
+
+def test_a_generated_dataset_leaves_a_lock_file_in_the_working_directory_alone(
+    tmp_path, monkeypatch
+):
+    """A generated dataset has no folder: it records no counts, wherever it is loaded."""
+    lock = tmp_path / "bench-lock.json"
+    lock.write_text('{"files": {}}\n')
+    monkeypatch.chdir(tmp_path)
+    cfg = yaml.safe_load((REPO / "conf/dataset/synthetic.yaml").read_text())
+    D.load_dataset(cfg)
+    assert lock.read_text() == '{"files": {}}\n'
