@@ -506,6 +506,25 @@ def _create_sqlite_store(path: Path) -> None:
 
 
 def _initialize_sqlite_store(tmp: Path) -> None:
+    """MLflow's schema in the new SQLite file ``tmp``: a copy of the empty store this MLflow
+    made before (``schema_template``), else its migrations run here and their result is kept
+    as that copy. Running MLflow's ~60 migrations takes about 2 s; the copy takes
+    milliseconds."""
+    template = schema_template()
+    if template is not None and _usable_template(template):
+        try:
+            empty = template.read_bytes()
+        except OSError:  # unreadable: migrate instead
+            empty = b""
+        if empty:  # a write error (a full disk) names the store, not the template
+            tmp.write_bytes(empty)
+            return
+    _migrate_sqlite_store(tmp)
+    if template is not None:
+        _keep_template(tmp, template)
+
+
+def _migrate_sqlite_store(tmp: Path) -> None:
     """MLflow's schema and migrations in the new SQLite file ``tmp``; on failure its journal
     is removed too (``write_atomically`` removes ``tmp``)."""
     from mlflow.store.db.utils import _initialize_tables
@@ -520,6 +539,78 @@ def _initialize_sqlite_store(tmp: Path) -> None:
     except BaseException:
         Path(f"{tmp}-journal").unlink(missing_ok=True)
         raise
+
+
+def cache_home() -> Path | None:
+    """The harness's per-user cache (``$BENCH_CACHE_HOME``, else ``$XDG_CACHE_HOME/bench``,
+    else ``~/.cache/bench``); None when ``BENCH_CACHE_HOME`` is ``off``."""
+    own = os.environ.get("BENCH_CACHE_HOME", "").strip()
+    if own.lower() == "off":
+        return None
+    if own:
+        return Path(own).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "bench"
+
+
+def schema_template() -> Path | None:
+    """Where the empty SQLite store of this MLflow is kept: named by the versions of MLflow,
+    SQLAlchemy, alembic and SQLite and by MLflow's migration files, so another version never
+    reuses it (None when the cache is off)."""
+    import importlib.util
+    import sqlite3
+    from importlib.metadata import version
+
+    home = cache_home()
+    spec = importlib.util.find_spec("mlflow")
+    if home is None or spec is None or spec.origin is None:
+        return None
+    versions = Path(spec.origin).parent / "store" / "db_migrations" / "versions"
+    h = hashlib.sha256()
+    parts = [version(d) for d in ("mlflow", "sqlalchemy", "alembic")] + [sqlite3.sqlite_version]
+    for part in parts:
+        h.update(f"{part}\n".encode())
+    with contextlib.suppress(OSError):
+        for f in sorted(versions.glob("*.py")):
+            h.update(f"{f.name} {f.stat().st_size}\n".encode())
+    return home / "mlflow-schema" / f"empty-{h.hexdigest()[:16]}.db"
+
+
+def _usable_template(template: Path) -> bool:
+    """``template`` is a complete empty store (MLflow's tables, its alembic revision, no run,
+    no leftover of a migration); anything else is ignored and made again."""
+    import sqlite3
+
+    if not template.is_file():
+        return False
+    try:
+        con = sqlite3.connect(f"file:{template}?mode=ro", uri=True)
+        try:
+            rows = con.execute("select name from sqlite_master where type='table'")
+            tables = {r[0] for r in rows}
+            ok = {"alembic_version", "runs", "experiments"} <= tables and not any(
+                t.startswith("_alembic_tmp_") for t in tables
+            )
+            ok = ok and con.execute("select count(*) from alembic_version").fetchone()[0] == 1
+            ok = ok and con.execute("select count(*) from runs").fetchone()[0] == 0
+            ok = ok and con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return False
+    return bool(ok)
+
+
+def _keep_template(store: Path, template: Path) -> None:
+    """Keep a copy of the freshly migrated ``store`` as ``template``, written atomically; a
+    cache that cannot be written is skipped (the store is made by migrations each time)."""
+    import shutil
+
+    from bench.files import write_atomically
+
+    with contextlib.suppress(OSError):
+        template.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(template, lambda t: shutil.copyfile(store, t))
 
 
 def _enable_wal(path: Path) -> None:

@@ -199,6 +199,9 @@ def fixture_store(root: Path, experiments: tuple[str, ...]):
     folder for artifacts, experiment name -> id)."""
     import mlflow
 
+    from bench import tracking
+
+    tracking.prepare_sqlite_store(root / "mlflow.db")  # as bench makes a store
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = mlflow.tracking.MlflowClient(uri)
     art = (root / "artifacts").as_uri()

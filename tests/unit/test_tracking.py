@@ -140,3 +140,79 @@ def test_measurement_settings_are_not_part_of_a_configuration():
     assert [identity_param(p) for p in ("model.params.k", "eval.users", "eval.ks", "seed",
                                         "metrics.item_embeddings", "latency.mode", "device")] \
         == [True, True, False, False, False, False, False]
+
+
+# -- new SQLite stores are copied from the empty store this MLflow made once --------------------
+
+
+def _schema(db) -> tuple[set, list]:
+    """(table and index names, alembic revision) of a SQLite store."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        names = set(con.execute("select type, name from sqlite_master"))
+        return names, list(con.execute("select version_num from alembic_version"))
+    finally:
+        con.close()
+
+
+def test_a_new_store_is_a_copy_of_the_migrated_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE_HOME", str(tmp_path / "cache"))
+    tracking.Store(f"sqlite:///{tmp_path}/a/mlflow.db")  # migrations run, their result is kept
+    template = tracking.schema_template()
+    assert template is not None and template.parent.parent == tmp_path / "cache"
+    assert template.is_file()
+
+    def no_migrations(tmp):
+        raise AssertionError("migrations ran although the empty store is cached")
+
+    monkeypatch.setattr(tracking, "_migrate_sqlite_store", no_migrations)
+    b = tracking.Store(f"sqlite:///{tmp_path}/b/mlflow.db")
+    run = b.client.create_run(b.experiment_id)
+    b.client.log_metric(run.info.run_id, "ndcg_at_10", 0.5)
+    b.client.set_terminated(run.info.run_id)
+    assert [r.info.status for r in b.search("")] == ["FINISHED"]
+
+    monkeypatch.undo()
+    monkeypatch.setenv("BENCH_CACHE_HOME", "off")
+    assert tracking.schema_template() is None
+    tracking.Store(f"sqlite:///{tmp_path}/c/mlflow.db")  # migrated here, no cache
+    assert _schema(tmp_path / "b" / "mlflow.db") == _schema(tmp_path / "c" / "mlflow.db")
+    assert _schema(template) == _schema(tmp_path / "c" / "mlflow.db")
+
+
+def test_a_damaged_or_unwritable_cache_never_fails_a_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE_HOME", str(tmp_path / "cache"))
+    template = tracking.schema_template()
+    assert template is not None
+    template.parent.mkdir(parents=True)
+    template.write_bytes(b"not a database " * 100)
+    migrated = []
+    real = tracking._migrate_sqlite_store
+    monkeypatch.setattr(tracking, "_migrate_sqlite_store", lambda t: (migrated.append(t), real(t)))
+    tracking.Store(f"sqlite:///{tmp_path}/a/mlflow.db")
+    assert len(migrated) == 1  # the junk was not copied: migrations ran ...
+    assert tracking._usable_template(template)  # ... and replaced it
+
+    (tmp_path / "file").write_text("a file where the cache folder would be")
+    monkeypatch.setenv("BENCH_CACHE_HOME", str(tmp_path / "file"))
+    s = tracking.Store(f"sqlite:///{tmp_path}/b/mlflow.db")
+    assert s.search("") == [] and len(migrated) == 2
+
+
+def test_the_cached_store_is_named_by_the_versions_that_made_it(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    monkeypatch.setenv("BENCH_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    now = tracking.schema_template()
+    real = importlib.metadata.version
+    monkeypatch.setattr(
+        importlib.metadata, "version", lambda d: "0.0.1" if d == "mlflow" else real(d)
+    )
+    assert tracking.schema_template() not in (None, now)
+    monkeypatch.undo()
+    monkeypatch.delenv("BENCH_CACHE_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert tracking.cache_home() == tmp_path / "xdg" / "bench"
