@@ -120,10 +120,24 @@ def packages_fingerprint() -> str:
     ``pip freeze`` equivalent, names normalized as in PEP 503)."""
     lines = set()
     for dist in md.distributions():
-        name = dist.metadata["Name"] if dist.metadata else None
+        name, version = _name_and_version(dist)
         if name:
-            lines.add(f"{re.sub(r'[-_.]+', '-', name).lower()}=={dist.version}")
+            lines.add(f"{re.sub(r'[-_.]+', '-', name).lower()}=={version}")
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+
+
+def _name_and_version(dist: md.Distribution) -> tuple[str | None, str | None]:
+    """The ``Name`` and ``Version`` headers of a distribution's metadata, read from its header
+    block only: ``dist.metadata`` parses the whole file (long descriptions included) as an
+    email message, which made this fingerprint 0.3 s of every run."""
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    found: dict[str, str] = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if sep and key in ("name", "version") and key not in found:
+            found[key] = value.strip()
+    return found.get("name"), found.get("version")
 
 
 def cpu_model() -> str:

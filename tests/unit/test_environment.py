@@ -104,6 +104,23 @@ def test_packages_fingerprint_is_stable():
     assert env.packages_fingerprint() == env.packages_fingerprint()
 
 
+def test_packages_fingerprint_reads_the_names_and_versions_the_metadata_parser_reads():
+    """The header-only reader agrees with ``importlib.metadata``'s full parse for every
+    installed distribution, and the fingerprint is the hash of that ``pip freeze`` list."""
+    import hashlib
+    import importlib.metadata as md
+    import re
+
+    lines = set()
+    for dist in md.distributions():
+        assert env._name_and_version(dist) == (dist.metadata["Name"], dist.version)
+        lines.add(f"{re.sub(r'[-_.]+', '-', dist.metadata['Name']).lower()}=={dist.version}")
+    assert len(lines) > 50  # the test environment's packages, bench's own included
+    assert "mlflow==" + md.version("mlflow") in lines
+    digest = hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()
+    assert env.packages_fingerprint() == digest
+
+
 def test_git_info_of_this_checkout_and_of_a_non_checkout(tmp_path):
     here = env.git_info()
     if (REPO / ".git").exists():
