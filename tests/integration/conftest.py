@@ -110,13 +110,18 @@ class Forked:
         self.returncode: int | None = None
 
     @classmethod
-    def start(cls, argv: list[str], cwd: Path, env: dict[str, str]) -> Forked:
+    def start(
+        cls, argv: list[str], cwd: Path, env: dict[str, str], code: str | None = None
+    ) -> Forked:
+        """``bench <argv>``, or with ``code`` ``python -c <code> <argv>``."""
         with cls._lock:
             zygote, folder = cls._ensure()
             cls._count += 1
             stem = folder / f"p{cls._count}"
             umask = 0o777 & ~normal_dir_mode()
             req = {"argv": argv, "cwd": str(cwd), "env": env, "umask": umask}
+            if code is not None:
+                req["code"] = code
             req.update({kind: f"{stem}.{kind}" for kind in ("out", "err", "rc")})
             assert zygote.stdin is not None and zygote.stdout is not None
             zygote.stdin.write(json.dumps(req) + "\n")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from baselines.llm.testing import StubLLMServer, tiny_causal_lm
 
-from .conftest import REPO, bench, runs, store
+from .conftest import bench, runs, spawn, store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CANARY = "sk-canary-E2E-4242"
@@ -22,6 +20,9 @@ FAST = ["dataset=ml-100k", "latency.n_requests=10", "latency.warmup=2"]
 #: the rerank tests need item titles and users with a history, not MovieLens itself
 SMALL = ["dataset=synthetic", "dataset.params.n_users=300", "dataset.params.n_items=100",
          "dataset.params.n_interactions=4000", "latency.n_requests=10", "latency.warmup=2"]
+#: a local transformer scores every candidate of every user: a few dozen users are enough
+TINY = ["dataset=synthetic", "dataset.params.n_users=60", "dataset.params.n_items=60",
+        "dataset.params.n_interactions=1200", "latency.n_requests=10", "latency.warmup=2"]
 
 
 def _files(root: Path):
@@ -83,7 +84,7 @@ def test_hf_rerank_with_a_tiny_local_llama(tmp_path):
         "model.params.mode=pointwise",
         "model.params.n_candidates=5",
         "model.params.permutations=2",
-        *SMALL,
+        *TINY,
         cwd=tmp_path,
     )
     (run,) = runs(tmp_path)
@@ -134,16 +135,7 @@ def test_rerank_killed_mid_evaluation_resumes_with_only_the_missing_calls(tmp_pa
         assert n_full >= 50  # one listwise call per test user with a history
         stub.state.requests.clear()
         stub.state.delay_s = 0.05
-        env = {**os.environ, "PYTHONPATH": str(REPO), "BENCH_TRACEBACK": ""}
-        env.pop("MLFLOW_TRACKING_URI", None)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bench", *args],
-            cwd=b,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = spawn(args, b)
         deadline = time.monotonic() + 600
         while len(stub.state.requests) < 0.4 * n_full and proc.poll() is None:
             assert time.monotonic() < deadline, "the run never reached 40% of its requests"

@@ -221,7 +221,7 @@ def test_quickstart_metric_settings_log_every_list_metric_of_the_catalog(tmp_pat
     spec = quick["metrics"]["item_embeddings"]
     value = f"{{encoder: '{spec['encoder']}', template: '{spec['template']}'}}"
     override = f"metrics.item_embeddings={value}"
-    bench("run", "model=itemknn", "dataset=ml-100k", override, cwd=tmp_path)
+    bench("run", "model=itemknn", "dataset=synthetic", override, cwd=tmp_path)
     (run,) = runs(tmp_path)
     logged = run.data.metrics
     per_user = pl.read_parquet(artifact(tmp_path, run, "per_user.parquet"))

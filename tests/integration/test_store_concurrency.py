@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from .conftest import Forked, bench_env
 
 WRITER = textwrap.dedent(
     """
@@ -28,13 +28,10 @@ WRITER = textwrap.dedent(
 @pytest.mark.integration
 def test_eight_processes_on_a_fresh_store_lose_no_run(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"  # does not exist yet
+    # eight processes forked at once from the zygote (each its own interpreter state and
+    # SQLite connections), as ``python -c WRITER ...`` without the import time
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, uri, str(i), str(tmp_path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        Forked.start([uri, str(i), str(tmp_path)], tmp_path, bench_env(), code=WRITER)
         for i in range(8)
     ]
     errors = [p.communicate(timeout=300)[1] for p in procs]

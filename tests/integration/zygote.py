@@ -15,6 +15,9 @@ Protocol (one JSON line per request on stdin, one line back on stdout)::
      "rc": "..."}
     -> "<pid>\\n"
 
+With ``"code": "..."`` the child runs that code as ``python -c code *argv`` would (``__main__``,
+``sys.argv == ["-c", *argv]``) instead of ``bench``.
+
 The zygote reaps its children and writes each one's return code (``Popen``'s convention: the
 exit code, or ``-signal``) to the ``rc`` file. It starts no thread of its own and uses none of
 the libraries it imports before forking; the only other threads are the idle ones polars,
@@ -90,10 +93,15 @@ def _child(req: dict) -> None:
         os.dup2(null, 0)
         for fd, path in ((1, req["out"]), (2, req["err"])):
             os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
-        sys.argv = [sys.argv[0], *req["argv"]]
-        from bench.cli import main
+        if "code" in req:  # python -c
+            sys.argv = ["-c", *req["argv"]]
+            exec(compile(req["code"], "<string>", "exec"), {"__name__": "__main__"})
+            code = 0
+        else:
+            sys.argv = [sys.argv[0], *req["argv"]]
+            from bench.cli import main
 
-        code = main(req["argv"])
+            code = main(req["argv"])
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
             code = e.code or 0
