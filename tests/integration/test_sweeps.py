@@ -39,7 +39,7 @@ def test_joblib_sweep_ends_with_eight_finished_runs(tmp_path):
         "run",
         "-m",
         "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=4",
+        "hydra.launcher.n_jobs=2",
         "model=pop,random,ease,itemknn",
         "seed=0,1",
         *FAST,
