@@ -295,6 +295,7 @@ def measure(
     device: str = "cpu",
     *,
     clock: Any = None,
+    between: Callable[[], object] | None = None,
 ) -> dict[str, float]:
     """Latency percentiles and throughput of ``request_fn`` (see the module docstring).
 
@@ -305,11 +306,15 @@ def measure(
     same loop timing a no-op request: the harness's own cost per request), on CUDA also
     ``latency_device_p50_ms``; in ``sweep`` mode ``throughput_users_per_s/bs_<b>`` and
     ``latency_p50_ms/bs_<b>`` (p50 of one call of b users). ``disabled`` returns {}.
-    ``clock`` replaces the device's clock (tests, other accelerators).
+    ``clock`` replaces the device's clock (tests, other accelerators). ``between()`` is called
+    before every request, outside its timing: the run raises a deferred signal there, so a
+    SIGTERM stops a long measurement after the request in progress.
     """
     if cfg.mode == "disabled":
         return {}
     clock = clock if clock is not None else make_clock(device)
+    if between is not None:
+        clock = _Between(clock, between)
     rng = np.random.default_rng(cfg.seed)
     sample = sample_users(np.asarray(users, dtype=np.int64), cfg.n_requests, rng)
     singles = [sample[i : i + 1] for i in range(sample.size)]
@@ -330,6 +335,21 @@ def measure(
             out[f"throughput_users_per_s/bs_{b}"] = tput
             out[f"latency_p50_ms/bs_{b}"] = p50
     return out
+
+
+class _Between:
+    """A clock that calls ``between()`` before each timed call, outside the timing."""
+
+    def __init__(self, clock: Any, between: Callable[[], object]) -> None:
+        self._clock = clock
+        self._between = between
+
+    def time_call(self, fn: Callable[[Any], object], arg: Any) -> int:
+        self._between()
+        return int(self._clock.time_call(fn, arg))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._clock, name)
 
 
 def _latency_stats(ms: np.ndarray) -> dict[str, float]:

@@ -36,6 +36,7 @@ from bench.models.report import ModelReport, Probe, RemoteCalls
 from bench.protocol import SEGMENTS, EvalProtocol, population, segments, warm_mask
 from bench.ranking import rank_users, tie_ranks, topk
 from bench.splits import Split
+from bench.tracking import raise_pending
 
 log = logging.getLogger("bench.run")
 
@@ -568,8 +569,6 @@ def stage_meter(cfg: Mapping[str, Any], device: str) -> StageMeter:
     """Seconds and peak RSS per stage of a run (``stage_seconds/*``, ``stage_peak_rss_mb/*``),
     each stage's figures printed when it ends if progress is on. A signal received during a
     stage whose exception was swallowed is raised when the stage ends."""
-    from bench.tracking import raise_pending
-
     show = progress_enabled(cfg)
 
     def report(name: str, seconds: float, peak_mb: float) -> None:
@@ -716,8 +715,8 @@ def time_requests(
     remote = model.start_latency_pass()
     lcfg = bounded_latency(remote, lcfg, len(ranking.users), str(job.cfg["model"]["name"]))
     users = ranking.headline if len(ranking.headline) else ranking.users
-    with job.stages("latency"):
-        out = measure(request, users, lcfg, job.device)
+    with job.stages("latency"):  # a deferred SIGTERM/SIGINT stops it between two requests
+        out = measure(request, users, lcfg, job.device, between=raise_pending)
     if lcfg.mode != "disabled":
         out["latency_n_requests"] = float(lcfg.n_requests)
     return out

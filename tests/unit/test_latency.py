@@ -150,6 +150,30 @@ def test_harness_adds_under_5_percent_to_a_1ms_request():
     assert out["latency_p50_ms"] - inner_p50 < 0.05 * 1.0
 
 
+def test_between_runs_before_each_request_and_a_deferred_signal_stops_the_measurement():
+    """The runner passes ``raise_pending``: a SIGTERM received during a 100,000-request pass
+    stops it after the request in progress, not at the end of the stage."""
+    order: list[str] = []
+
+    def request(b):
+        order.append("request")
+
+    def between():
+        order.append("between")
+        if order.count("request") == 7:
+            raise SystemExit(143)
+
+    cfg = LatencyConfig(n_requests=100_000, warmup=2, batch_size=10)
+    with pytest.raises(SystemExit):
+        measure(request, np.arange(100), cfg, between=between)
+    assert order.count("request") == 7
+    assert order[:4] == ["between", "request", "between", "request"]
+    n = []
+    out = measure(request, np.arange(100), LatencyConfig(n_requests=20, warmup=2),
+                  between=lambda: n.append(1))  # fmt: skip
+    assert "latency_p50_ms" in out and "latency_overhead_ms" in out and len(n) > 40
+
+
 def test_disabled_mode_returns_nothing_and_never_calls():
     calls = []
     assert measure(calls.append, np.arange(10), LatencyConfig(mode="disabled")) == {}
