@@ -550,7 +550,12 @@ def cache_home() -> Path | None:
     if own:
         return Path(own).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "bench"
+    if xdg:
+        return Path(xdg) / "bench"
+    try:
+        return Path.home() / ".cache" / "bench"
+    except RuntimeError:  # no home directory: no cache
+        return None
 
 
 def schema_template() -> Path | None:
@@ -559,7 +564,7 @@ def schema_template() -> Path | None:
     reuses it (None when the cache is off)."""
     import importlib.util
     import sqlite3
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     home = cache_home()
     spec = importlib.util.find_spec("mlflow")
@@ -567,7 +572,11 @@ def schema_template() -> Path | None:
         return None
     versions = Path(spec.origin).parent / "store" / "db_migrations" / "versions"
     h = hashlib.sha256()
-    parts = [version(d) for d in ("mlflow", "sqlalchemy", "alembic")] + [sqlite3.sqlite_version]
+    try:
+        parts = [version(d) for d in ("mlflow", "sqlalchemy", "alembic")]
+    except PackageNotFoundError:  # not a regular install: no cache
+        return None
+    parts.append(sqlite3.sqlite_version)
     for part in parts:
         h.update(f"{part}\n".encode())
     with contextlib.suppress(OSError):

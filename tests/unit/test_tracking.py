@@ -216,3 +216,11 @@ def test_the_cached_store_is_named_by_the_versions_that_made_it(tmp_path, monkey
     monkeypatch.delenv("BENCH_CACHE_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert tracking.cache_home() == tmp_path / "xdg" / "bench"
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setattr(tracking.Path, "home", staticmethod(no_home))
+    assert tracking.cache_home() is None and tracking.schema_template() is None
+    assert tracking.Store(f"sqlite:///{tmp_path}/s/mlflow.db").search("") == []
