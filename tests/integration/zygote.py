@@ -7,8 +7,8 @@ environment, ``sys.path`` (working directory, then ``PYTHONPATH``), umask, stdin
 ``bench.cli.main(argv)`` as ``python -m bench`` does and leaves through the interpreter's normal
 exit (threading's exit hooks, atexit handlers, finalization). What it does not repeat is the
 interpreter start, the imports and the loading of the compiled metric kernels (about 4 s of CPU
-per ``bench run``); one test per command
-still starts a new interpreter (``fresh=True``), as do the launchers' own jobs.
+per ``bench run``); one test per command still starts a new interpreter (``fresh=True``), as do
+the launchers' own jobs.
 
 Protocol (one JSON line per request on stdin, one line back on stdout)::
 
@@ -20,10 +20,10 @@ With ``"code": "..."`` the child runs that code as ``python -c code *argv`` woul
 ``sys.argv == ["-c", *argv]``) instead of ``bench``.
 
 The zygote reaps its children and writes each one's return code (``Popen``'s convention: the
-exit code, or ``-signal``) to the ``rc`` file. It starts no thread of its own and uses none of
-the libraries it imports before forking; the only other threads are the idle ones polars,
-jemalloc and OpenBLAS start at import (polars builds its worker pool on first use, in the
-child).
+exit code, or ``-signal``) to the ``rc`` file. It starts no thread of its own. Before forking
+it only imports, and evaluates two tiny lists with numpy, scipy and numba's single-threaded
+kernels (``_warm_metric_kernels``); the only other threads are the idle ones polars, jemalloc
+and OpenBLAS start at import (polars builds its worker pool on first use, in the child).
 """
 
 from __future__ import annotations
