@@ -104,14 +104,18 @@ def environment_info() -> dict[str, Any]:
     return info
 
 
+#: the version recorded for a distribution that is not installed
+NOT_INSTALLED = "not installed"
+
+
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
-    """``name -> version`` from installed metadata (``"not installed"`` if absent)."""
+    """``name -> version`` from installed metadata (``NOT_INSTALLED`` if absent)."""
     out = {}
     for name in names:
         try:
             out[name] = md.version(name)
         except md.PackageNotFoundError:
-            out[name] = "not installed"
+            out[name] = NOT_INSTALLED
     return out
 
 

@@ -474,7 +474,7 @@ def prepare_sqlite_store(path: Path) -> None:
         raise
     if path.is_file() and path.stat().st_size > 0:
         tables, n_runs = inspect_sqlite_store(path)
-        leftovers = sorted(t for t in tables if t.startswith("_alembic_tmp_"))
+        leftovers = migration_leftovers(tables)
         if not leftovers:
             return
         if n_runs:
@@ -505,20 +505,21 @@ def _create_sqlite_store(path: Path) -> None:
         raise
 
 
+def migration_leftovers(tables: set[str]) -> list[str]:
+    """The tables an interrupted alembic migration leaves behind (``_alembic_tmp_*``)."""
+    return sorted(t for t in tables if t.startswith("_alembic_tmp_"))
+
+
 def _initialize_sqlite_store(tmp: Path) -> None:
     """MLflow's schema in the new SQLite file ``tmp``: a copy of the empty store this MLflow
     made before (``schema_template``), else its migrations run here and their result is kept
     as that copy. Running MLflow's ~60 migrations takes about 2 s; the copy takes
     milliseconds."""
     template = schema_template()
-    if template is not None and _usable_template(template):
-        try:
-            empty = template.read_bytes()
-        except OSError:  # unreadable: migrate instead
-            empty = b""
-        if empty:  # a write error (a full disk) names the store, not the template
-            tmp.write_bytes(empty)
-            return
+    empty = _read_template(template) if template is not None else None
+    if empty is not None:  # a write error (a full disk) names the store, not the template
+        tmp.write_bytes(empty)
+        return
     _migrate_sqlite_store(tmp)
     if template is not None:
         _keep_template(tmp, template)
@@ -564,7 +565,8 @@ def schema_template() -> Path | None:
     reuses it (None when the cache is off)."""
     import importlib.util
     import sqlite3
-    from importlib.metadata import PackageNotFoundError, version
+
+    from bench.environment import NOT_INSTALLED, package_versions
 
     home = cache_home()
     spec = importlib.util.find_spec("mlflow")
@@ -572,9 +574,8 @@ def schema_template() -> Path | None:
         return None
     versions = Path(spec.origin).parent / "store" / "db_migrations" / "versions"
     h = hashlib.sha256()
-    try:
-        parts = [version(d) for d in ("mlflow", "sqlalchemy", "alembic")]
-    except PackageNotFoundError:  # not a regular install: no cache
+    parts = list(package_versions(("mlflow", "sqlalchemy", "alembic")).values())
+    if NOT_INSTALLED in parts:  # not a regular install: no cache
         return None
     parts.append(sqlite3.sqlite_version)
     for part in parts:
@@ -585,29 +586,33 @@ def schema_template() -> Path | None:
     return home / "mlflow-schema" / f"empty-{h.hexdigest()[:16]}.db"
 
 
-def _usable_template(template: Path) -> bool:
-    """``template`` is a complete empty store (MLflow's tables, its alembic revision, no run,
-    no leftover of a migration); anything else is ignored and made again."""
+def _read_template(template: Path) -> bytes | None:
+    """The bytes of ``template`` when they are a complete empty store (MLflow's tables, one
+    alembic revision, no run, no leftover of a migration), checked in memory so that what was
+    checked is what is copied; None for anything else (it is made again)."""
     import sqlite3
 
-    if not template.is_file():
-        return False
     try:
-        con = sqlite3.connect(f"file:{template}?mode=ro", uri=True)
-        try:
-            rows = con.execute("select name from sqlite_master where type='table'")
-            tables = {r[0] for r in rows}
-            ok = {"alembic_version", "runs", "experiments"} <= tables and not any(
-                t.startswith("_alembic_tmp_") for t in tables
-            )
-            ok = ok and con.execute("select count(*) from alembic_version").fetchone()[0] == 1
-            ok = ok and con.execute("select count(*) from runs").fetchone()[0] == 0
-            ok = ok and con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
-        finally:
-            con.close()
+        data = template.read_bytes()
+    except OSError:  # missing or unreadable
+        return None
+    if not data:  # deserialize() cannot take an empty buffer
+        return None
+    con = sqlite3.connect(":memory:")
+    try:
+        con.deserialize(data)
+        tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
+        ok = {"alembic_version", "runs", "experiments"} <= tables and not migration_leftovers(
+            tables
+        )
+        ok = ok and con.execute("select count(*) from alembic_version").fetchone()[0] == 1
+        ok = ok and con.execute("select count(*) from runs").fetchone()[0] == 0
+        ok = ok and con.execute("PRAGMA quick_check").fetchone()[0] == "ok"
     except sqlite3.DatabaseError:
-        return False
-    return bool(ok)
+        return None
+    finally:
+        con.close()
+    return data if ok else None
 
 
 def _keep_template(store: Path, template: Path) -> None:

@@ -193,7 +193,10 @@ def test_a_damaged_or_unwritable_cache_never_fails_a_store(tmp_path, monkeypatch
     monkeypatch.setattr(tracking, "_migrate_sqlite_store", lambda t: (migrated.append(t), real(t)))
     tracking.Store(f"sqlite:///{tmp_path}/a/mlflow.db")
     assert len(migrated) == 1  # the junk was not copied: migrations ran ...
-    assert tracking._usable_template(template)  # ... and replaced it
+    assert tracking._read_template(template) is not None  # ... and replaced it
+    for damage in (b"", template.read_bytes()[:20_000]):  # empty, truncated
+        template.write_bytes(damage)
+        assert tracking._read_template(template) is None
 
     (tmp_path / "file").write_text("a file where the cache folder would be")
     monkeypatch.setenv("BENCH_CACHE_HOME", str(tmp_path / "file"))
