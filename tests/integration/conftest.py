@@ -19,6 +19,9 @@ import pytest
 from bench.files import normal_dir_mode
 
 REPO = Path(__file__).resolve().parents[2]
+#: the small synthetic dataset of the end-to-end tests that are not about the data
+SMALL_DATA = ["dataset=synthetic", "dataset.params.n_users=300", "dataset.params.n_items=150",
+              "dataset.params.n_interactions=6000"]  # fmt: skip
 
 
 def bench_env(env: dict | None = None, **extra: str) -> dict[str, str]:

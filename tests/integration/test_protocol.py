@@ -19,14 +19,13 @@ from bench.report.leaderboard import leaderboard_main
 from bench.runner import run_experiment
 from bench.splits import load_split
 
+from .conftest import SMALL_DATA
+
 pytestmark = [pytest.mark.integration]
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 DATA = [
-    "dataset=synthetic",
-    "dataset.params.n_users=300",
-    "dataset.params.n_items=150",
-    "dataset.params.n_interactions=6000",
+    *SMALL_DATA,
     "dataset.params.late_user_fraction=0.15",
     "latency=disabled",
     "eval.ks=[5,10]",

@@ -13,12 +13,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from .conftest import bench, runs
+from .conftest import SMALL_DATA, bench, runs
 from .test_run_e2e import artifact
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-DATA = ["dataset=synthetic", "dataset.params.n_users=300", "dataset.params.n_items=150",
-        "dataset.params.n_interactions=6000"]
+DATA = SMALL_DATA
 
 
 def test_recbole_sweep_logs_lists_equal_to_trec_eval_and_repeats_exactly(tmp_path):

@@ -10,13 +10,12 @@ from collections import Counter
 
 import pytest
 
-from .conftest import REPO, bench, runs, spawn, store, wait_until
+from .conftest import REPO, SMALL_DATA, bench, runs, spawn, store, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # a small synthetic dataset: these tests are about sweeps, not about the data
-FAST = ["dataset=synthetic", "dataset.params.n_users=300", "dataset.params.n_items=150",
-        "dataset.params.n_interactions=6000", "latency.n_requests=30", "latency.warmup=5"]
+FAST = [*SMALL_DATA, "latency.n_requests=30", "latency.warmup=5"]
 
 
 def _count(db, status):

@@ -12,17 +12,12 @@ import pytest
 
 from bench import tracking
 from bench.cli import main as cli_main
-from tests.integration.conftest import bench
+
+from .conftest import SMALL_DATA, bench
 
 pytestmark = [pytest.mark.integration]
 
-DATA = [
-    "dataset=synthetic",
-    "dataset.params.n_users=300",
-    "dataset.params.n_items=150",
-    "dataset.params.n_interactions=6000",
-    "latency=disabled",
-]
+DATA = [*SMALL_DATA, "latency=disabled"]
 TEST_PREFIXES = ("ndcg_at", "recall_at", "precision_at", "hit_rate_at", "mrr_at", "map_at",
                  "coverage_at", "novelty_at", "latency_", "throughput", "n_users_evaluated")
 
